@@ -1,0 +1,16 @@
+# One image for both processes: `web` (default) and `worker` (docker run IMAGE dmrelay worker).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PORT=8000
+WORKDIR /app
+
+COPY pyproject.toml README.md ./
+COPY relay ./relay
+COPY workers ./workers
+RUN pip install . && useradd --create-home --uid 10001 dmrelay
+
+USER dmrelay
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+  CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/healthz', timeout=4)"
+CMD ["sh", "-c", "exec gunicorn --config python:relay.gunicorn_conf 'relay.app:create_app()'"]

@@ -1,0 +1,1 @@
+"""dmrelay: a webhook relay between ManyChat and the DmTracker API."""

@@ -1,0 +1,164 @@
+"""The `dmrelay` command: web, worker, sandbox, dead letters, tokens, and a local run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from relay import deadletters
+from relay.deadletters import DeadLetterFilter
+from relay.endpoints import ENDPOINTS
+from relay.errors import ConfigError
+from relay.logs import configure_logging
+from relay.settings import Settings, load_orgs, load_settings
+from relay.store import Store, connect
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; configuration errors print one line and exit 2."""
+    args = build_parser().parse_args(argv)
+    configure_logging()
+    try:
+        return int(args.handler(args) or 0)
+    except ConfigError as error:
+        print(f"dmrelay: configuration error: {error}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Describe every subcommand."""
+    parser = argparse.ArgumentParser(prog="dmrelay", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add(commands, "web", "run the web process under gunicorn", _web)
+    _add(commands, "worker", "run a delivery worker", _worker)
+    sandbox = _add(commands, "sandbox", "run a local DmTracker stand-in", _sandbox)
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8100)
+    sandbox.add_argument("--latency-ms", type=int, default=0)
+    sandbox.add_argument("--fault-rate", type=float, default=0.0)
+    sandbox.add_argument("--create-contact-limit", type=int, default=60)
+    run = _add(commands, "run", "run web, worker, Redis and the sandbox locally", _run)
+    run.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    _add_dead_letters(commands)
+    return parser
+
+
+def _add(
+    commands: argparse._SubParsersAction, name: str, help_text: str, handler: Callable
+) -> argparse.ArgumentParser:
+    parser = commands.add_parser(name, help=help_text, description=help_text)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def _add_dead_letters(commands: argparse._SubParsersAction) -> None:
+    group = commands.add_parser("dead-letters", help="list, replay or purge dead letters")
+    actions = group.add_subparsers(dest="action", required=True)
+    for name, handler in (("list", _dl_list), ("replay", _dl_replay), ("purge", _dl_purge)):
+        action = _add(actions, name, f"{name} dead letters", handler)
+        if name != "list":
+            which = action.add_mutually_exclusive_group(required=True)
+            which.add_argument("id", nargs="?", help="one dead letter's delivery id")
+            which.add_argument("--all", action="store_true", help="every dead letter matching")
+        action.add_argument("--org", help="organization id")
+        action.add_argument("--endpoint", choices=sorted(ENDPOINTS))
+        action.add_argument("--status", type=int, help="last HTTP status from DmTracker")
+        action.add_argument("--since", type=_timestamp, help="ISO time, dead at or after")
+        action.add_argument("--until", type=_timestamp, help="ISO time, dead before")
+
+
+def _timestamp(value: str) -> float:
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from None
+
+
+def _web(args: argparse.Namespace) -> int:
+    load_settings()  # fail here with one clear line rather than inside gunicorn
+    app = "relay.app:create_app()"
+    os.execvp(  # noqa: S606 - replace this process with gunicorn, no shell
+        "gunicorn", ["gunicorn", "--config", "python:relay.gunicorn_conf", app]
+    )
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from workers.runtime import run_worker
+
+    run_worker(load_settings())
+    return 0
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from relay.sandbox import SandboxOrg, serve
+
+    # The sandbox needs only the organizations: no Redis, no secret.
+    orgs = [SandboxOrg(org.id, org.token) for org in load_orgs(os.environ)]
+    serve(
+        orgs,
+        args.host,
+        args.port,
+        latency_ms=args.latency_ms,
+        fault_rate=args.fault_rate,
+        create_contact_limit_per_minute=args.create_contact_limit,
+    )
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from relay.devrun import run_local
+
+    return run_local(args.port)
+
+
+def _store(settings: Settings) -> Store:
+    return Store(connect(settings.redis_url))
+
+
+def _filter(args: argparse.Namespace) -> DeadLetterFilter:
+    return DeadLetterFilter(None, args.org, args.endpoint, args.status, args.since, args.until)
+
+
+def _dl_list(args: argparse.Namespace) -> int:
+    store = _store(load_settings())
+    for delivery in deadletters.find(store, _filter(args)):
+        last = delivery.last_attempt
+        print(
+            json.dumps(
+                {
+                    "id": delivery.id,
+                    "org_id": delivery.org_id,
+                    "endpoint": delivery.endpoint,
+                    "status": last.status if last else None,
+                    "reason": delivery.reason,
+                    "attempts": len(delivery.attempts),
+                    "dead_at": datetime.fromtimestamp(delivery.finished_at or 0).isoformat(),
+                }
+            )
+        )
+    return 0
+
+
+def _dl_replay(args: argparse.Namespace) -> int:
+    return _dl_apply(args, deadletters.replay, "replayed")
+
+
+def _dl_purge(args: argparse.Namespace) -> int:
+    return _dl_apply(args, deadletters.purge, "purged")
+
+
+def _dl_apply(args: argparse.Namespace, operation: Callable, verb: str) -> int:
+    store = _store(load_settings())
+    where = DeadLetterFilter(ids=(args.id,)) if args.id else _filter(args)
+    ids = operation(store, where)
+    if args.id and not ids:
+        print(f"dmrelay: no dead letter {args.id}", file=sys.stderr)
+        return 1
+    print(f"{verb} {len(ids)} dead letter(s)")
+    for delivery_id in ids:
+        print(delivery_id)
+    return 0

@@ -1,0 +1,84 @@
+"""The Delivery: one accepted request on its way to DmTracker, JSON-serialisable."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# Delivery states, in the order a delivery usually passes through them.
+QUEUED = "queued"
+RETRYING = "retrying"
+DELIVERED = "delivered"
+DEAD = "dead"
+STATES = (QUEUED, RETRYING, DELIVERED, DEAD)
+
+
+@dataclass
+class Attempt:
+    """One call to DmTracker and what came of it."""
+
+    at: float
+    status: int | None
+    latency_ms: float
+    outcome: str
+    body: str = ""
+    error: str | None = None
+
+
+@dataclass
+class Delivery:
+    """A message to deliver: never holds the organization's token."""
+
+    id: str
+    org_id: str
+    endpoint: str
+    payload: dict[str, Any]
+    received_at: float
+    request_id: str = ""
+    idempotency_key: str = ""
+    contact_keys: list[str] = field(default_factory=list)
+    state: str = QUEUED
+    attempts: list[Attempt] = field(default_factory=list)
+    attempts_used: int = 0
+    next_attempt_at: float | None = None
+    reason: str | None = None
+    finished_at: float | None = None
+    replays: int = 0
+    holds_rate_slot: bool = False
+
+    @classmethod
+    def new(cls, org_id: str, endpoint: str, payload: dict[str, Any], **extra: Any) -> Delivery:
+        """Create a fresh delivery with a new id, received now."""
+        return cls(
+            id=new_delivery_id(),
+            org_id=org_id,
+            endpoint=endpoint,
+            payload=payload,
+            received_at=time.time(),
+            **extra,
+        )
+
+    def to_json(self) -> str:
+        """Serialise to compact JSON."""
+        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Delivery:
+        """Rebuild a delivery from its JSON form."""
+        data = json.loads(raw)
+        data["attempts"] = [Attempt(**attempt) for attempt in data.get("attempts", [])]
+        return cls(**data)
+
+    @property
+    def last_attempt(self) -> Attempt | None:
+        """Return the most recent attempt, if any."""
+        return self.attempts[-1] if self.attempts else None
+
+
+def new_delivery_id() -> str:
+    """Return a sortable, URL- and RQ-safe delivery id."""
+    # Time first so ids sort by acceptance; RQ allows only [A-Za-z0-9_-] in job ids.
+    return f"dlv_{time.time_ns():x}{uuid.uuid4().hex[:12]}"

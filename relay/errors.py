@@ -1,0 +1,80 @@
+"""One error hierarchy for dmrelay; every HTTP-facing error carries its status."""
+
+from __future__ import annotations
+
+
+class DmRelayError(Exception):
+    """Base of every error dmrelay raises on purpose."""
+
+
+class ConfigError(DmRelayError):
+    """A configuration variable is missing or invalid."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+
+
+class HttpError(DmRelayError):
+    """An error answered to an HTTP client in the surface's documented shape."""
+
+    status = 500
+    title = "Internal Server Error"
+    code = "INTERNAL_ERROR"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+class BadRequest(HttpError):
+    status, title, code = 400, "Bad Request", "BAD_REQUEST"
+
+
+class Unauthorized(HttpError):
+    status, title, code = 401, "Unauthorized", "UNAUTHORIZED"
+
+
+class Forbidden(HttpError):
+    status, title, code = 403, "Forbidden", "FORBIDDEN"
+
+
+class NotFound(HttpError):
+    status, title, code = 404, "Not Found", "RESOURCE_NOT_FOUND"
+
+
+class MethodNotAllowed(HttpError):
+    status, title, code = 405, "Method Not Allowed", "METHOD_NOT_ALLOWED"
+
+
+class PayloadTooLarge(HttpError):
+    status, title, code = 413, "Payload Too Large", "PAYLOAD_TOO_LARGE"
+
+
+class UnsupportedMediaType(HttpError):
+    status, title, code = 415, "Unsupported Media Type", "UNSUPPORTED_MEDIA_TYPE"
+
+
+class Unprocessable(HttpError):
+    status, title, code = 422, "Unprocessable Entity", "VALIDATION_FAILED"
+
+
+class TooManyRequests(HttpError):
+    status, title, code = 429, "Too Many Requests", "RATE_LIMITED"
+
+
+class ServiceUnavailable(HttpError):
+    status, title, code = 503, "Service Unavailable", "SERVICE_UNAVAILABLE"
+
+
+class FieldError(HttpError):
+    """A body field broke a documented rule; 400 or 422 as DmTracker answers it."""
+
+    code = "VALIDATION_FAILED"
+
+    def __init__(self, field: str, message: str, *, status: int = 400) -> None:
+        super().__init__(f"The '{field}' field {message}")
+        self.field = field
+        self.status = status
+        self.title = "Bad Request" if status == 400 else "Unprocessable Entity"

@@ -1,0 +1,29 @@
+"""gunicorn settings for the web process: threaded workers bound to $PORT."""
+
+import os
+import sys
+
+bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# A thin I/O-bound receiver: threads are cheap concurrency (gthread worker).
+worker_class = "gthread"
+threads = int(os.environ.get("DMRELAY_WEB_THREADS", "8"))
+timeout = 30
+graceful_timeout = 25
+keepalive = 5
+accesslog = None
+errorlog = "-"
+
+
+def on_starting(server: object) -> None:
+    """Stop with one clear line when the configuration is wrong."""
+    from relay.errors import ConfigError
+    from relay.logs import configure_logging
+    from relay.settings import load_settings
+
+    configure_logging()
+    try:
+        load_settings()
+    except ConfigError as error:
+        print(f"dmrelay: configuration error: {error}", file=sys.stderr)
+        sys.exit(2)

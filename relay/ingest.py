@@ -1,0 +1,123 @@
+"""The ManyChat-facing surface: DmTracker's own routes, answered at once, queued durably."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+
+from relay import defaults
+from relay.auth import TOKEN_HEADER, organization_for_token
+from relay.delivery import Delivery
+from relay.errors import BadRequest, FieldError, Forbidden, UnsupportedMediaType
+from relay.schemas import validate
+from relay.settings import Org, Settings
+from relay.store import Store, fingerprint
+
+bp = Blueprint("ingest", __name__, url_prefix="/api/v1")
+
+
+@bp.post("/contact/default-reply")
+def default_reply() -> Response:
+    """Accept a ManyChat default reply."""
+    return ingest("default-reply")
+
+
+@bp.post("/organization/create-contact")
+def create_contact() -> Response:
+    """Accept a contact to create or update."""
+    return ingest("create-contact")
+
+
+@bp.post("/contact/update-tags-external")
+def update_tags() -> Response:
+    """Accept a tag update."""
+    return ingest("update-tags")
+
+
+# ManyChat cannot send PATCH, so POST and PUT are accepted too; the worker always PATCHes.
+@bp.route("/contact/contact-status", methods=["PATCH", "POST", "PUT"])
+def contact_status() -> Response:
+    """Accept a lead status or pipeline stage change."""
+    return ingest("contact-status")
+
+
+def ingest(endpoint: str) -> Response:
+    """Authenticate, validate, filter, deduplicate and enqueue one request."""
+    settings: Settings = current_app.config["SETTINGS"]
+    org = organization_for_token(request.headers.get(TOKEN_HEADER), settings.orgs)
+    validated = validate(endpoint, read_json_body())
+    body = bind_organization(validated.body, org, settings)
+    if validated.skip_reason:
+        return skipped(validated.skip_reason)
+    delivery = Delivery.new(
+        org.id,
+        endpoint,
+        body,
+        request_id=g.get("request_id", ""),
+        idempotency_key=idempotency_key(),
+    )
+    store: Store = current_app.extensions["dmrelay.store"]
+    accepted = store.accept(
+        delivery,
+        fingerprint(org.id, endpoint, json.dumps(body, sort_keys=True)),
+        window_seconds=settings.dedup_window_seconds,
+        max_pending=settings.max_pending_deliveries,
+    )
+    return queued(accepted.delivery_id, accepted.duplicate)
+
+
+def read_json_body() -> Any:
+    """Return the parsed JSON body, or raise 415 / 400."""
+    if not request.mimetype == "application/json":
+        raise UnsupportedMediaType("Send the body as JSON with Content-Type: application/json.")
+    raw = request.get_data(cache=True)
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise BadRequest("The request body is not valid JSON.") from None
+
+
+def bind_organization(body: dict[str, Any], org: Org, settings: Settings) -> dict[str, Any]:
+    """Check the body names the token's organization and fill it in when omitted."""
+    named = body.get("organization_id")
+    if named is not None and named != org.id:
+        raise Forbidden("The token does not belong to the organization in 'organization_id'.")
+    page_name = body.get("page_name")
+    if named is None and page_name and _page_belongs_elsewhere(page_name, org, settings):
+        raise Forbidden("The token does not belong to the organization of 'page_name'.")
+    return {**body, "organization_id": org.id}
+
+
+def _page_belongs_elsewhere(page_name: str, org: Org, settings: Settings) -> bool:
+    return any(other.page_name == page_name and other.id != org.id for other in settings.orgs)
+
+
+def idempotency_key() -> str:
+    """Return the Idempotency-Key header, bounded in length."""
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if len(key) > defaults.IDEMPOTENCY_KEY_MAX_CHARS:
+        raise FieldError(
+            "Idempotency-Key", f"must be at most {defaults.IDEMPOTENCY_KEY_MAX_CHARS} characters."
+        )
+    return key
+
+
+def skipped(reason: str) -> Response:
+    """Answer a message that is filtered out and not queued."""
+    return jsonify(
+        status="skipped",
+        message="Message not forwarded: it carries no reply to track.",
+        data={"reason": reason},
+    )
+
+
+def queued(delivery_id: str, duplicate: bool) -> Response:
+    """Answer a message stored for delivery."""
+    message = "Duplicate of a message already queued." if duplicate else "Message queued."
+    return jsonify(
+        status="queued",
+        message=message,
+        data={"delivery_id": delivery_id, "duplicate": duplicate},
+    )

@@ -1,0 +1,34 @@
+"""Remove secrets from text before it is stored or shown, and cut it to size."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from relay import defaults
+
+# Values of fields and headers that look like credentials, in JSON or header form.
+_SECRET_FIELD = re.compile(
+    r'(?i)("?(?:x-org-auth-token|authorization|token|secret|password|api[_-]?key)"?\s*[:=]\s*"?)'
+    r'([^"\s,}]+)'
+)
+REDACTED = "[redacted]"
+
+
+def redact(
+    text: str, secrets: Iterable[str] = (), limit_bytes: int = defaults.RESPONSE_BODY_KEEP_BYTES
+) -> str:
+    """Return text with known secrets and credential-looking values masked, cut to a limit."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    text = _SECRET_FIELD.sub(lambda m: m.group(1) + REDACTED, text)
+    return truncate_utf8(text, limit_bytes)
+
+
+def truncate_utf8(text: str, limit_bytes: int) -> str:
+    """Cut text to at most limit_bytes of UTF-8 without splitting a character."""
+    encoded = text.encode("utf-8")
+    if len(encoded) <= limit_bytes:
+        return text
+    return encoded[:limit_bytes].decode("utf-8", errors="ignore")

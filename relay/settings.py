@@ -1,0 +1,212 @@
+"""Configuration, read once from the environment into a frozen Settings object."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from relay import defaults
+from relay.endpoints import ENDPOINTS
+from relay.errors import ConfigError
+
+MIN_SECRET_CHARS = 16
+
+
+@dataclass(frozen=True)
+class Org:
+    """One organization the relay serves; its token never shows in a repr."""
+
+    id: str
+    token: str = field(repr=False)
+    page_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the web and worker processes need to know, fixed at start-up."""
+
+    redis_url: str
+    secret_key: str = field(repr=False)
+    orgs: tuple[Org, ...]
+    dmtracker_base_url: str = defaults.DMTRACKER_BASE_URL
+    metrics_token: str | None = field(default=None, repr=False)
+    dedup_window_seconds: int = defaults.DEDUP_WINDOW_SECONDS
+    max_pending_deliveries: int = defaults.MAX_PENDING_DELIVERIES
+    max_attempts: int = defaults.MAX_ATTEMPTS
+    backoff_base_seconds: float = defaults.BACKOFF_BASE_SECONDS
+    backoff_cap_seconds: float = defaults.BACKOFF_CAP_SECONDS
+    http_connect_timeout_seconds: float = defaults.HTTP_CONNECT_TIMEOUT_SECONDS
+    http_read_timeout_seconds: float = defaults.HTTP_READ_TIMEOUT_SECONDS
+    rate_limits_per_minute: Mapping[str, int] = field(default_factory=dict)
+    worker_concurrency: int = defaults.WORKER_CONCURRENCY
+    delivered_retention_seconds: int = defaults.DELIVERED_RETENTION_SECONDS
+    dead_letter_retention_seconds: int = defaults.DEAD_LETTER_RETENTION_SECONDS
+
+    def org_by_id(self, org_id: str) -> Org | None:
+        """Return the configured organization with this id, if any."""
+        return next((org for org in self.orgs if org.id == org_id), None)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and check every variable; raise ConfigError naming the first bad one."""
+    env = os.environ if env is None else env
+    return Settings(
+        redis_url=_required(env, "REDIS_URL"),
+        secret_key=_secret(env, "DMRELAY_SECRET_KEY"),
+        orgs=load_orgs(env),
+        dmtracker_base_url=_url(env, "DMTRACKER_BASE_URL", defaults.DMTRACKER_BASE_URL),
+        metrics_token=env.get("DMRELAY_METRICS_TOKEN") or None,
+        dedup_window_seconds=_int(
+            env, "DMRELAY_DEDUP_WINDOW_SECONDS", defaults.DEDUP_WINDOW_SECONDS
+        ),
+        max_pending_deliveries=_int(
+            env, "DMRELAY_MAX_PENDING_DELIVERIES", defaults.MAX_PENDING_DELIVERIES
+        ),
+        max_attempts=_int(env, "DMRELAY_MAX_ATTEMPTS", defaults.MAX_ATTEMPTS, minimum=1),
+        backoff_base_seconds=_float(
+            env, "DMRELAY_BACKOFF_BASE_SECONDS", defaults.BACKOFF_BASE_SECONDS
+        ),
+        backoff_cap_seconds=_float(
+            env, "DMRELAY_BACKOFF_CAP_SECONDS", defaults.BACKOFF_CAP_SECONDS
+        ),
+        http_connect_timeout_seconds=_float(
+            env, "DMRELAY_HTTP_CONNECT_TIMEOUT_SECONDS", defaults.HTTP_CONNECT_TIMEOUT_SECONDS
+        ),
+        http_read_timeout_seconds=_float(
+            env, "DMRELAY_HTTP_READ_TIMEOUT_SECONDS", defaults.HTTP_READ_TIMEOUT_SECONDS
+        ),
+        rate_limits_per_minute=_rate_limits(env),
+        worker_concurrency=_int(
+            env, "DMRELAY_WORKER_CONCURRENCY", defaults.WORKER_CONCURRENCY, minimum=1
+        ),
+        delivered_retention_seconds=_int(
+            env, "DMRELAY_DELIVERED_RETENTION_SECONDS", defaults.DELIVERED_RETENTION_SECONDS
+        ),
+        dead_letter_retention_seconds=_int(
+            env, "DMRELAY_DEAD_LETTER_RETENTION_SECONDS", defaults.DEAD_LETTER_RETENTION_SECONDS
+        ),
+    )
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigError(name, "is not set")
+    return value
+
+
+def _secret(env: Mapping[str, str], name: str) -> str:
+    value = _required(env, name)
+    if len(value) < MIN_SECRET_CHARS:
+        raise ConfigError(name, f"must be at least {MIN_SECRET_CHARS} characters long")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip() or default
+    if not value.startswith(("http://", "https://")):
+        raise ConfigError(name, "must be an http:// or https:// URL")
+    return value.rstrip("/")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(name, f"must be at least {minimum}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(name, "must be greater than 0")
+    return value
+
+
+def _rate_limits(env: Mapping[str, str]) -> dict[str, int]:
+    name = "DMRELAY_RATE_LIMITS"
+    limits = {e.name: e.rate_limited_per_minute for e in ENDPOINTS.values()}
+    raw = env.get(name, "").strip()
+    overrides = _json(name, raw) if raw else {}
+    if not isinstance(overrides, dict) or not all(
+        key in ENDPOINTS and (value is None or (isinstance(value, int) and value > 0))
+        for key, value in overrides.items()
+    ):
+        raise ConfigError(
+            name, f"must map endpoint names ({', '.join(ENDPOINTS)}) to requests per minute"
+        )
+    limits.update(overrides)
+    return {key: value for key, value in limits.items() if value}
+
+
+def load_orgs(env: Mapping[str, str]) -> tuple[Org, ...]:
+    """Read the organizations from DMRELAY_ORGS or DMRELAY_ORGS_FILE."""
+    name, raw = "DMRELAY_ORGS", env.get("DMRELAY_ORGS", "").strip()
+    if not raw and env.get("DMRELAY_ORGS_FILE"):
+        name = "DMRELAY_ORGS_FILE"
+        raw = _read_file(name, env["DMRELAY_ORGS_FILE"])
+    if not raw:
+        raise ConfigError("DMRELAY_ORGS", "is not set (nor DMRELAY_ORGS_FILE)")
+    entries = _json(name, raw)
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(name, "must be a non-empty JSON array of organizations")
+    orgs = tuple(_org(name, index, entry) for index, entry in enumerate(entries))
+    _check_unique(name, orgs)
+    return orgs
+
+
+def _org(name: str, index: int, entry: Any) -> Org:
+    where = f"entry {index}"
+    if not isinstance(entry, dict):
+        raise ConfigError(name, f"{where} must be an object with id and token")
+    org_id, token, page_name = entry.get("id"), entry.get("token"), entry.get("page_name")
+    try:
+        org_id = str(uuid.UUID(str(org_id)))
+    except ValueError:
+        raise ConfigError(name, f"{where}: 'id' must be an organization UUID") from None
+    if not isinstance(token, str) or not token.strip():
+        raise ConfigError(name, f"{where}: 'token' must be a non-empty string")
+    if page_name is not None and not isinstance(page_name, str):
+        raise ConfigError(name, f"{where}: 'page_name' must be a string")
+    return Org(id=org_id, token=token.strip(), page_name=page_name or None)
+
+
+def _check_unique(name: str, orgs: tuple[Org, ...]) -> None:
+    for attribute in ("id", "token"):
+        values = [getattr(org, attribute) for org in orgs]
+        if len(set(values)) != len(values):
+            raise ConfigError(name, f"two organizations share the same {attribute}")
+
+
+def _json(name: str, raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as error:
+        # Never echo the value: it holds tokens.
+        raise ConfigError(
+            name, f"is not valid JSON (line {error.lineno}, column {error.colno})"
+        ) from None
+
+
+def _read_file(name: str, path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(name, f"cannot read {path}: {error.strerror}") from None

@@ -1,0 +1,513 @@
+"""Redis and RQ behind one adapter: deliveries, queues, contact ordering, dead letters."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import redis
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+from relay import defaults
+from relay.delivery import DEAD, Delivery
+from relay.errors import ServiceUnavailable
+
+TASK = "workers.tasks.deliver"
+LATENCY_SAMPLES = 1000
+STATS_RETENTION_SECONDS = 25 * 3600
+IDEMPOTENCY_KEY_TTL_SECONDS = 24 * 3600
+MAX_ACCEPT_TRIES = 5
+
+# Start a delivery only when it heads every contact chain it is in; otherwise park it.
+_TRY_START = """
+for _, chain in ipairs(KEYS) do
+  if redis.call('LINDEX', chain, 0) ~= ARGV[1] then
+    redis.call('SADD', ARGV[2], ARGV[1])
+    return 0
+  end
+end
+return 1
+"""
+
+# Leave every chain; wake each parked successor that now heads all of its chains.
+_FINISH = """
+local id, parked, prefix, queue_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local woken = {}
+for _, chain in ipairs(KEYS) do redis.call('LREM', chain, 1, id) end
+for _, chain in ipairs(KEYS) do
+  local head = redis.call('LINDEX', chain, 0)
+  if head and redis.call('SISMEMBER', parked, head) == 1 then
+    local raw = redis.call('GET', prefix .. ':d:' .. head)
+    local ready = raw ~= false
+    if ready then
+      local next = cjson.decode(raw)
+      for _, other in ipairs(next['contact_keys']) do
+        if redis.call('LINDEX', other, 0) ~= head then ready = false end
+      end
+      if ready then
+        redis.call('SREM', parked, head)
+        redis.call('RPUSH', queue_prefix .. next['org_id'], head)
+        table.insert(woken, head)
+      end
+    end
+  end
+end
+return woken
+"""
+
+# Move due scheduled deliveries onto their queue; atomic, so several workers never double.
+_MOVE_DUE = """
+local moved = 0
+for i, scheduled in ipairs(KEYS) do
+  local due = redis.call('ZRANGEBYSCORE', scheduled, '-inf', ARGV[1], 'LIMIT', 0, 500)
+  for _, id in ipairs(due) do
+    redis.call('ZREM', scheduled, id)
+    redis.call('RPUSH', ARGV[i + 1], id)
+    moved = moved + 1
+  end
+end
+return moved
+"""
+
+# Give a dead worker's in-flight deliveries back to their queues.
+_REQUEUE_PROCESSING = """
+local prefix, queue_prefix = ARGV[1], ARGV[2]
+local count = 0
+while true do
+  local id = redis.call('LPOP', KEYS[1])
+  if not id then break end
+  local raw = redis.call('GET', prefix .. ':d:' .. id)
+  if raw then
+    redis.call('RPUSH', queue_prefix .. cjson.decode(raw)['org_id'], id)
+    count = count + 1
+  end
+end
+redis.call('SREM', KEYS[2], ARGV[3])
+return count
+"""
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The outcome of accepting a request: its delivery id, and whether it was a repeat."""
+
+    delivery_id: str
+    duplicate: bool
+
+
+def queue_name(org_id: str) -> str:
+    """Return the RQ queue name of one organization (one queue each, for fairness)."""
+    return f"dmrelay-{org_id}"
+
+
+class Store:
+    """The only place that talks to Redis and RQ."""
+
+    def __init__(self, connection: redis.Redis, prefix: str = defaults.KEY_PREFIX) -> None:
+        self.redis = connection
+        self.prefix = prefix
+        self._queues: dict[str, Queue] = {}
+        self._try_start = connection.register_script(_TRY_START)
+        self._finish = connection.register_script(_FINISH)
+        self._move_due = connection.register_script(_MOVE_DUE)
+        self._requeue_processing = connection.register_script(_REQUEUE_PROCESSING)
+
+    # -- keys ---------------------------------------------------------------------------------
+    def key(self, *parts: str) -> str:
+        """Return a key in the relay's namespace."""
+        return ":".join((self.prefix, *parts))
+
+    def delivery_key(self, delivery_id: str) -> str:
+        """Return the key that holds one delivery."""
+        return self.key("d", delivery_id)
+
+    def queue(self, org_id: str) -> Queue:
+        """Return the RQ queue of an organization (JSON serializer, never pickle)."""
+        if org_id not in self._queues:
+            self._queues[org_id] = Queue(
+                queue_name(org_id), connection=self.redis, serializer=JSONSerializer
+            )
+        return self._queues[org_id]
+
+    # -- web side -----------------------------------------------------------------------------
+    def ping(self) -> bool:
+        """Return True when Redis answers."""
+        try:
+            return bool(self.redis.ping())
+        except redis.RedisError:
+            return False
+
+    def accept(
+        self, delivery: Delivery, fingerprint: str, *, window_seconds: int, max_pending: int
+    ) -> Accepted:
+        """Store and enqueue a delivery once; a repeat within the window returns the first id."""
+        dedup_keys = self._dedup_keys(delivery, fingerprint)
+        try:
+            for _ in range(MAX_ACCEPT_TRIES):
+                with self.redis.pipeline() as pipe:
+                    try:
+                        return self._accept_once(
+                            pipe, delivery, dedup_keys, window_seconds, max_pending
+                        )
+                    except redis.WatchError:
+                        continue  # a concurrent identical request won: look again
+        except redis.RedisError as error:
+            raise ServiceUnavailable("The relay cannot store messages right now.") from error
+        raise ServiceUnavailable("The relay is too busy to store this message; try again.")
+
+    def _dedup_keys(self, delivery: Delivery, fingerprint: str) -> list[tuple[str, int]]:
+        keys = [(self.key("dedup", delivery.org_id, fingerprint), 0)]
+        if delivery.idempotency_key:
+            digest = hashlib.sha256(delivery.idempotency_key.encode()).hexdigest()
+            keys.append((self.key("idem", delivery.org_id, digest), IDEMPOTENCY_KEY_TTL_SECONDS))
+        return keys
+
+    def _accept_once(
+        self,
+        pipe: redis.client.Pipeline,
+        delivery: Delivery,
+        dedup_keys: list[tuple[str, int]],
+        window_seconds: int,
+        max_pending: int,
+    ) -> Accepted:
+        pending_key = self.key("pending")
+        pipe.watch(pending_key, *(key for key, _ in dedup_keys))
+        for key, _ in dedup_keys:
+            existing = pipe.get(key)
+            if existing:
+                return Accepted(existing.decode(), duplicate=True)
+        if int(pipe.get(pending_key) or 0) >= max_pending:
+            raise ServiceUnavailable(
+                f"The relay holds {max_pending} undelivered messages, its limit; try again later."
+            )
+        chains = self._contact_chains(pipe, delivery)
+        delivery.contact_keys = chains
+        pipe.multi()
+        for key, ttl in dedup_keys:
+            pipe.set(key, delivery.id, ex=ttl or window_seconds)
+        self._store_new(pipe, delivery)
+        pipe.execute()
+        return Accepted(delivery.id, duplicate=False)
+
+    def _store_new(self, pipe: redis.client.Pipeline, delivery: Delivery) -> None:
+        """Queue the commands that store, index, chain and enqueue a new delivery."""
+        pipe.set(self.delivery_key(delivery.id), delivery.to_json())
+        pipe.incr(self.key("pending"))
+        pipe.zadd(self.key("index"), {delivery.id: delivery.received_at})
+        self._count(pipe, delivery.org_id, delivery.endpoint, "accepted")
+        for chain in delivery.contact_keys:
+            pipe.rpush(chain, delivery.id)
+        self._link_identities(pipe, delivery)
+        self.queue(delivery.org_id).enqueue_call(
+            TASK,
+            args=(delivery.id,),
+            job_id=delivery.id,
+            result_ttl=0,
+            ttl=None,
+            failure_ttl=defaults.DEAD_LETTER_RETENTION_SECONDS,
+            pipeline=pipe,
+            description=f"deliver {delivery.endpoint} {delivery.id}",
+        )
+
+    # -- contact ordering ---------------------------------------------------------------------
+    def _identities(self, delivery: Delivery) -> list[str]:
+        payload = delivery.payload
+        found = []
+        for kind, field in (("u", "username"), ("m", "manychat_id"), ("c", "contact_id")):
+            value = payload.get(field)
+            if value not in (None, ""):
+                found.append(f"{kind}:{value}")
+        return found
+
+    def _contact_chains(self, pipe: redis.client.Pipeline, delivery: Delivery) -> list[str]:
+        """Return the chains a delivery joins: its identities and those linked to them."""
+        identities = self._identities(delivery)
+        aliases = self.key("alias", delivery.org_id)
+        linked = pipe.hmget(aliases, identities) if identities else []
+        names = dict.fromkeys(identities + [alias.decode() for alias in linked if alias])
+        return [self.key("chain", delivery.org_id, name) for name in names]
+
+    def _link_identities(self, pipe: redis.client.Pipeline, delivery: Delivery) -> None:
+        """Remember that a username and a manychat_id name the same contact."""
+        identities = [i for i in self._identities(delivery) if i[0] in "um"]
+        if len(identities) == 2:
+            username, manychat = identities
+            pipe.hset(self.key("alias", delivery.org_id), mapping={manychat: username})
+
+    def try_start(self, delivery: Delivery) -> bool:
+        """Return True if the delivery may go now; otherwise park it behind its predecessor."""
+        if not delivery.contact_keys:
+            return True
+        return bool(
+            self._try_start(keys=delivery.contact_keys, args=[delivery.id, self.key("parked")])
+        )
+
+    def release_chains(self, delivery: Delivery) -> list[str]:
+        """Take a finished delivery out of its chains and requeue successors it unblocks."""
+        if not delivery.contact_keys:
+            return []
+        woken = self._finish(
+            keys=delivery.contact_keys,
+            args=[
+                delivery.id,
+                self.key("parked"),
+                self.prefix,
+                Queue.redis_queue_namespace_prefix + "dmrelay-",
+            ],
+        )
+        return [item.decode() for item in woken]
+
+    # -- worker side --------------------------------------------------------------------------
+    def load(self, delivery_id: str) -> Delivery | None:
+        """Return a stored delivery, or None if it is gone."""
+        raw = self.redis.get(self.delivery_key(delivery_id))
+        return Delivery.from_json(raw) if raw else None
+
+    def save(self, delivery: Delivery) -> None:
+        """Store the delivery's current state."""
+        self.redis.set(self.delivery_key(delivery.id), delivery.to_json())
+
+    def schedule(self, delivery: Delivery, at: float) -> None:
+        """Store the delivery and put it back on its queue at a later time."""
+        delivery.next_attempt_at = at
+        with self.redis.pipeline() as pipe:
+            pipe.set(self.delivery_key(delivery.id), delivery.to_json())
+            pipe.zadd(self.scheduled_key(delivery.org_id), {delivery.id: at})
+            pipe.execute()
+
+    def scheduled_key(self, org_id: str) -> str:
+        """Return the RQ scheduled-job registry key of an organization's queue."""
+        return f"rq:scheduled:{queue_name(org_id)}"
+
+    def move_due(self, org_ids: Iterable[str], now: float | None = None) -> int:
+        """Move deliveries whose time has come onto their queues; return how many."""
+        org_ids = list(org_ids)
+        keys = [self.scheduled_key(org_id) for org_id in org_ids]
+        queues = [self.queue(org_id).key for org_id in org_ids]
+        return int(self._move_due(keys=keys, args=[now or time.time(), *queues]))
+
+    def finish(self, delivery: Delivery, state: str, retention_seconds: int) -> list[str]:
+        """Record a final state, keep it for the retention period, unblock the contact."""
+        delivery.state = state
+        delivery.finished_at = time.time()
+        delivery.next_attempt_at = None
+        with self.redis.pipeline() as pipe:
+            pipe.set(self.delivery_key(delivery.id), delivery.to_json(), ex=retention_seconds)
+            pipe.decr(self.key("pending"))
+            pipe.delete(f"rq:job:{delivery.id}")
+            if state == DEAD:
+                pipe.zadd(self.key("dead"), {delivery.id: delivery.finished_at})
+            pipe.execute()
+        return self.release_chains(delivery)
+
+    # -- statistics ---------------------------------------------------------------------------
+    def record(
+        self, org_id: str, endpoint: str, outcome: str, latency_ms: float | None = None
+    ) -> None:
+        """Count one outcome in this minute's bucket, and keep the latency sample."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            self._count(pipe, org_id, endpoint, outcome)
+            if latency_ms is not None:
+                pipe.lpush(self.key("latency"), latency_ms)
+                pipe.ltrim(self.key("latency"), 0, LATENCY_SAMPLES - 1)
+            pipe.execute()
+
+    def _count(self, pipe: redis.client.Pipeline, org_id: str, endpoint: str, outcome: str) -> None:
+        bucket = self.key("stats", str(int(time.time() // 60)))
+        pipe.hincrby(bucket, f"{org_id}|{endpoint}|{outcome}", 1)
+        pipe.expire(bucket, STATS_RETENTION_SECONDS)
+
+    def minute_counts(self, minutes: int) -> list[tuple[int, dict[tuple[str, str, str], int]]]:
+        """Return the last minutes' buckets, oldest first, keyed by (org, endpoint, outcome)."""
+        current = int(time.time() // 60)
+        minutes_wanted = range(current - max(1, minutes) + 1, current + 1)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for minute in minutes_wanted:
+                pipe.hgetall(self.key("stats", str(minute)))
+            buckets = pipe.execute()
+        return [
+            (minute, {tuple(f.decode().split("|")): int(v) for f, v in bucket.items()})  # type: ignore[misc]
+            for minute, bucket in zip(minutes_wanted, buckets, strict=True)
+        ]
+
+    def counts_since(self, seconds: int) -> dict[tuple[str, str, str], int]:
+        """Sum the per-minute counters of the last `seconds`, by (org, endpoint, outcome)."""
+        totals: dict[tuple[str, str, str], int] = {}
+        for _, bucket in self.minute_counts(seconds // 60):
+            for key, count in bucket.items():
+                totals[key] = totals.get(key, 0) + count
+        return totals
+
+    def latency_samples(self) -> list[float]:
+        """Return the most recent DmTracker call latencies, in milliseconds."""
+        return [float(v) for v in self.redis.lrange(self.key("latency"), 0, -1)]
+
+    def depths(self, org_ids: Iterable[str]) -> dict[str, dict[str, int]]:
+        """Return queued and scheduled counts per organization, and the totals in flight."""
+        org_ids = list(org_ids)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for org_id in org_ids:
+                pipe.llen(self.queue(org_id).key)
+                pipe.zcard(self.scheduled_key(org_id))
+            results = pipe.execute()
+        return {
+            org_id: {"queued": results[2 * i], "scheduled": results[2 * i + 1]}
+            for i, org_id in enumerate(org_ids)
+        }
+
+    def totals(self) -> dict[str, int]:
+        """Return pending, parked, in-flight and dead-letter totals."""
+        workers = [w.decode() for w in self.redis.smembers(self.key("workers"))]
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(self.key("pending"))
+            pipe.scard(self.key("parked"))
+            pipe.zcard(self.key("dead"))
+            for worker in workers:
+                pipe.llen(self.processing_key(worker))
+            pending, parked, dead, *in_flight = pipe.execute()
+        return {
+            "pending": int(pending or 0),
+            "parked": int(parked),
+            "dead_letters": int(dead),
+            "in_flight": sum(in_flight),
+            "workers": len(workers),
+        }
+
+    def recent_ids(self, limit: int) -> list[str]:
+        """Return up to `limit` delivery ids, newest first."""
+        index = self.key("index")
+        self.redis.zremrangebyscore(
+            index, "-inf", time.time() - defaults.DELIVERED_RETENTION_SECONDS
+        )
+        return [i.decode() for i in self.redis.zrevrange(index, 0, limit - 1)]
+
+    def hit_window(self, name: str, window_seconds: int) -> tuple[int, int]:
+        """Count one hit in a fixed window; return (hits so far, epoch second it resets)."""
+        window = int(time.time() // window_seconds)
+        key = self.key("hits", name, str(window))
+        with self.redis.pipeline() as pipe:
+            pipe.incr(key)
+            pipe.expire(key, window_seconds + 1)
+            hits, _ = pipe.execute()
+        return int(hits), (window + 1) * window_seconds
+
+    # -- in-flight bookkeeping ----------------------------------------------------------------
+    def processing_key(self, worker: str) -> str:
+        """Return the list of deliveries a worker has taken and not finished."""
+        return self.key("processing", worker)
+
+    def take(self, org_id: str, worker: str) -> str | None:
+        """Move the next delivery id of an organization into the worker's processing list."""
+        taken = self.redis.lmove(
+            self.queue(org_id).key, self.processing_key(worker), "LEFT", "RIGHT"
+        )
+        return taken.decode() if taken else None
+
+    def done(self, delivery_id: str, worker: str) -> None:
+        """Drop a delivery from the worker's processing list."""
+        self.redis.lrem(self.processing_key(worker), 1, delivery_id)
+
+    def processing(self, worker: str) -> list[str]:
+        """Return the ids in a worker's processing list."""
+        return [i.decode() for i in self.redis.lrange(self.processing_key(worker), 0, -1)]
+
+    def requeue_one(self, delivery_id: str, worker: str) -> None:
+        """Move one delivery from a worker's processing list back to its queue."""
+        delivery = self.load(delivery_id)
+        with self.redis.pipeline() as pipe:
+            pipe.lrem(self.processing_key(worker), 1, delivery_id)
+            if delivery is not None:
+                pipe.rpush(self.queue(delivery.org_id).key, delivery_id)
+            pipe.execute()
+
+    def forget_worker(self, worker: str) -> None:
+        """Leave the worker registry on a clean exit."""
+        with self.redis.pipeline() as pipe:
+            pipe.srem(self.key("workers"), worker)
+            pipe.delete(self.key("worker", worker), self.processing_key(worker))
+            pipe.execute()
+
+    def heartbeat(self, worker: str, ttl_seconds: int) -> None:
+        """Tell the others this worker is alive."""
+        with self.redis.pipeline() as pipe:
+            pipe.sadd(self.key("workers"), worker)
+            pipe.set(self.key("worker", worker), int(time.time()), ex=ttl_seconds)
+            pipe.execute()
+
+    def requeue_processing(self, worker: str) -> int:
+        """Give a worker's in-flight deliveries back to their queues; return how many."""
+        return int(
+            self._requeue_processing(
+                keys=[self.processing_key(worker), self.key("workers")],
+                args=[self.prefix, Queue.redis_queue_namespace_prefix + "dmrelay-", worker],
+            )
+        )
+
+    def dead_workers(self) -> list[str]:
+        """Return workers registered here whose heartbeat has expired."""
+        workers = [w.decode() for w in self.redis.smembers(self.key("workers"))]
+        alive = self.redis.mget([self.key("worker", w) for w in workers]) if workers else []
+        return [w for w, beat in zip(workers, alive, strict=True) if beat is None]
+
+    # -- dead letters -------------------------------------------------------------------------
+    def dead_letter_ids(self, newest_first: bool = True) -> list[str]:
+        """Return the ids of every dead letter still kept."""
+        self.redis.zremrangebyscore(
+            self.key("dead"), "-inf", time.time() - defaults.DEAD_LETTER_RETENTION_SECONDS
+        )
+        ids = self.redis.zrange(self.key("dead"), 0, -1, desc=newest_first)
+        return [i.decode() for i in ids]
+
+    def iter_deliveries(self, ids: Iterable[str]) -> Iterator[Delivery]:
+        """Load many deliveries at once, skipping any that expired."""
+        ids = list(ids)
+        for start in range(0, len(ids), 500):
+            for raw in self.redis.mget([self.delivery_key(i) for i in ids[start : start + 500]]):
+                if raw:
+                    yield Delivery.from_json(raw)
+
+    def replay(self, delivery: Delivery) -> None:
+        """Send a dead letter again with a fresh attempt budget, at the end of its chains."""
+        delivery.state, delivery.reason = "queued", None
+        delivery.attempts_used, delivery.replays = 0, delivery.replays + 1
+        delivery.finished_at = delivery.next_attempt_at = None
+        with self.redis.pipeline() as pipe:
+            pipe.zrem(self.key("dead"), delivery.id)
+            pipe.set(self.delivery_key(delivery.id), delivery.to_json())
+            pipe.incr(self.key("pending"))
+            for chain in delivery.contact_keys:
+                pipe.rpush(chain, delivery.id)
+            self.queue(delivery.org_id).enqueue_call(
+                TASK,
+                args=(delivery.id,),
+                job_id=delivery.id,
+                result_ttl=0,
+                ttl=None,
+                pipeline=pipe,
+                description=f"deliver {delivery.endpoint} {delivery.id}",
+            )
+            pipe.execute()
+
+    def purge(self, delivery_id: str) -> None:
+        """Forget a dead letter."""
+        with self.redis.pipeline() as pipe:
+            pipe.zrem(self.key("dead"), delivery_id)
+            pipe.zrem(self.key("index"), delivery_id)
+            pipe.delete(self.delivery_key(delivery_id))
+            pipe.execute()
+
+
+def fingerprint(org_id: str, endpoint: str, body: str) -> str:
+    """Return the dedup fingerprint of a normalized request."""
+    return hashlib.sha256(f"{org_id}\n{endpoint}\n{body}".encode()).hexdigest()
+
+
+def connect(url: str) -> redis.Redis:
+    """Open a Redis client for a URL; rediss:// accepts Heroku's self-signed certificates."""
+    options: dict[str, object] = {"health_check_interval": 30, "socket_timeout": 10}
+    if url.startswith("rediss://") and "ssl_cert_reqs" not in url:
+        options["ssl_cert_reqs"] = None
+    return redis.Redis.from_url(url, **options)  # type: ignore[arg-type]

@@ -1,0 +1,178 @@
+"""Shared fixtures: a private redis-server, a real DmTracker sandbox, the app and a worker."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import requests
+from relay.sandbox import SandboxOrg, SandboxServer, create_sandbox_app
+from werkzeug.serving import make_server
+
+from relay.app import create_app
+from relay.localredis import LocalRedis, start_local_redis
+from relay.settings import Org, Settings
+from relay.store import Store
+from workers.pool import WorkerProcess
+from workers.runtime import build_deliverer
+
+ORG_A = Org("11111111-1111-4111-8111-111111111111", "token-a-0123456789", "Page A")
+ORG_B = Org("22222222-2222-4222-8222-222222222222", "token-b-0123456789", "Page B")
+SECRET = "test-secret-key-0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedis]:
+    """Start one private redis-server on a free port for the whole run."""
+    server = start_local_redis(Path(tmp_path_factory.mktemp("redis")))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_conn(redis_server: LocalRedis) -> Iterator[redis.Redis]:
+    """Return a client on an empty database."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[SandboxServer]:
+    """Run the DmTracker sandbox over real HTTP for the whole run."""
+    orgs = [SandboxOrg(org.id, org.token) for org in (ORG_A, ORG_B)]
+    server = SandboxServer(create_sandbox_app(orgs)).start()
+    yield server
+    server.stop()
+
+
+class Sandbox:
+    """Test-side handle on the sandbox's control API."""
+
+    def __init__(self, server: SandboxServer) -> None:
+        self.url = server.url
+        self.control = server.url.removesuffix("/api/v1") + "/_sandbox"
+
+    def requests(self) -> list[dict[str, Any]]:
+        """Return every request the sandbox received."""
+        return list(requests.get(f"{self.control}/requests", timeout=5).json()["data"])
+
+    def fault(self, **spec: Any) -> None:
+        """Queue an injected fault."""
+        requests.post(f"{self.control}/faults", json=spec, timeout=5).raise_for_status()
+
+    def configure(self, **options: Any) -> None:
+        """Change latency, fault rate or the create-contact limit."""
+        requests.put(f"{self.control}/config", json=options, timeout=5).raise_for_status()
+
+    def contacts(self, org_id: str) -> list[dict[str, Any]]:
+        """Return the contacts the sandbox holds for an organization."""
+        response = requests.get(
+            f"{self.control}/contacts", params={"organization_id": org_id}, timeout=5
+        )
+        return list(response.json()["data"])
+
+
+@pytest.fixture
+def sandbox(sandbox_server: SandboxServer) -> Iterator[Sandbox]:
+    """Return the sandbox with fresh state."""
+    handle = Sandbox(sandbox_server)
+    requests.delete(f"{handle.control}/state", timeout=5).raise_for_status()
+    yield handle
+    requests.delete(f"{handle.control}/state", timeout=5).raise_for_status()
+
+
+@pytest.fixture
+def settings(redis_server: LocalRedis, sandbox_server: SandboxServer) -> Settings:
+    """Return settings for two organizations, Redis and the sandbox, with quick retries."""
+    return Settings(
+        redis_url=redis_server.url,
+        secret_key=SECRET,
+        orgs=(ORG_A, ORG_B),
+        dmtracker_base_url=sandbox_server.url,
+        backoff_base_seconds=0.05,
+        backoff_cap_seconds=0.2,
+        max_attempts=4,
+        rate_limits_per_minute={"create-contact": 60},
+        worker_concurrency=8,
+    )
+
+
+@pytest.fixture
+def app(settings: Settings, redis_conn: redis.Redis):  # type: ignore[no-untyped-def]
+    """Return the web app wired to the test Redis."""
+    return create_app(settings, redis_conn)
+
+
+@pytest.fixture
+def client(app):  # type: ignore[no-untyped-def]
+    """Return a Flask test client."""
+    return app.test_client()
+
+
+@pytest.fixture
+def store(redis_conn: redis.Redis) -> Store:
+    """Return the Redis adapter on the test database."""
+    return Store(redis_conn)
+
+
+class RunningWorker:
+    """A WorkerProcess on a background thread, stoppable from the test."""
+
+    def __init__(self, settings: Settings, connection: redis.Redis, **options: Any) -> None:
+        self.deliverer = build_deliverer(settings, connection)
+        self.process = WorkerProcess(
+            self.deliverer.store,
+            self.deliverer.process,
+            [org.id for org in settings.orgs],
+            concurrency=settings.worker_concurrency,
+            **options,
+        )
+        self.thread = threading.Thread(target=self.process.run, daemon=True)
+
+    def start(self) -> RunningWorker:
+        """Start working in the background."""
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Ask the worker to stop and wait for it."""
+        self.process.stopping.set()
+        self.thread.join(timeout=30)
+
+
+@pytest.fixture
+def start_worker(settings: Settings, redis_conn: redis.Redis) -> Iterator[Any]:
+    """Return a function that starts workers; all are stopped at teardown."""
+    started: list[RunningWorker] = []
+
+    def start(custom: Settings | None = None, **options: Any) -> RunningWorker:
+        worker = RunningWorker(custom or settings, redis_conn, **options).start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+def relay_url(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """Serve the web app over real HTTP on a free port."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+def with_settings(settings: Settings, **changes: Any) -> Settings:
+    """Return a copy of settings with some fields changed."""
+    return replace(settings, **changes)

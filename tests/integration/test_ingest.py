@@ -1,0 +1,258 @@
+"""The ManyChat-facing surface against a real Redis: auth, bad input, filtering, dedup."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from relay.delivery import Delivery
+from tests.conftest import ORG_A, ORG_B
+from tests.helpers import DEFAULT_REPLY, headers
+
+URL = "/api/v1/contact/default-reply"
+
+
+def queued_ids(redis_conn, org_id: str = ORG_A.id) -> list[str]:  # type: ignore[no-untyped-def]
+    return [i.decode() for i in redis_conn.lrange(f"rq:queue:dmrelay-{org_id}", 0, -1)]
+
+
+def test_accepts_and_stores_a_normalized_delivery(client, redis_conn, store) -> None:  # type: ignore[no-untyped-def]
+    response = client.post(URL, json=DEFAULT_REPLY, headers=headers(ORG_A.token))
+
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["status"] == "queued"
+    delivery_id = body["data"]["delivery_id"]
+    assert queued_ids(redis_conn) == [delivery_id]
+    delivery = store.load(delivery_id)
+    assert delivery.endpoint == "default-reply"
+    assert delivery.payload["username"] == "john_doe"
+    assert delivery.payload["organization_id"] == ORG_A.id
+    assert delivery.request_id == response.headers["X-Request-Id"]
+
+
+def test_job_is_json_and_holds_no_token(client, redis_conn) -> None:  # type: ignore[no-untyped-def]
+    delivery_id = client.post(URL, json=DEFAULT_REPLY, headers=headers(ORG_A.token)).get_json()[
+        "data"
+    ]["delivery_id"]
+
+    job = redis_conn.hgetall(f"rq:job:{delivery_id}")
+    assert json.loads(job[b"data"].decode()) == ["workers.tasks.deliver", None, [delivery_id], {}]
+    for key in redis_conn.keys("*"):
+        dumped = redis_conn.dump(key) or b""
+        assert ORG_A.token.encode() not in dumped
+
+
+@pytest.mark.parametrize(
+    ("token", "status"),
+    [(None, 401), ("", 401), ("wrong-token-0000000000", 401), (ORG_A.token[:-1], 401)],
+)
+def test_rejects_missing_or_unknown_token(client, redis_conn, token, status) -> None:  # type: ignore[no-untyped-def]
+    sent = {"Content-Type": "application/json"}
+    if token is not None:
+        sent["x-org-auth-token"] = token
+    response = client.post(URL, json=DEFAULT_REPLY, headers=sent)
+
+    assert response.status_code == status
+    assert response.get_json() == {
+        "error": "Unauthorized",
+        "message": "Missing or invalid x-org-auth-token header.",
+    }
+    assert queued_ids(redis_conn) == []
+
+
+def test_rejects_token_of_another_organization(client, redis_conn) -> None:  # type: ignore[no-untyped-def]
+    body = {**DEFAULT_REPLY, "organization_id": ORG_A.id}
+    response = client.post(URL, json=body, headers=headers(ORG_B.token))
+
+    assert response.status_code == 403
+    assert response.get_json()["error"] == "Forbidden"
+    assert queued_ids(redis_conn, ORG_B.id) == []
+
+
+def test_page_name_of_another_organization_is_forbidden(client) -> None:  # type: ignore[no-untyped-def]
+    body = {**DEFAULT_REPLY, "page_name": "Page B"}
+    response = client.post(URL, json=body, headers=headers(ORG_A.token))
+    assert response.status_code == 403
+
+
+def test_malformed_json_is_400(client) -> None:  # type: ignore[no-untyped-def]
+    response = client.post(URL, data="{not json", headers=headers(ORG_A.token))
+    assert response.status_code == 400
+    assert response.get_json() == {
+        "error": "Bad Request",
+        "message": "The request body is not valid JSON.",
+    }
+
+
+def test_wrong_content_type_is_415(client) -> None:  # type: ignore[no-untyped-def]
+    response = client.post(
+        URL,
+        data=json.dumps(DEFAULT_REPLY),
+        headers={"x-org-auth-token": ORG_A.token, "Content-Type": "text/plain"},
+    )
+    assert response.status_code == 415
+    assert response.get_json()["error"] == "Unsupported Media Type"
+
+
+def test_body_over_64_kib_is_413(client, redis_conn) -> None:  # type: ignore[no-untyped-def]
+    body = {**DEFAULT_REPLY, "padding": "x" * (64 * 1024)}
+    response = client.post(URL, json=body, headers=headers(ORG_A.token))
+    assert response.status_code == 413
+    assert response.get_json()["error"] == "Request Entity Too Large"
+    assert queued_ids(redis_conn) == []
+
+
+def test_body_just_under_the_limit_is_accepted(client) -> None:  # type: ignore[no-untyped-def]
+    overhead = len(json.dumps({**DEFAULT_REPLY, "padding": ""}))
+    body = {**DEFAULT_REPLY, "padding": "x" * (64 * 1024 - overhead)}
+    assert len(json.dumps(body)) == 64 * 1024
+    response = client.post(URL, json=body, headers=headers(ORG_A.token))
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/v1/contact/default-reply"),
+        ("PUT", "/api/v1/organization/create-contact"),
+        ("DELETE", "/api/v1/contact/update-tags-external"),
+        ("GET", "/api/v1/contact/contact-status"),
+    ],
+)
+def test_wrong_method_is_405_in_dmtracker_shape(client, method, path) -> None:  # type: ignore[no-untyped-def]
+    response = client.open(path, method=method, headers=headers(ORG_A.token))
+    assert response.status_code == 405
+    assert response.get_json() == {
+        "error": "Method Not Allowed",
+        "message": f"{method} is not allowed on this endpoint.",
+    }
+
+
+def test_unknown_path_is_404_in_dmtracker_shape(client) -> None:  # type: ignore[no-untyped-def]
+    response = client.post("/api/v1/contact/nope", headers=headers(ORG_A.token))
+    assert response.status_code == 404
+    assert response.get_json() == {"error": "Not Found", "message": "No such endpoint."}
+
+
+def test_validation_error_names_the_field(client) -> None:  # type: ignore[no-untyped-def]
+    body = {key: value for key, value in DEFAULT_REPLY.items() if key != "manychat_id"}
+    response = client.post(URL, json=body, headers=headers(ORG_A.token))
+    assert response.status_code == 400
+    assert "'manychat_id'" in response.get_json()["message"]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [None, "", "   ", "{{last_input_text}}", "##{{last_input_text}}", "<<last_input_text>>"],
+)
+def test_outreach_messages_are_skipped_not_queued(client, redis_conn, message) -> None:  # type: ignore[no-untyped-def]
+    body = {**DEFAULT_REPLY, "message_content": message}
+    response = client.post(URL, json=body, headers=headers(ORG_A.token))
+
+    assert response.status_code == 200
+    assert response.get_json()["status"] == "skipped"
+    assert response.get_json()["data"]["reason"]
+    assert queued_ids(redis_conn) == []
+
+
+def test_identical_request_within_window_is_queued_once(client, redis_conn) -> None:  # type: ignore[no-untyped-def]
+    first = client.post(URL, json=DEFAULT_REPLY, headers=headers(ORG_A.token)).get_json()
+    # Same message after normalization: the username differs only in case and '@'.
+    again = {**DEFAULT_REPLY, "username": "@john_doe"}
+    second = client.post(URL, json=again, headers=headers(ORG_A.token)).get_json()
+
+    assert second["data"] == {"delivery_id": first["data"]["delivery_id"], "duplicate": True}
+    assert queued_ids(redis_conn) == [first["data"]["delivery_id"]]
+
+
+def test_duplicate_window_expires(client, redis_conn, app) -> None:  # type: ignore[no-untyped-def]
+    first = client.post(URL, json=DEFAULT_REPLY, headers=headers(ORG_A.token)).get_json()
+    for key in redis_conn.keys("dmrelay:dedup:*"):
+        redis_conn.delete(key)  # what the window's TTL does after 5 minutes
+    second = client.post(URL, json=DEFAULT_REPLY, headers=headers(ORG_A.token)).get_json()
+
+    assert second["data"]["duplicate"] is False
+    assert len(queued_ids(redis_conn)) == 2
+    assert first["data"]["delivery_id"] != second["data"]["delivery_id"]
+
+
+def test_dedup_key_lives_for_the_configured_window(client, redis_conn) -> None:  # type: ignore[no-untyped-def]
+    client.post(URL, json=DEFAULT_REPLY, headers=headers(ORG_A.token))
+    (key,) = redis_conn.keys("dmrelay:dedup:*")
+    assert 295 <= redis_conn.ttl(key) <= 300
+
+
+def test_same_body_for_another_organization_is_not_a_duplicate(client, redis_conn) -> None:  # type: ignore[no-untyped-def]
+    body = {k: v for k, v in DEFAULT_REPLY.items() if k != "page_name"}
+    a = client.post(URL, json=body, headers=headers(ORG_A.token)).get_json()
+    b = client.post(URL, json=body, headers=headers(ORG_B.token)).get_json()
+    assert a["data"]["duplicate"] is False
+    assert b["data"]["duplicate"] is False
+
+
+def test_repeated_idempotency_key_is_queued_once(client, redis_conn) -> None:  # type: ignore[no-untyped-def]
+    sent = headers(ORG_A.token, **{"Idempotency-Key": "evt-42"})
+    first = client.post(URL, json=DEFAULT_REPLY, headers=sent).get_json()
+    changed = {**DEFAULT_REPLY, "message_content": "a different text"}
+    second = client.post(URL, json=changed, headers=sent).get_json()
+
+    assert second["data"] == {"delivery_id": first["data"]["delivery_id"], "duplicate": True}
+    assert len(queued_ids(redis_conn)) == 1
+
+
+def test_overlong_idempotency_key_is_400(client) -> None:  # type: ignore[no-untyped-def]
+    sent = headers(ORG_A.token, **{"Idempotency-Key": "k" * 201})
+    response = client.post(URL, json=DEFAULT_REPLY, headers=sent)
+    assert response.status_code == 400
+    assert "Idempotency-Key" in response.get_json()["message"]
+
+
+def test_queue_depth_limit_answers_503_and_queues_nothing(app, redis_conn) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    app.config["SETTINGS"] = replace(app.config["SETTINGS"], max_pending_deliveries=2)
+    client = app.test_client()
+    statuses = [
+        client.post(
+            URL, json={**DEFAULT_REPLY, "message_content": f"m{i}"}, headers=headers(ORG_A.token)
+        ).status_code
+        for i in range(3)
+    ]
+    assert statuses == [200, 200, 503]
+    assert len(queued_ids(redis_conn)) == 2
+
+
+def test_redis_down_answers_503_not_500(settings) -> None:  # type: ignore[no-untyped-def]
+    import redis
+
+    from relay.app import create_app
+    from tests.conftest import with_settings
+
+    dead = redis.Redis(port=1, socket_connect_timeout=0.2)
+    app = create_app(with_settings(settings, redis_url="redis://127.0.0.1:1/0"), dead)
+    response = app.test_client().post(URL, json=DEFAULT_REPLY, headers=headers(ORG_A.token))
+    assert response.status_code == 503
+    assert response.get_json()["error"] == "Service Unavailable"
+    ready = app.test_client().get("/readyz")
+    assert ready.status_code == 503
+
+
+def test_health_and_readiness(client) -> None:  # type: ignore[no-untyped-def]
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.get_json() == {"status": "ready", "redis": "ok"}
+
+
+def test_contact_status_accepts_post_and_put(client, store) -> None:  # type: ignore[no-untyped-def]
+    for method, stage in (("POST", "Contacted"), ("PUT", "Qualified"), ("PATCH", "Closed")):
+        body = {"manychat_id": "777", "pipeline_stage": stage}
+        response = client.open(
+            "/api/v1/contact/contact-status", method=method, json=body, headers=headers(ORG_A.token)
+        )
+        assert response.status_code == 200, response.get_json()
+        delivery: Delivery = store.load(response.get_json()["data"]["delivery_id"])
+        assert delivery.endpoint == "contact-status"
+        assert delivery.payload["pipeline_stage"] == stage

@@ -1,0 +1,99 @@
+"""Configuration: read once, checked, one clear message naming the variable."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from relay.errors import ConfigError
+from relay.settings import load_settings
+
+ORG = {"id": "11111111-1111-4111-8111-111111111111", "token": "tok-123", "page_name": "P"}
+BASE = {
+    "REDIS_URL": "redis://localhost:6379/0",
+    "DMRELAY_SECRET_KEY": "s" * 32,
+    "DMRELAY_ORGS": json.dumps([ORG]),
+}
+
+
+def test_reads_a_complete_environment() -> None:
+    settings = load_settings(BASE)
+    assert settings.redis_url == "redis://localhost:6379/0"
+    assert settings.dmtracker_base_url == "https://app.dmtracker.ai/api/v1"
+    (org,) = settings.orgs
+    assert (org.id, org.token, org.page_name) == (ORG["id"], "tok-123", "P")
+    assert settings.rate_limits_per_minute == {"create-contact": 60}
+
+
+def test_settings_are_frozen_and_hide_secrets_in_repr() -> None:
+    settings = load_settings(BASE)
+    with pytest.raises(AttributeError):
+        settings.redis_url = "x"  # type: ignore[misc]
+    assert "tok-123" not in repr(settings)
+    assert "s" * 32 not in repr(settings)
+
+
+def test_orgs_can_come_from_a_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "orgs.json"
+    path.write_text(json.dumps([ORG]))
+    env = {**BASE, "DMRELAY_ORGS": "", "DMRELAY_ORGS_FILE": str(path)}
+    assert load_settings(env).orgs[0].id == ORG["id"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "variable", "fragment"),
+    [
+        ({"REDIS_URL": ""}, "REDIS_URL", "is not set"),
+        ({"DMRELAY_SECRET_KEY": ""}, "DMRELAY_SECRET_KEY", "is not set"),
+        ({"DMRELAY_SECRET_KEY": "short"}, "DMRELAY_SECRET_KEY", "at least 16"),
+        ({"DMRELAY_ORGS": ""}, "DMRELAY_ORGS", "is not set"),
+        ({"DMRELAY_ORGS": "[{"}, "DMRELAY_ORGS", "not valid JSON"),
+        ({"DMRELAY_ORGS": "[]"}, "DMRELAY_ORGS", "non-empty JSON array"),
+        ({"DMRELAY_ORGS": '[{"id": "nope", "token": "t"}]'}, "DMRELAY_ORGS", "UUID"),
+        ({"DMRELAY_ORGS": json.dumps([{"id": ORG["id"]}])}, "DMRELAY_ORGS", "'token'"),
+        ({"DMRELAY_ORGS": json.dumps([ORG, ORG])}, "DMRELAY_ORGS", "share the same id"),
+        ({"DMTRACKER_BASE_URL": "ftp://x"}, "DMTRACKER_BASE_URL", "http"),
+        ({"DMRELAY_MAX_ATTEMPTS": "many"}, "DMRELAY_MAX_ATTEMPTS", "whole number"),
+        ({"DMRELAY_MAX_ATTEMPTS": "0"}, "DMRELAY_MAX_ATTEMPTS", "at least 1"),
+        ({"DMRELAY_RATE_LIMITS": '{"nope": 5}'}, "DMRELAY_RATE_LIMITS", "endpoint names"),
+        (
+            {"DMRELAY_ORGS": "", "DMRELAY_ORGS_FILE": "/nonexistent"},
+            "DMRELAY_ORGS_FILE",
+            "cannot read",
+        ),
+    ],
+)
+def test_bad_values_name_the_variable(changes, variable, fragment) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError) as caught:
+        load_settings({**BASE, **changes})
+    assert caught.value.variable == variable
+    assert fragment in str(caught.value)
+
+
+def test_invalid_json_does_not_echo_tokens() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({**BASE, "DMRELAY_ORGS": '[{"token": "super-secret-tok"'})
+    assert "super-secret-tok" not in str(caught.value)
+
+
+def test_rate_limits_can_be_changed_and_added() -> None:
+    env = {**BASE, "DMRELAY_RATE_LIMITS": '{"create-contact": 30, "update-tags": 120}'}
+    assert load_settings(env).rate_limits_per_minute == {"create-contact": 30, "update-tags": 120}
+
+
+def test_worker_start_up_fails_with_one_line_and_no_traceback() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "relay", "worker"],
+        env={"PATH": "/usr/bin:/bin", "DMRELAY_SECRET_KEY": "x" * 20, "REDIS_URL": "redis://x"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "dmrelay: configuration error: DMRELAY_ORGS: is not set (nor DMRELAY_ORGS_FILE)"
+    )
+    assert "Traceback" not in result.stdout + result.stderr

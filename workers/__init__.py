@@ -1,0 +1,1 @@
+"""The delivery side of dmrelay: DmTracker client, retry policy, rate limiter, worker."""

@@ -1,0 +1,123 @@
+"""Deliver one delivery: order gate, rate-limit gate, HTTP call, then decide its fate."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+
+from relay import defaults
+from relay.delivery import DEAD, DELIVERED, RETRYING, Attempt, Delivery
+from relay.endpoints import ENDPOINTS
+from relay.redact import redact
+from relay.settings import Settings
+from relay.store import Store
+from workers import policy
+from workers.dmtracker import DmTrackerClient, Reply
+from workers.ratelimit import RateLimiter
+
+log = logging.getLogger("dmrelay.delivery")
+
+# Outcomes of one pass, for logs and metrics.
+GONE, PARKED, RATE_LIMITED = "gone", "parked", "rate_limited"
+
+
+class Deliverer:
+    """Carry deliveries to DmTracker under the retry policy."""
+
+    def __init__(
+        self,
+        store: Store,
+        client: DmTrackerClient,
+        limiter: RateLimiter,
+        settings: Settings,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.limiter = limiter
+        self.settings = settings
+        self.backoff = policy.Backoff(settings.backoff_base_seconds, settings.backoff_cap_seconds)
+        self.rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self.secrets = tuple(org.token for org in settings.orgs)
+
+    def process(self, delivery_id: str) -> str:
+        """Take one delivery as far as it can go now; return what happened."""
+        delivery = self.store.load(delivery_id)
+        if delivery is None or delivery.state in (DELIVERED, DEAD):
+            return GONE
+        if not self.store.try_start(delivery):
+            return PARKED
+        org = self.settings.org_by_id(delivery.org_id)
+        if org is None:
+            return self._dead(delivery, "the organization is no longer configured")
+        if self._must_wait_for_rate_limit(delivery):
+            return RATE_LIMITED
+        reply = self.client.send(
+            ENDPOINTS[delivery.endpoint], org.token, delivery.payload, delivery.request_id
+        )
+        return self._settle(delivery, reply)
+
+    def _must_wait_for_rate_limit(self, delivery: Delivery) -> bool:
+        """Take a permit, or reschedule the delivery to its reserved slot."""
+        limit = self.settings.rate_limits_per_minute.get(delivery.endpoint)
+        if not limit:
+            return False
+        wait = self.limiter.acquire(
+            delivery.org_id, delivery.endpoint, limit, reserved=delivery.holds_rate_slot
+        )
+        delivery.holds_rate_slot = wait > 0
+        if wait > 0:
+            delivery.state = RETRYING if delivery.attempts else delivery.state
+            self.store.schedule(delivery, time.time() + wait)
+        return wait > 0
+
+    def _settle(self, delivery: Delivery, reply: Reply) -> str:
+        """Record the attempt and deliver, retry or dead-letter."""
+        now = time.time()
+        verdict = policy.classify(reply, delivery.endpoint, now - delivery.received_at)
+        delivery.attempts.append(_attempt(reply, verdict, now, self.secrets))
+        outcome = "delivered" if verdict == policy.DELIVERED else "failed"
+        self.store.record(delivery.org_id, delivery.endpoint, outcome, reply.latency_ms)
+        if verdict == policy.DELIVERED:
+            self.store.finish(delivery, DELIVERED, self.settings.delivered_retention_seconds)
+            return DELIVERED
+        if verdict == policy.THROTTLED:
+            # A 429 is DmTracker asking us to wait; it does not use up an attempt.
+            wait = policy.retry_after_seconds(reply, now)
+            wait = wait if wait is not None else self.backoff.ceiling(1)
+            wait += self.rng.uniform(0, defaults.RATE_LIMIT_JITTER_SECONDS)
+            return self._retry(delivery, now + wait, "throttled by DmTracker (429)")
+        delivery.attempts_used += 1
+        reason = _reason(reply)
+        if verdict == policy.PERMANENT:
+            return self._dead(delivery, reason)
+        if delivery.attempts_used >= self.settings.max_attempts:
+            return self._dead(
+                delivery, f"gave up after {delivery.attempts_used} attempts: {reason}"
+            )
+        delay = self.backoff.delay(delivery.attempts_used, self.rng)
+        return self._retry(delivery, now + delay, reason)
+
+    def _retry(self, delivery: Delivery, at: float, reason: str) -> str:
+        delivery.state, delivery.reason = RETRYING, reason
+        self.store.schedule(delivery, at)
+        return RETRYING
+
+    def _dead(self, delivery: Delivery, reason: str) -> str:
+        delivery.reason = reason
+        self.store.finish(delivery, DEAD, self.settings.dead_letter_retention_seconds)
+        self.store.record(delivery.org_id, delivery.endpoint, "dead")
+        log.warning("dead letter %s (%s): %s", delivery.id, delivery.endpoint, reason)
+        return DEAD
+
+
+def _attempt(reply: Reply, verdict: str, at: float, secrets: tuple[str, ...]) -> Attempt:
+    body = redact(reply.body, secrets=secrets)
+    return Attempt(at, reply.status, reply.latency_ms, verdict, body, reply.error)
+
+
+def _reason(reply: Reply) -> str:
+    if reply.status is None:
+        return f"DmTracker unreachable ({reply.error})"
+    return f"DmTracker answered {reply.status}"

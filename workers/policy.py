@@ -1,0 +1,80 @@
+"""The retry policy: classify each reply, and say when to try again."""
+
+from __future__ import annotations
+
+import email.utils
+import random
+from dataclasses import dataclass
+
+from relay import defaults
+from workers.dmtracker import Reply
+
+TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+NOT_FOUND_MAY_BE_EARLY = frozenset({"update-tags", "contact-status"})
+
+DELIVERED = "delivered"
+THROTTLED = "throttled"
+RETRY = "retry"
+PERMANENT = "permanent"
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with full jitter, capped."""
+
+    base_seconds: float = defaults.BACKOFF_BASE_SECONDS
+    cap_seconds: float = defaults.BACKOFF_CAP_SECONDS
+
+    def ceiling(self, attempt: int) -> float:
+        """Return the longest wait after the given attempt (1-based)."""
+        return float(min(self.cap_seconds, self.base_seconds * 2 ** (attempt - 1)))
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Return a random wait between 0 and the ceiling (full jitter)."""
+        return rng.uniform(0, self.ceiling(attempt))
+
+
+def classify(reply: Reply, endpoint: str, age_seconds: float) -> str:
+    """Return delivered, throttled, retry or permanent for one reply."""
+    if reply.ok:
+        return DELIVERED
+    if reply.status == 429:
+        return THROTTLED
+    if reply.status is None or reply.status in TRANSIENT_STATUSES:
+        return RETRY
+    if reply.status == 404 and endpoint in NOT_FOUND_MAY_BE_EARLY:
+        # The contact may not be created yet (an earlier delivery still on its way).
+        return RETRY if age_seconds < defaults.NOT_FOUND_GRACE_SECONDS else PERMANENT
+    return PERMANENT
+
+
+def retry_after_seconds(reply: Reply, now: float) -> float | None:
+    """Return the wait DmTracker asked for: body retry_after, else Retry-After header."""
+    body = reply.json()
+    if isinstance(body, dict):
+        value = body.get("retry_after")
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            return float(value)
+    header = next((v for k, v in reply.headers.items() if k.lower() == "retry-after"), None)
+    return _parse_retry_after(header, now) if header else None
+
+
+def _parse_retry_after(value: str, now: float) -> float | None:
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def schedule_table(max_attempts: int, backoff: Backoff) -> list[tuple[int, float, float]]:
+    """Return (attempt, longest wait after it, expected time since the first attempt)."""
+    rows, expected = [], 0.0
+    for attempt in range(1, max_attempts):
+        ceiling = backoff.ceiling(attempt)
+        expected += ceiling / 2
+        rows.append((attempt, ceiling, expected))
+    return rows

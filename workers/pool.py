@@ -1,0 +1,157 @@
+"""The worker process: many deliveries in flight on threads, fed from RQ queues."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from types import FrameType
+
+import redis
+
+from relay import defaults
+from relay.store import Store
+
+log = logging.getLogger("dmrelay.worker")
+IDLE_SLEEP_SECONDS = 0.05
+REDIS_DOWN_SLEEP_SECONDS = 1.0
+
+
+class WorkerProcess:
+    """Take deliveries round-robin across organizations and run them on a thread pool."""
+
+    def __init__(
+        self,
+        store: Store,
+        process: Callable[[str], str],
+        org_ids: list[str],
+        *,
+        concurrency: int = defaults.WORKER_CONCURRENCY,
+        shutdown_grace_seconds: float = defaults.WORKER_SHUTDOWN_GRACE_SECONDS,
+        name: str | None = None,
+    ) -> None:
+        self.store = store
+        self.process = process
+        self.org_ids = org_ids
+        self.concurrency = concurrency
+        self.grace = shutdown_grace_seconds
+        self.name = name or f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
+        self.stopping = threading.Event()
+        self._slots = threading.BoundedSemaphore(concurrency)
+        self._in_flight: set[str] = set()
+        self._lock = threading.Lock()
+        self._turn = 0
+        self._next_heartbeat = 0.0
+        self._next_schedule_poll = 0.0
+
+    def install_signal_handlers(self) -> None:
+        """Stop taking work on SIGTERM or SIGINT (Heroku sends SIGTERM before SIGKILL)."""
+        signal.signal(signal.SIGTERM, self._request_stop)
+        signal.signal(signal.SIGINT, self._request_stop)
+
+    def _request_stop(self, signum: int, frame: FrameType | None) -> None:
+        log.info("worker %s stopping on signal %s", self.name, signum)
+        self.stopping.set()
+
+    def run(self) -> None:
+        """Work until asked to stop, then finish or hand back what is in flight."""
+        log.info("worker %s started, %d in flight at most", self.name, self.concurrency)
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="delivery") as pool:
+            while not self.stopping.is_set():
+                self._tick(pool)
+            self._drain()
+        self._hand_back()
+        log.info("worker %s stopped", self.name)
+
+    def _tick(self, pool: ThreadPoolExecutor) -> None:
+        try:
+            self._maintain()
+            if not self._slots.acquire(timeout=0.1):
+                return
+            delivery_id = self._take_next()
+        except redis.RedisError as error:
+            log.warning("redis unavailable (%s); retrying", type(error).__name__)
+            self.stopping.wait(REDIS_DOWN_SLEEP_SECONDS)
+            return
+        if delivery_id is None:
+            self._slots.release()
+            self.stopping.wait(IDLE_SLEEP_SECONDS)
+            return
+        with self._lock:
+            self._in_flight.add(delivery_id)
+        pool.submit(self._run_one, delivery_id)
+
+    def _take_next(self) -> str | None:
+        """Take the next delivery, starting each time from the next organization."""
+        count = len(self.org_ids)
+        for offset in range(count):
+            org_id = self.org_ids[(self._turn + offset) % count]
+            delivery_id = self.store.take(org_id, self.name)
+            if delivery_id:
+                self._turn = (self._turn + offset + 1) % count
+                return delivery_id
+        return None
+
+    def _run_one(self, delivery_id: str) -> None:
+        try:
+            outcome = self.process(delivery_id)
+            log.debug("delivery %s: %s", delivery_id, outcome)
+            self.store.done(delivery_id, self.name)
+        except Exception:
+            # Left in the processing list: _reclaim_orphans hands it back to its queue.
+            log.exception("delivery %s failed inside the worker", delivery_id)
+        finally:
+            with self._lock:
+                self._in_flight.discard(delivery_id)
+            self._slots.release()
+
+    def _maintain(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_schedule_poll:
+            self.store.move_due(self.org_ids)
+            self._next_schedule_poll = now + defaults.SCHEDULER_POLL_SECONDS
+        if now >= self._next_heartbeat:
+            self.store.heartbeat(self.name, defaults.WORKER_HEARTBEAT_TTL_SECONDS)
+            self._reclaim_dead_workers()
+            self._reclaim_orphans()
+            self._next_heartbeat = now + defaults.WORKER_HEARTBEAT_SECONDS
+
+    def _reclaim_dead_workers(self) -> None:
+        """Requeue what workers that died without a goodbye had in flight."""
+        for worker in self.store.dead_workers():
+            count = self.store.requeue_processing(worker)
+            log.warning("requeued %d deliveries of dead worker %s", count, worker)
+
+    def _reclaim_orphans(self) -> None:
+        """Requeue entries of our own processing list that no thread is working on."""
+        listed = self.store.processing(self.name)
+        with self._lock:
+            orphans = [d for d in listed if d not in self._in_flight]
+        for delivery_id in orphans:
+            self.store.requeue_one(delivery_id, self.name)
+
+    def _drain(self) -> None:
+        """Give deliveries in flight the grace period to finish."""
+        deadline = time.monotonic() + self.grace
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._in_flight:
+                    return
+            time.sleep(0.05)
+
+    def _hand_back(self) -> None:
+        """Put back anything still in flight and leave the worker registry."""
+        try:
+            count = self.store.requeue_processing(self.name)
+            self.store.forget_worker(self.name)
+        except redis.RedisError:
+            log.exception("could not hand back in-flight deliveries; others will reclaim them")
+            return
+        if count:
+            log.warning("handed back %d unfinished deliveries", count)

@@ -1,0 +1,41 @@
+"""Wire the delivery side together from settings: one place that builds connections."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+
+from relay.settings import Settings
+from relay.store import Store, connect
+from workers.deliver import Deliverer
+from workers.dmtracker import DmTrackerClient
+from workers.pool import WorkerProcess
+from workers.ratelimit import RateLimiter
+
+log = logging.getLogger("dmrelay.worker")
+
+
+def build_deliverer(settings: Settings, connection: redis.Redis | None = None) -> Deliverer:
+    """Return a Deliverer with its Redis store, limiter and DmTracker client."""
+    store = Store(connection or connect(settings.redis_url))
+    client = DmTrackerClient(
+        settings.dmtracker_base_url,
+        connect_timeout_seconds=settings.http_connect_timeout_seconds,
+        read_timeout_seconds=settings.http_read_timeout_seconds,
+        pool_size=settings.worker_concurrency,
+    )
+    return Deliverer(store, client, RateLimiter(store.redis, store.prefix), settings)
+
+
+def run_worker(settings: Settings, connection: redis.Redis | None = None) -> None:
+    """Run one worker process until SIGTERM or SIGINT."""
+    deliverer = build_deliverer(settings, connection)
+    worker = WorkerProcess(
+        deliverer.store,
+        deliverer.process,
+        [org.id for org in settings.orgs],
+        concurrency=settings.worker_concurrency,
+    )
+    worker.install_signal_handlers()
+    worker.run()

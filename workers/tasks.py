@@ -1,0 +1,20 @@
+"""The RQ job function, so a stock `rq worker` can run the same delivery task."""
+
+from __future__ import annotations
+
+import functools
+
+from relay.settings import load_settings
+from workers.deliver import Deliverer
+from workers.runtime import build_deliverer
+
+
+@functools.cache
+def _deliverer() -> Deliverer:
+    # A stock rq worker gives a job no context, so build one per process, on first use.
+    return build_deliverer(load_settings())
+
+
+def deliver(delivery_id: str) -> str:
+    """Deliver one delivery (the job RQ stores for every accepted request)."""
+    return _deliverer().process(delivery_id)
