@@ -1,0 +1,1 @@
+"""The operator's side: admin API, dashboard, and the read model they share."""

@@ -1,0 +1,128 @@
+"""The read model the admin API and the dashboard share: search, one delivery, overview."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from relay.delivery import Delivery
+from relay.settings import Settings
+from relay.store import Store
+
+SCAN_LIMIT = 50_000  # newest deliveries a search looks through
+WINDOWS_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+@dataclass(frozen=True)
+class DeliveryQuery:
+    """Conditions on deliveries; empty fields match everything."""
+
+    org_id: str | None = None
+    username: str | None = None
+    manychat_id: str | None = None
+    endpoint: str | None = None
+    state: str | None = None
+    status: int | None = None
+    since: float | None = None
+    until: float | None = None
+
+    def matches(self, delivery: Delivery) -> bool:
+        """Return True if the delivery passes every given condition."""
+        payload, last = delivery.payload, delivery.last_attempt
+        return (
+            _eq(self.org_id, delivery.org_id)
+            and _eq(self.username, payload.get("username"))
+            and _eq(self.manychat_id, payload.get("manychat_id"))
+            and _eq(self.endpoint, delivery.endpoint)
+            and _eq(self.state, delivery.state)
+            and (self.status is None or (last is not None and last.status == self.status))
+            and (self.since is None or delivery.received_at >= self.since)
+            and (self.until is None or delivery.received_at < self.until)
+        )
+
+
+def _eq(wanted: Any, actual: Any) -> bool:
+    return wanted is None or wanted == actual
+
+
+def search(store: Store, query: DeliveryQuery, skip: int, take: int) -> tuple[list[Delivery], int]:
+    """Return one page of matching deliveries, newest first, and how many match in all."""
+    matched = [d for d in store.iter_deliveries(store.recent_ids(SCAN_LIMIT)) if query.matches(d)]
+    return matched[skip : skip + take], len(matched)
+
+
+def search_dead_letters(
+    store: Store, query: DeliveryQuery, skip: int, take: int
+) -> tuple[list[Delivery], int]:
+    """Return one page of matching dead letters, newest first, and the total."""
+    dead = store.iter_deliveries(store.dead_letter_ids())
+    matched = [d for d in dead if d.state == "dead" and query.matches(d)]
+    return matched[skip : skip + take], len(matched)
+
+
+def delivery_view(delivery: Delivery) -> dict[str, Any]:
+    """Return a delivery as JSON-ready data (it never holds a token)."""
+    view = asdict(delivery)
+    view["attempt_count"] = len(delivery.attempts)
+    return view
+
+
+def overview(store: Store, settings: Settings) -> dict[str, Any]:
+    """Return what an operator wants first: depths, totals, rates, latency."""
+    org_ids = [org.id for org in settings.orgs]
+    depths = store.depths(org_ids)
+    return {
+        "generated_at": time.time(),
+        "totals": store.totals(),
+        "queued": sum(d["queued"] for d in depths.values()),
+        "scheduled_retries": sum(d["scheduled"] for d in depths.values()),
+        "organizations": depths,
+        "windows": {name: _window(store, seconds) for name, seconds in WINDOWS_SECONDS.items()},
+        "latency_ms": latency_percentiles(store.latency_samples()),
+    }
+
+
+def _window(store: Store, seconds: int) -> dict[str, Any]:
+    counts = store.counts_since(seconds)
+    by_outcome: dict[str, int] = {}
+    for (_, _, outcome), count in counts.items():
+        by_outcome[outcome] = by_outcome.get(outcome, 0) + count
+    return {
+        "seconds": seconds,
+        "counts": by_outcome,
+        "per_minute": {k: round(v * 60 / seconds, 2) for k, v in by_outcome.items()},
+        "by_endpoint": _group(counts, 1),
+        "by_organization": _group(counts, 0),
+    }
+
+
+def _group(counts: dict[tuple[str, str, str], int], index: int) -> dict[str, dict[str, int]]:
+    grouped: dict[str, dict[str, int]] = {}
+    for key, count in counts.items():
+        outcomes = grouped.setdefault(key[index], {})
+        outcomes[key[2]] = outcomes.get(key[2], 0) + count
+    return grouped
+
+
+def latency_percentiles(samples: Iterable[float]) -> dict[str, float | None]:
+    """Return p50, p90 and p99 of latency samples (None without samples)."""
+    ordered = sorted(samples)
+    if len(ordered) < 2:
+        value = ordered[0] if ordered else None
+        return {"p50": value, "p90": value, "p99": value}
+    cuts = statistics.quantiles(ordered, n=100, method="inclusive")
+    return {"p50": round(cuts[49], 1), "p90": round(cuts[89], 1), "p99": round(cuts[98], 1)}
+
+
+def throughput_series(store: Store, minutes: int = 60) -> list[dict[str, Any]]:
+    """Return per-minute counts by outcome for a chart, oldest first."""
+    series = []
+    for minute, bucket in store.minute_counts(minutes):
+        counts: dict[str, int] = {}
+        for (_, _, outcome), count in bucket.items():
+            counts[outcome] = counts.get(outcome, 0) + count
+        series.append({"minute": minute * 60, **counts})
+    return series
