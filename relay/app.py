@@ -2,32 +2,41 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 import uuid
 
 import redis
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 
 from relay import defaults, ingest, ops
+from relay.admin import dashboard
 from relay.error_handlers import register_error_handlers
+from relay.metrics import Metrics
+from relay.sentry import init_sentry
 from relay.settings import Settings, load_settings
 from relay.store import Store, connect
 
+log = logging.getLogger("dmrelay.web")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def create_app(settings: Settings | None = None, connection: redis.Redis | None = None) -> Flask:
     """Build the relay's web application from settings and a Redis connection."""
     settings = settings or load_settings()
+    init_sentry(settings.sentry_dsn, "web")
     app = Flask(__name__)
     app.config.update(
         SETTINGS=settings,
         MAX_CONTENT_LENGTH=defaults.MAX_BODY_BYTES,
         JSON_SORT_KEYS=False,
     )
-    app.extensions["dmrelay.store"] = Store(connection or connect(settings.redis_url))
-    app.before_request(assign_request_id)
-    app.after_request(echo_request_id)
+    store = Store(connection or connect(settings.redis_url))
+    app.extensions["dmrelay.store"] = store
+    app.extensions["dmrelay.metrics"] = Metrics(store)
+    app.before_request(start_request)
+    app.after_request(finish_request)
     register_error_handlers(app)
     register_blueprints(app)
     return app
@@ -37,15 +46,58 @@ def register_blueprints(app: Flask) -> None:
     """Mount every surface of the relay."""
     app.register_blueprint(ingest.bp)
     app.register_blueprint(ops.bp)
+    app.register_blueprint(dashboard.bp)
 
 
-def assign_request_id() -> None:
-    """Take the caller's X-Request-Id when it is sane, or make one."""
+def start_request() -> None:
+    """Note the start time and take the caller's X-Request-Id when it is sane, or make one."""
+    g.started = time.perf_counter()
     given = request.headers.get("X-Request-Id", "")
     g.request_id = given if REQUEST_ID.match(given) else f"req_{uuid.uuid4().hex}"
 
 
-def echo_request_id(response: Response) -> Response:
-    """Return the request id to the caller."""
+def finish_request(response: Response) -> Response:
+    """Return the request id, count the request, and write its one log line."""
     response.headers["X-Request-Id"] = g.get("request_id", "")
+    seconds = time.perf_counter() - g.get("started", time.perf_counter())
+    route = request.url_rule.rule if request.url_rule else "unmatched"
+    record_request(route, response.status_code)
+    log.info(
+        "%s %s %s",
+        request.method,
+        route,
+        response.status_code,
+        extra={
+            "fields": {
+                "request_id": g.get("request_id"),
+                "method": request.method,
+                "route": route,
+                "status": response.status_code,
+                "latency_ms": round(seconds * 1000, 2),
+                "organization": g.get("org_id"),
+                "endpoint": g.get("endpoint"),
+                "delivery_id": g.get("delivery_id"),
+                "result": g.get("ingest_result"),
+            }
+        },
+    )
     return response
+
+
+def record_request(route: str, status: int) -> None:
+    """Count the request and, on ingest routes, the decision taken."""
+    metrics: Metrics = current_app.extensions["dmrelay.metrics"]
+    try:
+        metrics.count(
+            "dmrelay_http_requests", route=route, method=request.method, status=str(status)
+        )
+        if request.blueprint == "ingest":
+            result, reason = g.get("ingest_result") or (
+                "rejected",
+                g.get("error_code", str(status)),
+            )
+            metrics.count(
+                "dmrelay_ingest", endpoint=g.get("endpoint", route), result=result, reason=reason
+            )
+    except redis.RedisError:
+        log.warning("metrics not recorded: Redis unavailable")

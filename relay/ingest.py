@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -11,6 +12,7 @@ from relay import defaults
 from relay.auth import TOKEN_HEADER, organization_for_token
 from relay.delivery import Delivery
 from relay.errors import BadRequest, FieldError, Forbidden, UnsupportedMediaType
+from relay.metrics import Metrics
 from relay.schemas import validate
 from relay.settings import Org, Settings
 from relay.store import Store, fingerprint
@@ -46,10 +48,13 @@ def contact_status() -> Response:
 def ingest(endpoint: str) -> Response:
     """Authenticate, validate, filter, deduplicate and enqueue one request."""
     settings: Settings = current_app.config["SETTINGS"]
+    g.endpoint = endpoint
     org = organization_for_token(request.headers.get(TOKEN_HEADER), settings.orgs)
+    g.org_id = org.id
     validated = validate(endpoint, read_json_body())
     body = bind_organization(validated.body, org, settings)
     if validated.skip_reason:
+        g.ingest_result = ("skipped", validated.skip_reason)
         return skipped(validated.skip_reason)
     delivery = Delivery.new(
         org.id,
@@ -59,12 +64,17 @@ def ingest(endpoint: str) -> Response:
         idempotency_key=idempotency_key(),
     )
     store: Store = current_app.extensions["dmrelay.store"]
+    started = time.perf_counter()
     accepted = store.accept(
         delivery,
         fingerprint(org.id, endpoint, json.dumps(body, sort_keys=True)),
         window_seconds=settings.dedup_window_seconds,
         max_pending=settings.max_pending_deliveries,
     )
+    metrics: Metrics = current_app.extensions["dmrelay.metrics"]
+    metrics.observe("dmrelay_enqueue_seconds", time.perf_counter() - started, endpoint=endpoint)
+    g.delivery_id = accepted.delivery_id
+    g.ingest_result = ("duplicate" if accepted.duplicate else "accepted", "")
     return queued(accepted.delivery_id, accepted.duplicate)
 
 
@@ -75,7 +85,8 @@ def read_json_body() -> Any:
     raw = request.get_data(cache=True)
     try:
         return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):
+        # ValueError covers bad JSON, bad UTF-8 and integers too long to parse.
         raise BadRequest("The request body is not valid JSON.") from None
 
 

@@ -1,9 +1,16 @@
-"""Operations endpoints: liveness and readiness."""
+"""Operations endpoints: liveness, readiness and Prometheus metrics."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify
+import hmac
 
+from flask import Blueprint, Response, current_app, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from relay import metrics
+from relay.admin import tokens
+from relay.errors import Unauthorized
+from relay.settings import Settings
 from relay.store import Store
 
 bp = Blueprint("ops", __name__)
@@ -22,3 +29,23 @@ def readyz() -> tuple[Response, int]:
     if store.ping():
         return jsonify(status="ready", redis="ok"), 200
     return jsonify(status="unavailable", redis="unreachable"), 503
+
+
+@bp.get("/metrics")
+def metrics_endpoint() -> Response:
+    """Expose metrics to a scraper holding the metrics token or an admin token."""
+    settings: Settings = current_app.config["SETTINGS"]
+    authorize_scrape(settings, request.headers.get("Authorization", ""))
+    store: Store = current_app.extensions["dmrelay.store"]
+    return Response(metrics.render(store, settings), content_type=CONTENT_TYPE_LATEST)
+
+
+def authorize_scrape(settings: Settings, header: str) -> None:
+    """Accept DMRELAY_METRICS_TOKEN or an admin JWT with relay:read; else 401."""
+    scheme, _, credential = header.partition(" ")
+    if scheme.lower() != "bearer" or not credential:
+        raise Unauthorized("Send Authorization: Bearer <metrics token or admin token>.")
+    expected = settings.metrics_token
+    if expected and hmac.compare_digest(credential.encode(), expected.encode()):
+        return
+    tokens.require_scope(tokens.verify(settings.secret_key, credential), tokens.READ)

@@ -35,6 +35,7 @@ class Settings:
     orgs: tuple[Org, ...]
     dmtracker_base_url: str = defaults.DMTRACKER_BASE_URL
     metrics_token: str | None = field(default=None, repr=False)
+    sentry_dsn: str | None = field(default=None, repr=False)
     dedup_window_seconds: int = defaults.DEDUP_WINDOW_SECONDS
     max_pending_deliveries: int = defaults.MAX_PENDING_DELIVERIES
     max_attempts: int = defaults.MAX_ATTEMPTS
@@ -44,6 +45,8 @@ class Settings:
     http_read_timeout_seconds: float = defaults.HTTP_READ_TIMEOUT_SECONDS
     rate_limits_per_minute: Mapping[str, int] = field(default_factory=dict)
     worker_concurrency: int = defaults.WORKER_CONCURRENCY
+    worker_heartbeat_ttl_seconds: int = defaults.WORKER_HEARTBEAT_TTL_SECONDS
+    worker_shutdown_grace_seconds: float = defaults.WORKER_SHUTDOWN_GRACE_SECONDS
     delivered_retention_seconds: int = defaults.DELIVERED_RETENTION_SECONDS
     dead_letter_retention_seconds: int = defaults.DEAD_LETTER_RETENTION_SECONDS
 
@@ -61,6 +64,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         orgs=load_orgs(env),
         dmtracker_base_url=_url(env, "DMTRACKER_BASE_URL", defaults.DMTRACKER_BASE_URL),
         metrics_token=env.get("DMRELAY_METRICS_TOKEN") or None,
+        sentry_dsn=env.get("SENTRY_DSN") or None,
         dedup_window_seconds=_int(
             env, "DMRELAY_DEDUP_WINDOW_SECONDS", defaults.DEDUP_WINDOW_SECONDS
         ),
@@ -83,6 +87,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         rate_limits_per_minute=_rate_limits(env),
         worker_concurrency=_int(
             env, "DMRELAY_WORKER_CONCURRENCY", defaults.WORKER_CONCURRENCY, minimum=1
+        ),
+        worker_heartbeat_ttl_seconds=_int(
+            env,
+            "DMRELAY_WORKER_HEARTBEAT_TTL_SECONDS",
+            defaults.WORKER_HEARTBEAT_TTL_SECONDS,
+            minimum=3,
+        ),
+        worker_shutdown_grace_seconds=_float(
+            env, "DMRELAY_WORKER_SHUTDOWN_GRACE_SECONDS", defaults.WORKER_SHUTDOWN_GRACE_SECONDS
         ),
         delivered_retention_seconds=_int(
             env, "DMRELAY_DELIVERED_RETENTION_SECONDS", defaults.DELIVERED_RETENTION_SECONDS

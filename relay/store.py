@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import redis
@@ -383,6 +383,18 @@ class Store:
             index, "-inf", time.time() - defaults.DELIVERED_RETENTION_SECONDS
         )
         return [i.decode() for i in self.redis.zrevrange(index, 0, limit - 1)]
+
+    def add_to_metrics(self, changes: Mapping[str, float]) -> None:
+        """Add to the shared metric values (one hash for every process)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for field, amount in changes.items():
+                pipe.hincrbyfloat(self.key("metrics"), field, amount)
+            pipe.execute()
+
+    def read_metrics(self) -> dict[str, float]:
+        """Return every shared metric value."""
+        raw = self.redis.hgetall(self.key("metrics"))
+        return {field.decode(): float(value) for field, value in raw.items()}
 
     def hit_window(self, name: str, window_seconds: int) -> tuple[int, int]:
         """Count one hit in a fixed window; return (hits so far, epoch second it resets)."""

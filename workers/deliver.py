@@ -9,6 +9,7 @@ import time
 from relay import defaults
 from relay.delivery import DEAD, DELIVERED, RETRYING, Attempt, Delivery
 from relay.endpoints import ENDPOINTS
+from relay.metrics import Metrics
 from relay.redact import redact
 from relay.settings import Settings
 from relay.store import Store
@@ -34,6 +35,7 @@ class Deliverer:
         rng: random.Random | None = None,
     ) -> None:
         self.store = store
+        self.metrics = Metrics(store)
         self.client = client
         self.limiter = limiter
         self.settings = settings
@@ -46,6 +48,17 @@ class Deliverer:
         delivery = self.store.load(delivery_id)
         if delivery is None or delivery.state in (DELIVERED, DEAD):
             return GONE
+        outcome = self._advance(delivery)
+        self.metrics.count(
+            "dmrelay_deliveries",
+            organization=delivery.org_id,
+            endpoint=delivery.endpoint,
+            outcome=outcome,
+        )
+        return outcome
+
+    def _advance(self, delivery: Delivery) -> str:
+        """Pass the order gate and the rate-limit gate, then call DmTracker."""
         if not self.store.try_start(delivery):
             return PARKED
         org = self.settings.org_by_id(delivery.org_id)
@@ -68,6 +81,9 @@ class Deliverer:
         )
         delivery.holds_rate_slot = wait > 0
         if wait > 0:
+            self.metrics.count(
+                "dmrelay_rate_limit_waits", organization=delivery.org_id, endpoint=delivery.endpoint
+            )
             delivery.state = RETRYING if delivery.attempts else delivery.state
             self.store.schedule(delivery, time.time() + wait)
         return wait > 0
@@ -79,6 +95,10 @@ class Deliverer:
         delivery.attempts.append(_attempt(reply, verdict, now, self.secrets))
         outcome = "delivered" if verdict == policy.DELIVERED else "failed"
         self.store.record(delivery.org_id, delivery.endpoint, outcome, reply.latency_ms)
+        self.metrics.observe(
+            "dmrelay_attempt_seconds", reply.latency_ms / 1000, endpoint=delivery.endpoint
+        )
+        _log_attempt(delivery, reply, verdict)
         if verdict == policy.DELIVERED:
             self.store.finish(delivery, DELIVERED, self.settings.delivered_retention_seconds)
             return DELIVERED
@@ -121,3 +141,26 @@ def _reason(reply: Reply) -> str:
     if reply.status is None:
         return f"DmTracker unreachable ({reply.error})"
     return f"DmTracker answered {reply.status}"
+
+
+def _log_attempt(delivery: Delivery, reply: Reply, verdict: str) -> None:
+    """Write the one log line of an attempt: ids, status, latency; never the body or token."""
+    log.info(
+        "attempt %s %s: %s",
+        delivery.endpoint,
+        delivery.id,
+        reply.status if reply.status is not None else reply.error,
+        extra={
+            "fields": {
+                "delivery_id": delivery.id,
+                "request_id": delivery.request_id,
+                "organization": delivery.org_id,
+                "endpoint": delivery.endpoint,
+                "attempt": len(delivery.attempts),
+                "status": reply.status,
+                "error": reply.error,
+                "latency_ms": reply.latency_ms,
+                "outcome": verdict,
+            }
+        },
+    )

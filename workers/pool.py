@@ -34,6 +34,7 @@ class WorkerProcess:
         *,
         concurrency: int = defaults.WORKER_CONCURRENCY,
         shutdown_grace_seconds: float = defaults.WORKER_SHUTDOWN_GRACE_SECONDS,
+        heartbeat_ttl_seconds: int = defaults.WORKER_HEARTBEAT_TTL_SECONDS,
         name: str | None = None,
     ) -> None:
         self.store = store
@@ -41,6 +42,7 @@ class WorkerProcess:
         self.org_ids = org_ids
         self.concurrency = concurrency
         self.grace = shutdown_grace_seconds
+        self.heartbeat_ttl = heartbeat_ttl_seconds
         self.name = name or f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
         self.stopping = threading.Event()
         self._slots = threading.BoundedSemaphore(concurrency)
@@ -117,10 +119,11 @@ class WorkerProcess:
             self.store.move_due(self.org_ids)
             self._next_schedule_poll = now + defaults.SCHEDULER_POLL_SECONDS
         if now >= self._next_heartbeat:
-            self.store.heartbeat(self.name, defaults.WORKER_HEARTBEAT_TTL_SECONDS)
+            self.store.heartbeat(self.name, self.heartbeat_ttl)
             self._reclaim_dead_workers()
             self._reclaim_orphans()
-            self._next_heartbeat = now + defaults.WORKER_HEARTBEAT_SECONDS
+            # Beat three times per TTL so one slow beat never looks like a death.
+            self._next_heartbeat = now + self.heartbeat_ttl / 3
 
     def _reclaim_dead_workers(self) -> None:
         """Requeue what workers that died without a goodbye had in flight."""

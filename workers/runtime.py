@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import logging
-
 import redis
 
+from relay.sentry import init_sentry
 from relay.settings import Settings
 from relay.store import Store, connect
 from workers.deliver import Deliverer
 from workers.dmtracker import DmTrackerClient
 from workers.pool import WorkerProcess
 from workers.ratelimit import RateLimiter
-
-log = logging.getLogger("dmrelay.worker")
 
 
 def build_deliverer(settings: Settings, connection: redis.Redis | None = None) -> Deliverer:
@@ -28,14 +25,22 @@ def build_deliverer(settings: Settings, connection: redis.Redis | None = None) -
     return Deliverer(store, client, RateLimiter(store.redis, store.prefix), settings)
 
 
-def run_worker(settings: Settings, connection: redis.Redis | None = None) -> None:
-    """Run one worker process until SIGTERM or SIGINT."""
+def build_worker(settings: Settings, connection: redis.Redis | None = None) -> WorkerProcess:
+    """Return a worker process for every configured organization."""
     deliverer = build_deliverer(settings, connection)
-    worker = WorkerProcess(
+    return WorkerProcess(
         deliverer.store,
         deliverer.process,
         [org.id for org in settings.orgs],
         concurrency=settings.worker_concurrency,
+        shutdown_grace_seconds=settings.worker_shutdown_grace_seconds,
+        heartbeat_ttl_seconds=settings.worker_heartbeat_ttl_seconds,
     )
+
+
+def run_worker(settings: Settings, connection: redis.Redis | None = None) -> None:
+    """Run one worker process until SIGTERM or SIGINT."""
+    init_sentry(settings.sentry_dsn, "worker")
+    worker = build_worker(settings, connection)
     worker.install_signal_handlers()
     worker.run()

@@ -1,0 +1,143 @@
+"""Prometheus metrics kept in Redis, so every web and worker process adds to one total."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from relay.settings import Settings
+from relay.store import Store
+
+BUCKETS_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+COUNTERS = {
+    "dmrelay_http_requests": (
+        "HTTP requests answered, by route and status.",
+        ("route", "method", "status"),
+    ),
+    "dmrelay_ingest": (
+        "Ingest decisions: accepted, duplicate, skipped, rejected, by reason.",
+        ("endpoint", "result", "reason"),
+    ),
+    "dmrelay_deliveries": (
+        "Delivery passes by endpoint and outcome.",
+        ("organization", "endpoint", "outcome"),
+    ),
+    "dmrelay_rate_limit_waits": (
+        "Deliveries rescheduled to wait for a rate-limit slot.",
+        ("organization", "endpoint"),
+    ),
+}
+HISTOGRAMS = {
+    "dmrelay_enqueue_seconds": ("Time to store and enqueue an accepted request.", ("endpoint",)),
+    "dmrelay_attempt_seconds": ("Latency of calls to DmTracker.", ("endpoint",)),
+}
+
+
+class Metrics:
+    """Record counters and histogram observations in Redis."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def count(self, name: str, **labels: str) -> None:
+        """Add one to a counter."""
+        self.store.add_to_metrics({_field(name, labels, "total"): 1})
+
+    def observe(self, name: str, seconds: float, **labels: str) -> None:
+        """Record one observation in a histogram."""
+        changes = {_field(name, labels, "count"): 1.0, _field(name, labels, "sum"): seconds}
+        for bound in BUCKETS_SECONDS:
+            if seconds <= bound:
+                changes[_field(name, labels, f"le={bound}")] = 1
+        self.store.add_to_metrics(changes)
+
+
+def _field(name: str, labels: Mapping[str, str], part: str) -> str:
+    label_text = ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+    return f"{name}|{label_text}|{part}"
+
+
+class RedisCollector(Collector):
+    """Expose the Redis-held counters and the live queue gauges at scrape time."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+
+    def collect(self) -> Iterator[Any]:
+        """Yield every metric family."""
+        values = self.store.read_metrics()
+        yield from self._counters(values)
+        yield from self._histograms(values)
+        yield from self._gauges()
+
+    def _counters(self, values: dict[str, float]) -> Iterator[CounterMetricFamily]:
+        for name, (text, label_names) in COUNTERS.items():
+            family = CounterMetricFamily(name, text, labels=label_names)
+            for labels, part, value in _series(values, name):
+                if part == "total":
+                    family.add_metric([labels.get(n, "") for n in label_names], value)
+            yield family
+
+    def _histograms(self, values: dict[str, float]) -> Iterator[HistogramMetricFamily]:
+        for name, (text, label_names) in HISTOGRAMS.items():
+            family = HistogramMetricFamily(name, text, labels=label_names)
+            for key, parts in _group_series(values, name).items():
+                # Each observation was added to every bucket it fits: already cumulative.
+                buckets = [(str(b), parts.get(f"le={b}", 0.0)) for b in BUCKETS_SECONDS]
+                buckets.append(("+Inf", parts.get("count", 0.0)))
+                family.add_metric(list(key), buckets, parts.get("sum", 0.0))
+            yield family
+
+    def _gauges(self) -> Iterator[GaugeMetricFamily]:
+        org_ids = [org.id for org in self.settings.orgs]
+        depths = self.store.depths(org_ids)
+        totals = self.store.totals()
+        queued = GaugeMetricFamily(
+            "dmrelay_queue_depth", "Deliveries waiting on the queue.", labels=["organization"]
+        )
+        scheduled = GaugeMetricFamily(
+            "dmrelay_scheduled_retries", "Deliveries scheduled for later.", labels=["organization"]
+        )
+        for org_id, depth in depths.items():
+            queued.add_metric([org_id], depth["queued"])
+            scheduled.add_metric([org_id], depth["scheduled"])
+        yield queued
+        yield scheduled
+        yield GaugeMetricFamily(
+            "dmrelay_dead_letters", "Dead letters kept.", totals["dead_letters"]
+        )
+        yield GaugeMetricFamily(
+            "dmrelay_in_flight", "Deliveries being sent now.", totals["in_flight"]
+        )
+        yield GaugeMetricFamily(
+            "dmrelay_pending", "Accepted and not yet finished.", totals["pending"]
+        )
+
+
+def _series(values: dict[str, float], name: str) -> Iterator[tuple[dict[str, str], str, float]]:
+    for field, value in values.items():
+        field_name, label_text, part = field.split("|")
+        if field_name == name:
+            labels = dict(item.split("=", 1) for item in label_text.split(",") if item)
+            yield labels, part, value
+
+
+def _group_series(values: dict[str, float], name: str) -> dict[tuple[str, ...], dict[str, float]]:
+    label_names = HISTOGRAMS[name][1]
+    grouped: dict[tuple[str, ...], dict[str, float]] = {}
+    for labels, part, value in _series(values, name):
+        grouped.setdefault(tuple(labels.get(n, "") for n in label_names), {})[part] = value
+    return grouped
+
+
+def render(store: Store, settings: Settings) -> bytes:
+    """Return the Prometheus text exposition of every metric."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RedisCollector(store, settings))
+    return generate_latest(registry)
