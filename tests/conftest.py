@@ -15,11 +15,10 @@ from relay.sandbox import SandboxOrg, SandboxServer, create_sandbox_app
 from werkzeug.serving import make_server
 
 from relay.app import create_app
-from relay.localredis import LocalRedis, start_local_redis
+from relay.localredis import LocalRedis, free_port, start_local_redis
 from relay.settings import Org, Settings
 from relay.store import Store
-from workers.pool import WorkerProcess
-from workers.runtime import build_deliverer
+from workers.runtime import build_worker
 
 ORG_A = Org("11111111-1111-4111-8111-111111111111", "token-a-0123456789", "Page A")
 ORG_B = Org("22222222-2222-4222-8222-222222222222", "token-b-0123456789", "Page B")
@@ -125,15 +124,8 @@ def store(redis_conn: redis.Redis) -> Store:
 class RunningWorker:
     """A WorkerProcess on a background thread, stoppable from the test."""
 
-    def __init__(self, settings: Settings, connection: redis.Redis, **options: Any) -> None:
-        self.deliverer = build_deliverer(settings, connection)
-        self.process = WorkerProcess(
-            self.deliverer.store,
-            self.deliverer.process,
-            [org.id for org in settings.orgs],
-            concurrency=settings.worker_concurrency,
-            **options,
-        )
+    def __init__(self, settings: Settings, connection: redis.Redis) -> None:
+        self.process = build_worker(settings, connection)
         self.thread = threading.Thread(target=self.process.run, daemon=True)
 
     def start(self) -> RunningWorker:
@@ -152,8 +144,8 @@ def start_worker(settings: Settings, redis_conn: redis.Redis) -> Iterator[Any]:
     """Return a function that starts workers; all are stopped at teardown."""
     started: list[RunningWorker] = []
 
-    def start(custom: Settings | None = None, **options: Any) -> RunningWorker:
-        worker = RunningWorker(custom or settings, redis_conn, **options).start()
+    def start(custom: Settings | None = None) -> RunningWorker:
+        worker = RunningWorker(custom or settings, redis_conn).start()
         started.append(worker)
         return worker
 
@@ -171,6 +163,11 @@ def relay_url(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     thread.join(timeout=5)
+
+
+def free_port_url() -> str:
+    """Return an API base URL where nothing listens."""
+    return f"http://127.0.0.1:{free_port()}/api/v1"
 
 
 def with_settings(settings: Settings, **changes: Any) -> Settings:

@@ -256,3 +256,14 @@ def test_contact_status_accepts_post_and_put(client, store) -> None:  # type: ig
         delivery: Delivery = store.load(response.get_json()["data"]["delivery_id"])
         assert delivery.endpoint == "contact-status"
         assert delivery.payload["pipeline_stage"] == stage
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["[" * 50_000, '{"manychat_id": ' + "9" * 5000 + "}", b'{"a": "\xff"}'],
+    ids=["deep-nesting", "huge-integer", "bad-utf8"],
+)
+def test_pathological_json_is_400_not_500(client, raw) -> None:  # type: ignore[no-untyped-def]
+    response = client.post(URL, data=raw, headers=headers(ORG_A.token))
+    assert response.status_code == 400
+    assert response.get_json()["message"] == "The request body is not valid JSON."

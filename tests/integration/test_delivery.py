@@ -1,0 +1,199 @@
+"""The worker against the real sandbox: retries, dead letters, 429s, ordering, fairness."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from relay.delivery import DEAD, DELIVERED, RETRYING
+from tests.conftest import ORG_A, ORG_B, with_settings
+from tests.helpers import DEFAULT_REPLY, headers, wait_until
+
+DEFAULT_REPLY_PATH = "contact/default-reply"
+
+
+def post(client, path: str, body: dict, org=ORG_A) -> str:  # type: ignore[no-untyped-def]
+    response = client.post(f"/api/v1/{path}", json=body, headers=headers(org.token))
+    assert response.status_code == 200, response.get_json()
+    return str(response.get_json()["data"]["delivery_id"])
+
+
+def settled(store, delivery_id: str, state: str):  # type: ignore[no-untyped-def]
+    return wait_until(lambda: (d := store.load(delivery_id)) and d.state == state and d)
+
+
+@pytest.mark.parametrize("status", [408, 425, 500, 502, 503, 504])
+def test_transient_statuses_are_retried_until_delivered(  # type: ignore[no-untyped-def]
+    client, store, sandbox, start_worker, status
+) -> None:
+    sandbox.fault(endpoint=DEFAULT_REPLY_PATH, status=status, count=2)
+    start_worker()
+    delivery = settled(store, post(client, DEFAULT_REPLY_PATH, DEFAULT_REPLY), DELIVERED)
+
+    assert [a.status for a in delivery.attempts] == [status, status, 200]
+    assert [a.outcome for a in delivery.attempts] == ["retry", "retry", "delivered"]
+    assert delivery.attempts_used == 2
+    assert len(sandbox.requests()) == 3
+
+
+def test_connection_errors_are_retried(client, store, settings, start_worker) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import free_port_url
+
+    unreachable = with_settings(settings, dmtracker_base_url=free_port_url(), max_attempts=2)
+    start_worker(unreachable)
+    delivery = settled(store, post(client, DEFAULT_REPLY_PATH, DEFAULT_REPLY), DEAD)
+
+    assert [a.status for a in delivery.attempts] == [None, None]
+    assert delivery.attempts[0].error == "connection error"
+    assert delivery.reason == "gave up after 2 attempts: DmTracker unreachable (connection error)"
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 405, 422])
+def test_permanent_statuses_go_straight_to_dead_letters(  # type: ignore[no-untyped-def]
+    client, store, sandbox, start_worker, status
+) -> None:
+    sandbox.fault(endpoint=DEFAULT_REPLY_PATH, status=status, count=1, body={"error": "x"})
+    start_worker()
+    delivery = settled(store, post(client, DEFAULT_REPLY_PATH, DEFAULT_REPLY), DEAD)
+
+    assert len(delivery.attempts) == 1
+    assert delivery.reason == f"DmTracker answered {status}"
+    assert delivery.attempts[0].body == '{"error":"x"}' or '"error"' in delivery.attempts[0].body
+    assert delivery.id in store.dead_letter_ids()
+
+
+def test_transient_failures_exhaust_into_a_dead_letter(client, store, sandbox, start_worker) -> None:  # type: ignore[no-untyped-def]
+    sandbox.fault(endpoint=DEFAULT_REPLY_PATH, status=503, count=-1)
+    start_worker()
+    delivery = settled(store, post(client, DEFAULT_REPLY_PATH, DEFAULT_REPLY), DEAD)
+
+    assert [a.status for a in delivery.attempts] == [503, 503, 503, 503]
+    assert delivery.reason == "gave up after 4 attempts: DmTracker answered 503"
+
+
+def test_retries_wait_according_to_the_backoff(client, store, sandbox, start_worker) -> None:  # type: ignore[no-untyped-def]
+    sandbox.fault(endpoint=DEFAULT_REPLY_PATH, status=503, count=-1)
+    start_worker()
+    delivery = settled(store, post(client, DEFAULT_REPLY_PATH, DEFAULT_REPLY), DEAD)
+
+    gaps = [b.at - a.at for a, b in zip(delivery.attempts, delivery.attempts[1:], strict=False)]
+    # Ceilings 0.05, 0.1, 0.2 s (base 0.05, cap 0.2) plus scheduler polling (0.2 s).
+    assert all(gap <= ceiling + 0.5 for gap, ceiling in zip(gaps, [0.05, 0.1, 0.2], strict=True))
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"body": {"error": "Rate limit exceeded", "retry_after": 1}},
+        {"headers": {"Retry-After": "1"}, "body": {"error": "Rate limit exceeded"}},
+    ],
+    ids=["body", "header"],
+)
+def test_429_waits_as_asked_and_uses_no_attempt(  # type: ignore[no-untyped-def]
+    client, store, sandbox, start_worker, fault
+) -> None:
+    sandbox.fault(endpoint=DEFAULT_REPLY_PATH, status=429, count=1, **fault)
+    start_worker()
+    delivery = settled(store, post(client, DEFAULT_REPLY_PATH, DEFAULT_REPLY), DELIVERED)
+
+    throttled, delivered = delivery.attempts
+    assert (throttled.status, throttled.outcome) == (429, "throttled")
+    assert delivered.status == 200
+    assert 1.0 <= delivered.at - throttled.at <= 2.5
+    assert delivery.attempts_used == 0
+
+
+def test_429_does_not_consume_the_attempt_budget(client, store, sandbox, start_worker) -> None:  # type: ignore[no-untyped-def]
+    # Five 429s with max_attempts=4 would dead-letter if 429s counted.
+    sandbox.fault(
+        endpoint=DEFAULT_REPLY_PATH, status=429, count=5, body={"retry_after": 0}
+    )
+    start_worker()
+    delivery = settled(store, post(client, DEFAULT_REPLY_PATH, DEFAULT_REPLY), DELIVERED)
+    assert [a.status for a in delivery.attempts] == [429] * 5 + [200]
+
+
+def test_a_retried_first_delivery_keeps_its_successors_behind_it(  # type: ignore[no-untyped-def]
+    client, store, sandbox, start_worker
+) -> None:
+    sandbox.fault(endpoint=DEFAULT_REPLY_PATH, status=503, count=3)
+    first = post(client, DEFAULT_REPLY_PATH, DEFAULT_REPLY)
+    tags = post(
+        client,
+        "contact/update-tags-external",
+        {"username": "john_doe", "mode": "add", "tag_names": ["hot-lead"]},
+    )
+    status = post(client, "contact/contact-status", {"manychat_id": "123456", "lead_status": "won"})
+    start_worker()
+
+    settled(store, status, DELIVERED)
+    arrived = [r for r in sandbox.requests() if r["status"] < 300]
+    assert [r["path"].rsplit("/", 1)[1] for r in arrived] == [
+        "default-reply",
+        "update-tags-external",
+        "contact-status",
+    ]
+    assert store.load(first).state == DELIVERED
+    assert store.load(tags).state == DELIVERED
+
+
+def test_unrelated_contacts_do_not_wait_for_each_other(client, store, sandbox, start_worker) -> None:  # type: ignore[no-untyped-def]
+    sandbox.fault(endpoint=DEFAULT_REPLY_PATH, status=503, count=-1)
+    blocked = post(client, DEFAULT_REPLY_PATH, DEFAULT_REPLY)
+    other = post(
+        client,
+        "organization/create-contact",
+        {"username": "someone_else", "had_outreach": True, "outreach_reason": "r", "outreach_text": "t"},
+    )
+    start_worker()
+    settled(store, other, DELIVERED)
+    assert store.load(blocked).state in (RETRYING, DEAD)
+
+
+def test_rate_limit_is_never_exceeded_by_several_workers(  # type: ignore[no-untyped-def]
+    client, store, sandbox, settings, start_worker
+) -> None:
+    limited = with_settings(settings, rate_limits_per_minute={"create-contact": 10})
+    sandbox.configure(create_contact_limit_per_minute=10)
+    ids = [
+        post(
+            client,
+            "organization/create-contact",
+            {"username": f"lead_{i}", "had_outreach": True, "outreach_reason": "r", "outreach_text": "t"},
+        )
+        for i in range(16)
+    ]
+    for _ in range(3):
+        start_worker(limited)
+
+    wait_until(lambda: len(sandbox.requests()) >= 10)
+    time.sleep(1.0)  # give the workers time to overstep if they were going to
+    received = sandbox.requests()
+    assert len(received) == 10
+    assert all(r["status"] == 201 for r in received)
+    waiting = [store.load(i) for i in ids if store.load(i).state != DELIVERED]
+    assert len(waiting) == 6
+    # Each waiter holds a reserved slot, spaced by the limit's interval (6 s for 10/min).
+    slots = sorted(d.next_attempt_at for d in waiting)
+    assert all(5.5 <= b - a <= 6.5 for a, b in zip(slots, slots[1:], strict=False))
+    assert all(d.attempts_used == 0 and d.attempts == [] for d in waiting)
+
+
+def test_a_throttled_organization_does_not_delay_another(  # type: ignore[no-untyped-def]
+    client, store, sandbox, settings, start_worker
+) -> None:
+    limited = with_settings(settings, rate_limits_per_minute={"create-contact": 5})
+    for i in range(40):
+        post(
+            client,
+            "organization/create-contact",
+            {"username": f"lead_{i}", "had_outreach": True, "outreach_reason": "r", "outreach_text": "t"},
+        )
+    start_worker(limited)
+    wait_until(lambda: len(sandbox.requests()) >= 5)
+
+    started = time.monotonic()
+    other = post(client, DEFAULT_REPLY_PATH, {**DEFAULT_REPLY, "page_name": "Page B"}, org=ORG_B)
+    settled(store, other, DELIVERED)
+    assert time.monotonic() - started < 1.0
