@@ -22,6 +22,7 @@ def register_error_handlers(app: Flask) -> None:
 
 def error_response(status: int, title: str, code: str, message: str) -> Response:
     """Render an error: the admin API's envelope, or DmTracker's shape everywhere else."""
+    g.error_code = code.lower()
     if request.path.startswith(ADMIN_PREFIX):
         body = {"error": {"code": code, "message": message, "requestId": g.get("request_id")}}
     else:
