@@ -10,11 +10,12 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from relay import deadletters
+from relay.admin import tokens
 from relay.deadletters import DeadLetterFilter
 from relay.endpoints import ENDPOINTS
 from relay.errors import ConfigError
 from relay.logs import configure_logging
-from relay.settings import Settings, load_orgs, load_settings
+from relay.settings import Settings, _secret, load_orgs, load_settings
 from relay.store import Store, connect
 
 
@@ -43,7 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--create-contact-limit", type=int, default=60)
     run = _add(commands, "run", "run web, worker, Redis and the sandbox locally", _run)
     run.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    _add(commands, "schedule", "print the retry schedule of the current settings", _schedule)
     _add_dead_letters(commands)
+    token = _add(commands, "token", "print an admin API token (a signed JWT)", _token)
+    token.add_argument(
+        "--scope", action="append", required=True, choices=tokens.SCOPES, dest="scopes"
+    )
+    token.add_argument("--ttl", default="1h", help="lifetime, e.g. 30m, 1h, 7d (default 1h)")
+    token.add_argument("--subject", default="operator", help="who the token is for")
     return parser
 
 
@@ -113,6 +121,30 @@ def _run(args: argparse.Namespace) -> int:
     from relay.devrun import run_local
 
     return run_local(args.port)
+
+
+def _schedule(args: argparse.Namespace) -> int:
+    from workers.policy import Backoff, schedule_table
+
+    settings = load_settings()
+    backoff = Backoff(settings.backoff_base_seconds, settings.backoff_cap_seconds)
+    print("attempt  longest wait after it  expected time since first attempt")
+    for attempt, ceiling, expected in schedule_table(settings.max_attempts, backoff):
+        print(f"{attempt:>7}  {ceiling:>19.0f} s  {expected / 3600:>30.2f} h")
+    print(f"{settings.max_attempts:>7}  dead letter if it fails")
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    # Only the secret is needed to sign: no Redis, no organizations.
+    secret = _secret(os.environ, "DMRELAY_SECRET_KEY")
+    try:
+        scopes = list(dict.fromkeys(args.scopes))
+        print(tokens.mint(secret, scopes, tokens.parse_ttl(args.ttl), args.subject))
+    except ValueError as error:
+        print(f"dmrelay: {error}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _store(settings: Settings) -> Store:

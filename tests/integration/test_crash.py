@@ -116,3 +116,33 @@ def test_sigkill_is_recovered_by_another_worker_within_bounds(  # type: ignore[n
     # Heartbeat TTL 3 s, checked every second: recovered well inside the bound.
     assert time.monotonic() - killed_at < 10
     assert in_flight(redis_conn) == 0
+
+
+def test_worker_reconnects_after_redis_restarts(settings, sandbox, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import redis
+
+    from relay.app import create_app
+    from relay.localredis import start_local_redis
+    from relay.store import Store
+    from tests.conftest import RunningWorker, with_settings
+
+    server = start_local_redis(tmp_path / "redis", persist=True)
+    own = with_settings(settings, redis_url=server.url)
+    connection = redis.Redis.from_url(server.url)
+    worker = RunningWorker(own, connection).start()
+    client = create_app(own, connection).test_client()
+    store = Store(connection)
+    try:
+        first = post_many(client, 1)
+        wait_until(lambda: all_delivered(store, first))
+
+        server.stop()
+        time.sleep(1.5)  # the worker sees Redis gone and keeps retrying
+        server = start_local_redis(tmp_path / "redis", port=server.port, persist=True)
+
+        second = post_many(client, 2)[1:]
+        wait_until(lambda: all_delivered(store, second), timeout=15)
+        assert worker.thread.is_alive()
+    finally:
+        worker.stop()
+        server.stop()

@@ -63,7 +63,9 @@ def test_permanent_statuses_go_straight_to_dead_letters(  # type: ignore[no-unty
     assert delivery.id in store.dead_letter_ids()
 
 
-def test_transient_failures_exhaust_into_a_dead_letter(client, store, sandbox, start_worker) -> None:  # type: ignore[no-untyped-def]
+def test_transient_failures_exhaust_into_a_dead_letter(
+    client, store, sandbox, start_worker
+) -> None:  # type: ignore[no-untyped-def]
     sandbox.fault(endpoint=DEFAULT_REPLY_PATH, status=503, count=-1)
     start_worker()
     delivery = settled(store, post(client, DEFAULT_REPLY_PATH, DEFAULT_REPLY), DEAD)
@@ -106,9 +108,7 @@ def test_429_waits_as_asked_and_uses_no_attempt(  # type: ignore[no-untyped-def]
 
 def test_429_does_not_consume_the_attempt_budget(client, store, sandbox, start_worker) -> None:  # type: ignore[no-untyped-def]
     # Five 429s with max_attempts=4 would dead-letter if 429s counted.
-    sandbox.fault(
-        endpoint=DEFAULT_REPLY_PATH, status=429, count=5, body={"retry_after": 0}
-    )
+    sandbox.fault(endpoint=DEFAULT_REPLY_PATH, status=429, count=5, body={"retry_after": 0})
     start_worker()
     delivery = settled(store, post(client, DEFAULT_REPLY_PATH, DEFAULT_REPLY), DELIVERED)
     assert [a.status for a in delivery.attempts] == [429] * 5 + [200]
@@ -138,13 +138,20 @@ def test_a_retried_first_delivery_keeps_its_successors_behind_it(  # type: ignor
     assert store.load(tags).state == DELIVERED
 
 
-def test_unrelated_contacts_do_not_wait_for_each_other(client, store, sandbox, start_worker) -> None:  # type: ignore[no-untyped-def]
+def test_unrelated_contacts_do_not_wait_for_each_other(
+    client, store, sandbox, start_worker
+) -> None:  # type: ignore[no-untyped-def]
     sandbox.fault(endpoint=DEFAULT_REPLY_PATH, status=503, count=-1)
     blocked = post(client, DEFAULT_REPLY_PATH, DEFAULT_REPLY)
     other = post(
         client,
         "organization/create-contact",
-        {"username": "someone_else", "had_outreach": True, "outreach_reason": "r", "outreach_text": "t"},
+        {
+            "username": "someone_else",
+            "had_outreach": True,
+            "outreach_reason": "r",
+            "outreach_text": "t",
+        },
     )
     start_worker()
     settled(store, other, DELIVERED)
@@ -160,7 +167,12 @@ def test_rate_limit_is_never_exceeded_by_several_workers(  # type: ignore[no-unt
         post(
             client,
             "organization/create-contact",
-            {"username": f"lead_{i}", "had_outreach": True, "outreach_reason": "r", "outreach_text": "t"},
+            {
+                "username": f"lead_{i}",
+                "had_outreach": True,
+                "outreach_reason": "r",
+                "outreach_text": "t",
+            },
         )
         for i in range(16)
     ]
@@ -188,7 +200,12 @@ def test_a_throttled_organization_does_not_delay_another(  # type: ignore[no-unt
         post(
             client,
             "organization/create-contact",
-            {"username": f"lead_{i}", "had_outreach": True, "outreach_reason": "r", "outreach_text": "t"},
+            {
+                "username": f"lead_{i}",
+                "had_outreach": True,
+                "outreach_reason": "r",
+                "outreach_text": "t",
+            },
         )
     start_worker(limited)
     wait_until(lambda: len(sandbox.requests()) >= 5)
