@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import redis
 import requests
-from relay.sandbox import SandboxOrg, SandboxServer, create_sandbox_app
 from werkzeug.serving import make_server
 
 from relay.app import create_app
 from relay.localredis import LocalRedis, free_port, start_local_redis
+from relay.sandbox import SandboxOrg, SandboxServer, create_sandbox_app
 from relay.settings import Org, Settings
 from relay.store import Store
 from workers.runtime import build_worker

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
@@ -188,7 +189,7 @@ def test_rate_limit_is_never_exceeded_by_several_workers(  # type: ignore[no-unt
     assert len(waiting) == 6
     # Each waiter holds a reserved slot, spaced by the limit's interval (6 s for 10/min).
     slots = sorted(d.next_attempt_at for d in waiting)
-    assert all(5.5 <= b - a <= 6.5 for a, b in zip(slots, slots[1:], strict=False))
+    assert all(5.5 <= b - a <= 6.5 for a, b in itertools.pairwise(slots))
     assert all(d.attempts_used == 0 and d.attempts == [] for d in waiting)
 
 

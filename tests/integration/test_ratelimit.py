@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 from workers.ratelimit import RateLimiter
@@ -18,7 +19,7 @@ def test_grants_up_to_the_limit_then_reserves_spaced_slots(redis_conn) -> None: 
     assert granted == [0.0] * 60
     # The window is full for a minute; waiters get slots one second apart, not all at once.
     assert 59 < waits[0] <= 60.1
-    gaps = [round(later - earlier, 2) for earlier, later in zip(waits, waits[1:], strict=False)]
+    gaps = [round(later - earlier, 2) for earlier, later in itertools.pairwise(waits)]
     assert all(0.95 <= gap <= 1.05 for gap in gaps), gaps
 
 
@@ -52,7 +53,7 @@ def test_never_more_than_the_limit_across_concurrent_callers(redis_conn) -> None
 
 def test_a_reserved_caller_is_let_through_ahead_of_newcomers(redis_conn) -> None:  # type: ignore[no-untyped-def]
     limiter = RateLimiter(redis_conn, "dmrelay")
-    redis_conn.set("dmrelay:rl:%s:create-contact:cursor" % ORG, "9999999999")
+    redis_conn.set(f"dmrelay:rl:{ORG}:create-contact:cursor", "9999999999")
     # A newcomer must queue behind the reserved slots; a caller holding a slot may go.
     assert limiter.acquire(ORG, "create-contact", 60) > 0
     assert limiter.acquire(ORG, "create-contact", 60, reserved=True) == 0.0
