@@ -173,13 +173,14 @@ class Store:
         window_seconds: int,
         max_pending: int,
     ) -> Accepted:
-        pending_key = self.key("pending")
-        pipe.watch(pending_key, *(key for key, _ in dedup_keys))
+        # Watch only this request's dedup keys: watching the shared pending counter would make
+        # every concurrent accept conflict. The depth limit is a soft bound anyway.
+        pipe.watch(*(key for key, _ in dedup_keys))
         for key, _ in dedup_keys:
             existing = pipe.get(key)
             if existing:
                 return Accepted(existing.decode(), duplicate=True)
-        if int(pipe.get(pending_key) or 0) >= max_pending:
+        if int(pipe.get(self.key("pending")) or 0) >= max_pending:
             raise ServiceUnavailable(
                 f"The relay holds {max_pending} undelivered messages, its limit; try again later."
             )
