@@ -11,11 +11,11 @@ from datetime import datetime
 
 from relay import deadletters
 from relay.admin import tokens
-from relay.deadletters import DeadLetterFilter
+from relay.admin.queries import DeliveryQuery, dead_letters
 from relay.endpoints import ENDPOINTS
 from relay.errors import ConfigError
 from relay.logs import configure_logging
-from relay.settings import Settings, _secret, load_orgs, load_settings
+from relay.settings import Settings, load_orgs, load_settings, read_secret_key
 from relay.store import Store, connect
 
 
@@ -75,8 +75,8 @@ def _add_dead_letters(commands: argparse._SubParsersAction) -> None:
         action.add_argument("--org", help="organization id")
         action.add_argument("--endpoint", choices=sorted(ENDPOINTS))
         action.add_argument("--status", type=int, help="last HTTP status from DmTracker")
-        action.add_argument("--since", type=_timestamp, help="ISO time, dead at or after")
-        action.add_argument("--until", type=_timestamp, help="ISO time, dead before")
+        action.add_argument("--since", type=_timestamp, help="ISO time, received at or after")
+        action.add_argument("--until", type=_timestamp, help="ISO time, received before")
 
 
 def _timestamp(value: str) -> float:
@@ -137,7 +137,7 @@ def _schedule(args: argparse.Namespace) -> int:
 
 def _token(args: argparse.Namespace) -> int:
     # Only the secret is needed to sign: no Redis, no organizations.
-    secret = _secret(os.environ, "DMRELAY_SECRET_KEY")
+    secret = read_secret_key(os.environ)
     try:
         scopes = list(dict.fromkeys(args.scopes))
         print(tokens.mint(secret, scopes, tokens.parse_ttl(args.ttl), args.subject))
@@ -151,13 +151,19 @@ def _store(settings: Settings) -> Store:
     return Store(connect(settings.redis_url))
 
 
-def _filter(args: argparse.Namespace) -> DeadLetterFilter:
-    return DeadLetterFilter(None, args.org, args.endpoint, args.status, args.since, args.until)
+def _query(args: argparse.Namespace) -> DeliveryQuery:
+    return DeliveryQuery(
+        org_id=args.org,
+        endpoint=args.endpoint,
+        status=args.status,
+        since=args.since,
+        until=args.until,
+    )
 
 
 def _dl_list(args: argparse.Namespace) -> int:
     store = _store(load_settings())
-    for delivery in deadletters.find(store, _filter(args)):
+    for delivery in dead_letters(store, _query(args)):
         last = delivery.last_attempt
         print(
             json.dumps(
@@ -185,8 +191,8 @@ def _dl_purge(args: argparse.Namespace) -> int:
 
 def _dl_apply(args: argparse.Namespace, operation: Callable, verb: str) -> int:
     store = _store(load_settings())
-    where = DeadLetterFilter(ids=(args.id,)) if args.id else _filter(args)
-    ids = operation(store, where)
+    chosen = [args.id] if args.id else deadletters.matching_ids(store, _query(args))
+    ids = operation(store, chosen)
     if args.id and not ids:
         print(f"dmrelay: no dead letter {args.id}", file=sys.stderr)
         return 1

@@ -1,0 +1,341 @@
+"""The admin JSON API under /api/v1/admin, in the CRM-platform conventions.
+
+Every route needs `Authorization: Bearer <admin JWT>`: reads need relay:read, replay and
+purge need relay:admin. Lists answer `{"data": [...], "meta": {total, skip, take, hasMore}}`,
+single resources `{"data": {...}}`, errors `{"error": {code, message, requestId}}`.
+
+Filters (query string on lists, JSON body on bulk replay/purge): tenantId, username,
+manychat_id, endpoint, status (delivery state), httpStatus (last DmTracker status), and
+since/until on the time the relay received the message (ISO 8601, naive means UTC, or epoch
+seconds). Bulk replay and purge select exactly what `GET /dead-letters` lists for the same
+filters; their body must be a JSON object, and `{}` means every dead letter.
+
+Each token may make 1000 reads and 100 writes a minute; every authenticated answer carries
+X-RateLimit-Limit/-Remaining/-Reset, and a 401 none (without a valid token there is no budget).
+
+Replaying or purging an id that is not a dead letter (unknown, expired, queued or delivered)
+answers 404 RESOURCE_NOT_FOUND, as `GET /dead-letters/<id>` does for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+from marshmallow import ValidationError
+
+from relay import deadletters
+from relay.admin import queries, tokens
+from relay.delivery import DEAD, STATES, Delivery
+from relay.endpoints import ENDPOINTS
+from relay.errors import BadRequest, NotFound, TooManyRequests, Unauthorized
+from relay.ingest import read_json_body
+from relay.schemas import choice, to_manychat_id, to_natural, to_timestamp, to_username, to_uuid
+from relay.settings import Settings
+from relay.store import Store
+
+log = logging.getLogger("dmrelay.admin")
+bp = Blueprint("admin_api", __name__, url_prefix="/api/v1/admin")
+
+# The admin API's own limits, per token (subject + jti), in a fixed one-minute window.
+READS_PER_MINUTE = 1000
+WRITES_PER_MINUTE = 100
+RATE_WINDOW_SECONDS = 60
+
+DEFAULT_SKIP = 0
+MAX_SKIP = 999_999_999
+DEFAULT_TAKE = 25
+MAX_TAKE = 100
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")
+_EPOCH_SECONDS = re.compile(r"[0-9]{1,12}(\.[0-9]+)?")
+# Methods that only read; every other method changes state and needs relay:admin.
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+# -- authentication and the admin API's own rate limit ---------------------------------------
+def require_admin(scope: str) -> dict[str, Any]:
+    """Return the bearer token's claims if valid, within its rate limit and scoped; else raise."""
+    claims = bearer_claims()
+    charge_rate_limit(claims, writes=scope == tokens.ADMIN)
+    # Checked after charging, so refused attempts also count and carry the limit headers.
+    tokens.require_scope(claims, scope)
+    return claims
+
+
+def bearer_claims() -> dict[str, Any]:
+    """Return the verified claims of the Authorization header's bearer token, or raise 401."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Send Authorization: Bearer <admin token>.")
+    return tokens.verify(current_settings().secret_key, token.strip())
+
+
+def charge_rate_limit(claims: dict[str, Any], *, writes: bool) -> None:
+    """Count one request against the token's per-minute budget; raise 429 once it is spent."""
+    kind, limit = ("writes", WRITES_PER_MINUTE) if writes else ("reads", READS_PER_MINUTE)
+    bucket = f"admin-api:{kind}:{claims.get('sub', '')}:{claims.get('jti', '')}"
+    hits, resets_at = current_store().hit_window(bucket, RATE_WINDOW_SECONDS)
+    g.rate_limit_headers = {
+        "X-RateLimit-Limit": str(limit),
+        "X-RateLimit-Remaining": str(max(0, limit - hits)),
+        "X-RateLimit-Reset": str(resets_at),
+    }
+    if hits > limit:
+        retry_after = max(1, resets_at - int(time.time()))
+        raise TooManyRequests(
+            f"This token may make {limit} {kind} a minute; try again in {retry_after} s.",
+            headers={**g.rate_limit_headers, "Retry-After": str(retry_after)},
+        )
+
+
+@bp.before_request
+def authenticate() -> None:
+    """Guard every route: reads need relay:read, anything else relay:admin."""
+    scope = tokens.READ if request.method in READ_METHODS else tokens.ADMIN
+    g.admin_claims = require_admin(scope)
+
+
+@bp.after_request
+def add_limit_headers(response: Response) -> Response:
+    """Tell the caller its remaining budget, and keep admin data out of caches."""
+    response.headers.update(g.get("rate_limit_headers", {}))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# -- routes ------------------------------------------------------------------------------------
+@bp.get("/overview")
+def overview() -> Response:
+    """Return depths, totals, rates and latency, with a per-minute throughput series."""
+    store = current_store()
+    data = queries.overview(store, current_settings())
+    return jsonify(data={**data, "series": queries.throughput_series(store)})
+
+
+@bp.get("/deliveries")
+def list_deliveries() -> Response:
+    """Return one page of deliveries matching the filters, newest first."""
+    query = read_filters(request.args, LIST_FILTERS, extra=PAGE_PARAMETERS)
+    skip, take = read_page()
+    found, total = queries.search(current_store(), query, skip, take)
+    return page_response(found, total, skip, take)
+
+
+@bp.get("/deliveries/<delivery_id>")
+def get_delivery(delivery_id: str) -> Response:
+    """Return one delivery with its attempt log."""
+    delivery = current_store().load(delivery_id)
+    if delivery is None:
+        raise NotFound(f"No delivery {delivery_id} is kept (it may have expired or been purged).")
+    return jsonify(data=queries.delivery_view(delivery))
+
+
+@bp.get("/dead-letters")
+def list_dead_letters() -> Response:
+    """Return one page of dead letters matching the filters, newest first."""
+    query = read_filters(request.args, LIST_FILTERS, extra=PAGE_PARAMETERS)
+    skip, take = read_page()
+    found, total = queries.search_dead_letters(current_store(), query, skip, take)
+    return page_response(found, total, skip, take)
+
+
+@bp.get("/dead-letters/<delivery_id>")
+def get_dead_letter(delivery_id: str) -> Response:
+    """Return one dead letter with its attempt log."""
+    delivery = current_store().load(delivery_id)
+    if delivery is None or delivery.state != DEAD:
+        raise no_dead_letter(delivery_id)
+    return jsonify(data=queries.delivery_view(delivery))
+
+
+@bp.post("/dead-letters/<delivery_id>/replay")
+def replay_one(delivery_id: str) -> Response:
+    """Send one dead letter again with a fresh attempt budget."""
+    return apply_to_one(delivery_id, deadletters.replay, "replayed")
+
+
+@bp.delete("/dead-letters/<delivery_id>")
+def purge_one(delivery_id: str) -> Response:
+    """Forget one dead letter."""
+    return apply_to_one(delivery_id, deadletters.purge, "purged")
+
+
+@bp.post("/dead-letters/replay")
+def replay_matching() -> Response:
+    """Replay every dead letter the body's filters match."""
+    return apply_to_matching(deadletters.replay, "replayed")
+
+
+@bp.post("/dead-letters/purge")
+def purge_matching() -> Response:
+    """Forget every dead letter the body's filters match."""
+    return apply_to_matching(deadletters.purge, "purged")
+
+
+# -- actions -----------------------------------------------------------------------------------
+Operation = Callable[[Store, Iterable[str]], list[str]]
+
+
+def apply_to_one(delivery_id: str, operation: Operation, verb: str) -> Response:
+    """Replay or purge one dead letter, or raise 404 when there is no such dead letter."""
+    done = operation(current_store(), [delivery_id])
+    if not done:
+        raise no_dead_letter(delivery_id)
+    return action_response(verb, done)
+
+
+def apply_to_matching(operation: Operation, verb: str) -> Response:
+    """Replay or purge exactly the dead letters GET /dead-letters lists for the body's filters."""
+    query = read_filters(read_filter_body(), BULK_FILTERS)
+    store = current_store()
+    done = operation(store, deadletters.matching_ids(store, query))
+    return action_response(verb, done)
+
+
+def action_response(verb: str, ids: list[str]) -> Response:
+    """Log the admin action and answer the ids it touched."""
+    claims = g.get("admin_claims", {})
+    log.info(
+        "admin %s %d dead letter(s)",
+        verb,
+        len(ids),
+        extra={
+            "fields": {
+                "request_id": g.get("request_id"),
+                "action": verb,
+                "subject": claims.get("sub"),
+                "count": len(ids),
+                "delivery_ids": ids,
+            }
+        },
+    )
+    return jsonify(data={verb: ids, "count": len(ids)})
+
+
+def no_dead_letter(delivery_id: str) -> NotFound:
+    """Return the 404 for an id that is not (or no longer) a dead letter."""
+    return NotFound(f"No dead letter {delivery_id} (unknown, expired, purged or not dead).")
+
+
+# -- filters and pagination ---------------------------------------------------------------------
+def to_http_status(value: object) -> int:
+    """Return an HTTP status code given as a number or digits."""
+    status = to_natural(value)
+    if not 100 <= status <= 599:
+        raise ValidationError("must be an HTTP status code such as 400.")
+    return status
+
+
+def to_epoch(value: object) -> float:
+    """Return epoch seconds given as a number, digits, or an ISO 8601 date-time."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    if isinstance(value, str) and _EPOCH_SECONDS.fullmatch(value.strip()):
+        return float(value)
+    try:
+        # to_timestamp checks the shape and normalizes to UTC (naive means UTC).
+        normalized = to_timestamp(value).replace("Z", "+00:00")
+    except ValidationError:
+        raise ValidationError(
+            "must be an ISO 8601 date-time such as 2025-01-31T14:00:00Z, or epoch seconds."
+        ) from None
+    return datetime.fromisoformat(normalized).timestamp()
+
+
+# Query or body name -> (DeliveryQuery field, converter that normalizes like ingest does).
+LIST_FILTERS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "tenantId": ("org_id", to_uuid),
+    "username": ("username", to_username),
+    "manychat_id": ("manychat_id", to_manychat_id),
+    "endpoint": ("endpoint", choice(*ENDPOINTS)),
+    "status": ("state", choice(*STATES)),
+    "httpStatus": ("status", to_http_status),
+    "since": ("since", to_epoch),
+    "until": ("until", to_epoch),
+}
+BULK_FILTERS = {
+    name: LIST_FILTERS[name] for name in ("tenantId", "endpoint", "httpStatus", "since", "until")
+}
+PAGE_PARAMETERS = frozenset({"skip", "take"})
+
+
+def read_filters(
+    source: Mapping[str, Any],
+    accepted: Mapping[str, tuple[str, Callable[[Any], Any]]],
+    extra: Iterable[str] = (),
+) -> queries.DeliveryQuery:
+    """Turn filter values into a DeliveryQuery, or raise 400 naming the bad one."""
+    # An unknown name is refused, not ignored: a typo must never widen a bulk replay or purge.
+    unknown = sorted(set(source) - set(accepted) - set(extra))
+    if unknown:
+        raise BadRequest(f"Unknown filter {unknown[0]!r}; use {', '.join(accepted)}.")
+    conditions = {}
+    for name, (field, convert) in accepted.items():
+        value = source.get(name)
+        if value not in (None, ""):
+            conditions[field] = checked(name, convert, value)
+    query = queries.DeliveryQuery(**conditions)
+    if query.since is not None and query.until is not None and query.since >= query.until:
+        raise BadRequest("The 'since' filter must be earlier than 'until'.")
+    return query
+
+
+def checked(name: str, convert: Callable[[Any], Any], value: Any) -> Any:
+    """Return the converted value, or raise 400 with the converter's reason."""
+    try:
+        return convert(value)
+    except ValidationError as error:
+        messages = error.messages
+        reason = messages[0] if isinstance(messages, list) and messages else str(messages)
+        raise BadRequest(f"The '{name}' filter {reason}") from None
+
+
+def read_filter_body() -> dict[str, Any]:
+    """Return the JSON object of filters a bulk action was sent with."""
+    body = read_json_body()
+    if not isinstance(body, dict):
+        raise BadRequest("Send the filters as a JSON object; {} matches every dead letter.")
+    return body
+
+
+def read_page() -> tuple[int, int]:
+    """Return skip and take from the query string, checked against the API's bounds."""
+    skip = whole_number("skip", DEFAULT_SKIP, minimum=0, maximum=MAX_SKIP)
+    take = whole_number("take", DEFAULT_TAKE, minimum=1, maximum=MAX_TAKE)
+    return skip, take
+
+
+def whole_number(name: str, default: int, *, minimum: int, maximum: int) -> int:
+    """Return a query parameter as a whole number within bounds, or raise 400."""
+    text = request.args.get(name)
+    if text is None:
+        return default
+    if not _WHOLE_NUMBER.fullmatch(text) or not minimum <= int(text) <= maximum:
+        raise BadRequest(
+            f"'{name}' must be a whole number from {minimum} to {maximum}; got {text!r}."
+        )
+    return int(text)
+
+
+def page_response(found: list[Delivery], total: int, skip: int, take: int) -> Response:
+    """Answer one page of deliveries with the conventions' meta."""
+    meta = {"total": total, "skip": skip, "take": take, "hasMore": skip + len(found) < total}
+    return jsonify(data=[queries.delivery_view(d) for d in found], meta=meta)
+
+
+# -- app access --------------------------------------------------------------------------------
+def current_settings() -> Settings:
+    """Return the app's settings."""
+    settings: Settings = current_app.config["SETTINGS"]
+    return settings
+
+
+def current_store() -> Store:
+    """Return the app's Redis adapter."""
+    store: Store = current_app.extensions["dmrelay.store"]
+    return store

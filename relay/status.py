@@ -1,0 +1,77 @@
+"""The integrator-facing delivery status: GET /api/v1/deliveries/<delivery_id>.
+
+Authenticated like ingest, with the organization's x-org-auth-token, and answered in
+DmTracker's shape. A delivery of another organization answers 404, exactly as an unknown
+one, so a token never learns that another organization's delivery exists.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+
+from relay.auth import TOKEN_HEADER, organization_for_token
+from relay.delivery import DEAD, RETRYING, Attempt, Delivery
+from relay.endpoints import ENDPOINTS
+from relay.errors import NotFound
+from relay.settings import Settings
+from relay.store import Store
+
+bp = Blueprint("delivery_status", __name__, url_prefix="/api/v1")
+
+
+@bp.get("/deliveries/<delivery_id>")
+def delivery_status(delivery_id: str) -> Response:
+    """Tell the organization where one of its deliveries stands."""
+    settings: Settings = current_app.config["SETTINGS"]
+    org = organization_for_token(request.headers.get(TOKEN_HEADER), settings.orgs)
+    g.org_id = org.id
+    store: Store = current_app.extensions["dmrelay.store"]
+    delivery = store.load(delivery_id)
+    if delivery is None or delivery.org_id != org.id:
+        raise NotFound("No delivery with this id is kept for this organization.")
+    g.delivery_id = delivery.id
+    return jsonify(status="success", data=status_view(delivery))
+
+
+def status_view(delivery: Delivery) -> dict[str, Any]:
+    """Return what an integrator needs to know about a delivery; never internal keys."""
+    last = delivery.last_attempt
+    return {
+        "delivery_id": delivery.id,
+        "endpoint": ENDPOINTS[delivery.endpoint].path,
+        "state": delivery.state,
+        "received_at": iso_time(delivery.received_at),
+        "attempts": len(delivery.attempts),
+        "next_attempt_at": (
+            iso_time(delivery.next_attempt_at) if delivery.state == RETRYING else None
+        ),
+        "reason": delivery.reason if delivery.state in (RETRYING, DEAD) else None,
+        "response": response_view(last) if last else None,
+    }
+
+
+def response_view(attempt: Attempt) -> dict[str, Any]:
+    """Return DmTracker's answer to an attempt; a JSON body as JSON, anything else as text."""
+    return {"status": attempt.status, "body": parsed_body(attempt.body)}
+
+
+def parsed_body(body: str) -> Any:
+    """Return a stored response body as JSON when it is JSON, else the text (None if empty)."""
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body  # not JSON, or cut at the 2 KiB the relay keeps
+
+
+def iso_time(epoch: float | None) -> str | None:
+    """Format epoch seconds as ISO 8601 UTC with milliseconds, like DmTracker's timestamps."""
+    if epoch is None:
+        return None
+    moment = datetime.fromtimestamp(epoch, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
