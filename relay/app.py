@@ -11,11 +11,13 @@ import redis
 from flask import Flask, Response, current_app, g, request
 
 from relay import defaults, ingest, ops
+from relay.admin import api as admin_api
 from relay.admin import dashboard
 from relay.error_handlers import register_error_handlers
 from relay.metrics import Metrics
 from relay.sentry import init_sentry
 from relay.settings import Settings, load_settings
+from relay.status import bp as delivery_status_bp
 from relay.store import Store, connect
 
 log = logging.getLogger("dmrelay.web")
@@ -46,6 +48,8 @@ def register_blueprints(app: Flask) -> None:
     """Mount every surface of the relay."""
     app.register_blueprint(ingest.bp)
     app.register_blueprint(ops.bp)
+    app.register_blueprint(admin_api.bp)
+    app.register_blueprint(delivery_status_bp)
     app.register_blueprint(dashboard.bp)
 
 

@@ -1,0 +1,582 @@
+"""The operator dashboard: server-rendered pages over the shared read model."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import math
+import secrets
+import time
+from datetime import UTC, datetime
+from typing import Any, cast
+from urllib.parse import urlencode
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.blueprints import BlueprintSetupState
+from flask.sessions import SecureCookieSessionInterface, SessionMixin
+from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as Redirect
+
+from relay import deadletters, defaults
+from relay.admin import queries, tokens
+from relay.delivery import STATES, Delivery
+from relay.endpoints import ENDPOINTS
+from relay.errors import BadRequest, HttpError, NotFound
+from relay.redact import redact
+from relay.settings import Settings
+from relay.store import Store
+from workers.policy import Backoff, schedule_table
+
+bp = Blueprint(
+    "dashboard",
+    __name__,
+    url_prefix="/dashboard",
+    template_folder="../templates",
+    static_folder="../static/dashboard",
+    static_url_path="/static",
+)
+
+log = logging.getLogger(__name__)
+PAGE_SIZE = 50
+PREVIEW_CHARS = 80
+POLL_SECONDS = 3
+SESSION_KEY_LABEL = b"dmrelay dashboard session key v1"
+PUBLIC_ENDPOINTS = frozenset({"dashboard.sign_in", "dashboard.sign_in_submit", "dashboard.static"})
+CSP = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    )
+)
+
+
+# -- session ----------------------------------------------------------------------------------
+class DashboardSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed cookie, scoped to the dashboard and expiring with the admin token."""
+
+    salt = "dmrelay-dashboard-session"
+
+    def get_cookie_name(self, app: Flask) -> str:
+        """Name the cookie after the dashboard."""
+        return "dmrelay_dashboard"
+
+    def get_cookie_path(self, app: Flask) -> str:
+        """Send the cookie to the dashboard only."""
+        return bp.url_prefix or "/"
+
+    def get_cookie_httponly(self, app: Flask) -> bool:
+        """Keep the cookie away from scripts."""
+        return True
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        """Mark the cookie Secure whenever the dashboard is served over HTTPS."""
+        return request.is_secure
+
+    def get_cookie_samesite(self, app: Flask) -> str:
+        """Keep the cookie off cross-site subrequests and POSTs."""
+        return "Lax"
+
+    def get_expiration_time(self, app: Flask, session: SessionMixin) -> datetime | None:
+        """Let the cookie die with the token it was made from."""
+        exp = session.get("exp")
+        return datetime.fromtimestamp(exp, UTC) if exp else None
+
+
+def session_key(secret_key: str) -> str:
+    """Derive the cookie-signing key so the admin secret itself is never reused."""
+    return hmac.new(secret_key.encode(), SESSION_KEY_LABEL, hashlib.sha256).hexdigest()
+
+
+@bp.record_once
+def install_session(state: BlueprintSetupState) -> None:
+    """Give the app a derived secret key and the dashboard's cookie session."""
+    app = cast(Flask, state.app)
+    app.secret_key = session_key(app.config["SETTINGS"].secret_key)
+    app.session_interface = DashboardSessionInterface()
+
+
+def signed_in() -> bool:
+    """Return True while the session holds an unexpired sign-in."""
+    return "scope" in session and float(session.get("exp", 0)) > time.time()
+
+
+def claims() -> dict[str, Any]:
+    """Return the claims kept from the admin token."""
+    return {"sub": session.get("sub"), "scope": session.get("scope"), "exp": session.get("exp")}
+
+
+def can_admin() -> bool:
+    """Return True if the session may replay and purge."""
+    return tokens.ADMIN in str(session.get("scope", "")).split()
+
+
+def csrf_token() -> str:
+    """Return the session's CSRF token, making one on first use."""
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(32)
+    return str(session["csrf"])
+
+
+def start_session(token_claims: dict[str, Any]) -> None:
+    """Replace the session with a fresh one holding only the claims we need."""
+    session.clear()  # keep nothing from before sign-in, the CSRF token included: no fixation
+    session.update(
+        sub=str(token_claims.get("sub", "")),
+        scope=str(token_claims["scope"]),
+        exp=int(token_claims["exp"]),
+        csrf=secrets.token_urlsafe(32),
+    )
+
+
+# -- request guards ---------------------------------------------------------------------------
+@bp.before_request
+def require_sign_in() -> Response | Redirect | None:
+    """Send signed-out visitors to the sign-in page (JSON callers get a 401)."""
+    if request.endpoint in PUBLIC_ENDPOINTS or signed_in():
+        return None
+    session.clear()
+    if request.endpoint == "dashboard.overview_json":
+        return error_json(401, "Sign in again.")
+    # Only a page can be returned to after sign-in; a form POST cannot be replayed by a GET.
+    back_to = request.full_path.rstrip("?") if request.method == "GET" else None
+    return redirect(url_for(".sign_in", next=back_to))
+
+
+@bp.before_request
+def check_csrf() -> None:
+    """Refuse any POST whose form token is not the session's."""
+    if request.method != "POST":
+        return
+    sent = request.form.get("csrf_token", "")
+    expected = str(session.get("csrf", ""))
+    if not (expected and hmac.compare_digest(sent.encode(), expected.encode())):
+        raise BadRequest("CSRF check failed: reload the page and try again.")
+
+
+def require_admin() -> None:
+    """Raise Forbidden unless the session holds the admin scope."""
+    tokens.require_scope(claims(), tokens.ADMIN)
+
+
+@bp.after_request
+def harden(response: Response) -> Response:
+    """Add a strict CSP and keep pages out of caches and frames."""
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "same-origin"
+    if request.endpoint != "dashboard.static":
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.errorhandler(HttpError)
+def relay_error_page(error: HttpError) -> tuple[str, int]:
+    """Render the relay's errors as a dashboard page."""
+    return render_template("dashboard/error.html", error=error), error.status
+
+
+@bp.errorhandler(HTTPException)
+def http_error_page(error: HTTPException) -> tuple[str, int]:
+    """Render Werkzeug's errors as a dashboard page."""
+    page_error = HttpError(error.description or error.name)
+    page_error.status, page_error.title = error.code or 500, error.name
+    return render_template("dashboard/error.html", error=page_error), page_error.status
+
+
+@bp.errorhandler(Exception)
+def unexpected_error_page(error: Exception) -> tuple[str, int]:
+    """Log an unexpected error and answer with a dashboard page that reveals nothing."""
+    log.exception("dashboard error on %s %s", request.method, request.path)
+    page_error = HttpError("Something went wrong; the details are in the relay's log.")
+    return render_template("dashboard/error.html", error=page_error), page_error.status
+
+
+def error_json(status: int, message: str) -> Response:
+    """Return a small JSON error for the polling script."""
+    response = jsonify(error=message)
+    response.status_code = status
+    return response
+
+
+# -- template helpers -------------------------------------------------------------------------
+@bp.app_template_filter("iso")
+def iso_utc(epoch: float | None) -> str:
+    """Format an epoch time as ISO 8601 UTC, to the second."""
+    if epoch is None:
+        return "—"
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@bp.app_template_filter("duration")
+def human_duration(seconds: float) -> str:
+    """Format seconds as the two largest units (e.g. '2 h 5 m', '0.4 s')."""
+    if seconds < 60:
+        return f"{seconds:.3g} s"
+    parts, rest = [], int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            parts.append(f"{rest // size} {unit}")
+            rest %= size
+    return " ".join(parts[:2])
+
+
+@bp.context_processor
+def page_context() -> dict[str, Any]:
+    """Give every page the session, CSRF token, organizations and choices for filters."""
+    settings = current_settings()
+    return {
+        "csrf_token": csrf_token,
+        "signed_in": signed_in(),
+        "can_admin": can_admin(),
+        "subject": session.get("sub"),
+        "session_expires": session.get("exp"),
+        # Only ids and page names reach templates, so no template can ever print a token.
+        "org_names": {org.id: org.page_name or "" for org in settings.orgs},
+        "endpoints": list(ENDPOINTS),
+        "states": STATES,
+    }
+
+
+def current_settings() -> Settings:
+    """Return the app's settings."""
+    settings: Settings = current_app.config["SETTINGS"]
+    return settings
+
+
+def current_store() -> Store:
+    """Return the app's Redis adapter."""
+    store: Store = current_app.extensions["dmrelay.store"]
+    return store
+
+
+def org_tokens() -> list[str]:
+    """Return every organization token, to mask should one ever appear in shown text."""
+    return [org.token for org in current_settings().orgs]
+
+
+def pretty(text: str, limit_bytes: int = defaults.RESPONSE_BODY_KEEP_BYTES) -> str:
+    """Indent JSON text for reading and mask secrets; other text is shown as it is."""
+    with contextlib.suppress(ValueError):  # not JSON: show the raw body
+        text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    return redact(text, secrets=org_tokens(), limit_bytes=limit_bytes)
+
+
+def preview(delivery: Delivery) -> str:
+    """Return one short line that says what the message was."""
+    payload = delivery.payload
+    text = payload.get("message_content") or payload.get("tags") or payload.get("status") or ""
+    line = text if isinstance(text, str) else json.dumps(text, ensure_ascii=False)
+    line = redact(line, secrets=org_tokens())
+    return line if len(line) <= PREVIEW_CHARS else line[: PREVIEW_CHARS - 1] + "…"
+
+
+def last_response(delivery: Delivery) -> str:
+    """Return the last DmTracker reply body on one line, secrets masked, shortened."""
+    last = delivery.last_attempt
+    if last is None:
+        return ""
+    line = " ".join(redact(last.body or last.error or "", secrets=org_tokens()).split())
+    return line if len(line) <= PREVIEW_CHARS else line[: PREVIEW_CHARS - 1] + "…"
+
+
+# -- filters and pagination -------------------------------------------------------------------
+FILTER_FIELDS = (
+    "org_id",
+    "username",
+    "manychat_id",
+    "endpoint",
+    "state",
+    "status",
+    "since",
+    "until",
+)
+
+
+def filter_values(source: MultiDict[str, str]) -> dict[str, str]:
+    """Return the non-empty filter fields of a query string or form, trimmed."""
+    values = {name: source.get(name, "").strip() for name in FILTER_FIELDS}
+    return {name: value for name, value in values.items() if value}
+
+
+def build_query(values: dict[str, str], *, dead_only: bool = False) -> queries.DeliveryQuery:
+    """Turn filter fields into a DeliveryQuery, or raise BadRequest naming the bad field."""
+    username = values.get("username")
+    return queries.DeliveryQuery(
+        org_id=values.get("org_id"),
+        # Stored usernames are normalized on ingest (trimmed, no '@', lowercase); match that.
+        username=username.removeprefix("@").lower() if username else None,
+        manychat_id=values.get("manychat_id"),
+        endpoint=values.get("endpoint"),
+        state=None if dead_only else values.get("state"),
+        status=parse_status(values.get("status")),
+        since=parse_time(values.get("since"), "since"),
+        until=parse_time(values.get("until"), "until"),
+    )
+
+
+def parse_status(text: str | None) -> int | None:
+    """Return an HTTP status filter as a number."""
+    if not text:
+        return None
+    if not (text.isdigit() and 100 <= int(text) <= 599):
+        raise BadRequest("The status filter must be an HTTP status such as 400.")
+    return int(text)
+
+
+def parse_time(text: str | None, field: str) -> float | None:
+    """Return an ISO date-time (UTC unless it names a zone) as epoch seconds."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(
+            f"The '{field}' filter must be a date-time like 2025-01-31T14:00."
+        ) from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def current_page() -> int:
+    """Return the 1-based page number asked for."""
+    page = request.args.get("page", "1")
+    return max(1, int(page)) if page.isdigit() else 1
+
+
+def pagination(values: dict[str, str], page: int, total: int) -> dict[str, Any]:
+    """Return what the pager shows: range, page count, and links that keep the filters."""
+    pages = max(1, math.ceil(total / PAGE_SIZE))
+
+    def link(number: int) -> str:
+        return "?" + urlencode({**values, "page": number})
+
+    return {
+        "page": page,
+        "pages": pages,
+        "total": total,
+        "first": min(total, (page - 1) * PAGE_SIZE + 1),
+        "last": min(total, page * PAGE_SIZE),
+        "previous": link(page - 1) if page > 1 else None,
+        "next": link(page + 1) if page < pages else None,
+    }
+
+
+# -- sign-in ----------------------------------------------------------------------------------
+@bp.get("/sign-in")
+def sign_in() -> str | Redirect:
+    """Show the sign-in form."""
+    if signed_in():
+        return redirect(url_for(".overview"))
+    return render_template("dashboard/sign_in.html", next=safe_next(request.args.get("next")))
+
+
+@bp.post("/sign-in")
+def sign_in_submit() -> tuple[str, int] | Redirect:
+    """Check an admin token and start a session holding only its claims."""
+    token = request.form.get("token", "").strip()
+    try:
+        token_claims = tokens.verify(current_settings().secret_key, token)
+        tokens.require_scope(token_claims, tokens.READ)
+    except HttpError as error:
+        page = render_template(
+            "dashboard/sign_in.html", error=error.message, next=safe_next(request.form.get("next"))
+        )
+        return page, error.status
+    start_session(token_claims)
+    return redirect(safe_next(request.form.get("next")) or url_for(".overview"))
+
+
+def safe_next(target: str | None) -> str | None:
+    """Return a post-sign-in target only if it stays inside the dashboard."""
+    prefix = bp.url_prefix or ""
+    if target and target.startswith(prefix) and not target.startswith("//"):
+        return target
+    return None
+
+
+@bp.post("/sign-out")
+def sign_out() -> Redirect:
+    """End the session."""
+    session.clear()
+    return redirect(url_for(".sign_in"))
+
+
+# -- overview ---------------------------------------------------------------------------------
+@bp.get("/")
+def overview() -> str:
+    """Show live counts and the last hour's throughput."""
+    return render_template(
+        "dashboard/overview.html",
+        data=queries.overview(current_store(), current_settings()),
+        poll_seconds=POLL_SECONDS,
+    )
+
+
+@bp.get("/overview.json")
+def overview_json() -> Response:
+    """Return the overview and the last hour's per-minute series for the polling script."""
+    store = current_store()
+    data = queries.overview(store, current_settings())
+    data["series"] = queries.throughput_series(store, 60)
+    return jsonify(data)
+
+
+# -- deliveries -------------------------------------------------------------------------------
+@bp.get("/deliveries")
+def deliveries() -> str:
+    """List deliveries matching the filters, newest first, one page at a time."""
+    values = filter_values(request.args)
+    page = current_page()
+    found, total = queries.search(
+        current_store(), build_query(values), (page - 1) * PAGE_SIZE, PAGE_SIZE
+    )
+    return render_template(
+        "dashboard/deliveries.html",
+        rows=found,
+        filters=values,
+        paging=pagination(values, page, total),
+        preview=preview,
+    )
+
+
+@bp.get("/deliveries/<delivery_id>")
+def delivery(delivery_id: str) -> str:
+    """Show one delivery: its details, attempt timeline, request and response bodies."""
+    found = current_store().load(delivery_id)
+    if found is None:
+        raise NotFound("No delivery with this id is kept (it may have expired or been purged).")
+    return render_template(
+        "dashboard/delivery.html",
+        d=found,
+        request_body=pretty(json.dumps(found.payload), defaults.MAX_BODY_BYTES),
+        response_bodies=[pretty(attempt.body) for attempt in found.attempts],
+        max_attempts=current_settings().max_attempts,
+    )
+
+
+# -- dead letters -----------------------------------------------------------------------------
+@bp.get("/dead-letters")
+def dead_letters() -> str:
+    """List dead letters matching the filters, with replay and purge."""
+    values = filter_values(request.args)
+    values.pop("state", None)
+    page = current_page()
+    found, total = queries.search_dead_letters(
+        current_store(), build_query(values, dead_only=True), (page - 1) * PAGE_SIZE, PAGE_SIZE
+    )
+    return render_template(
+        "dashboard/dead_letters.html",
+        rows=found,
+        filters=values,
+        paging=pagination(values, page, total),
+        preview=preview,
+        last_response=last_response,
+    )
+
+
+@bp.post("/dead-letters/replay")
+def replay_selected() -> Redirect:
+    """Replay the ticked dead letters."""
+    require_admin()
+    replayed = deadletters.replay(current_store(), selected_ids())
+    flash(f"Replayed {len(replayed)} dead letter(s).")
+    return back_to_dead_letters()
+
+
+@bp.post("/dead-letters/replay-matching")
+def replay_matching() -> Redirect:
+    """Replay every dead letter the current filters match, on every page."""
+    require_admin()
+    query = build_query(filter_values(request.form), dead_only=True)
+    store = current_store()
+    replayed = deadletters.replay(store, deadletters.matching_ids(store, query))
+    flash(f"Replayed {len(replayed)} matching dead letter(s).")
+    return back_to_dead_letters()
+
+
+@bp.post("/dead-letters/purge")
+def purge_selected() -> Redirect:
+    """Forget the ticked dead letters."""
+    require_admin()
+    purged = deadletters.purge(current_store(), selected_ids())
+    flash(f"Purged {len(purged)} dead letter(s).")
+    return back_to_dead_letters()
+
+
+def selected_ids() -> list[str]:
+    """Return the ticked ids, or raise BadRequest when none is ticked."""
+    ids = list(dict.fromkeys(request.form.getlist("ids")))
+    if not ids:
+        raise BadRequest("Tick at least one dead letter first.")
+    return ids
+
+
+def back_to_dead_letters() -> Redirect:
+    """Redirect to the dead-letter list with the filters the form carried."""
+    values: dict[str, Any] = filter_values(request.form)
+    values.pop("state", None)
+    return redirect(url_for(".dead_letters", **values))
+
+
+# -- configuration ----------------------------------------------------------------------------
+@bp.get("/config")
+def config() -> str:
+    """Show what the relay runs with; organizations by id and page name, never tokens."""
+    settings = current_settings()
+    backoff = Backoff(settings.backoff_base_seconds, settings.backoff_cap_seconds)
+    return render_template(
+        "dashboard/config.html",
+        rate_limits={name: settings.rate_limits_per_minute.get(name) for name in ENDPOINTS},
+        schedule=schedule_table(settings.max_attempts, backoff),
+        limits=configured_limits(settings),
+    )
+
+
+def configured_limits(settings: Settings) -> list[tuple[str, str]]:
+    """Return the numbers an operator asks about, as (what, value) rows."""
+    seconds = human_duration
+    return [
+        ("Dedup window", seconds(settings.dedup_window_seconds)),
+        ("Most undelivered messages kept", f"{settings.max_pending_deliveries:,}"),
+        ("Largest request body", f"{defaults.MAX_BODY_BYTES // 1024} KiB"),
+        ("Response body kept per attempt", f"{defaults.RESPONSE_BODY_KEEP_BYTES // 1024} KiB"),
+        ("Attempts before a dead letter", str(settings.max_attempts)),
+        (
+            "Backoff base / cap",
+            f"{seconds(settings.backoff_base_seconds)} / {seconds(settings.backoff_cap_seconds)}",
+        ),
+        (
+            "HTTP connect / read timeout",
+            f"{seconds(settings.http_connect_timeout_seconds)} / "
+            f"{seconds(settings.http_read_timeout_seconds)}",
+        ),
+        ("Worker concurrency", str(settings.worker_concurrency)),
+        ("Worker heartbeat TTL", seconds(settings.worker_heartbeat_ttl_seconds)),
+        ("Worker shutdown grace", seconds(settings.worker_shutdown_grace_seconds)),
+        ("Delivered messages kept", seconds(settings.delivered_retention_seconds)),
+        ("Dead letters kept", seconds(settings.dead_letter_retention_seconds)),
+        ("DmTracker base URL", settings.dmtracker_base_url),
+    ]
