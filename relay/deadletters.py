@@ -1,59 +1,34 @@
-"""Find, replay and purge dead letters by filter; shared by the CLI and the admin API."""
+"""Replay and purge dead letters by id; choosing them by filter is the read model's job."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable
 
-from relay.delivery import Delivery
+from relay.admin.queries import DeliveryQuery, dead_letters
+from relay.delivery import DEAD
 from relay.store import Store
 
 
-@dataclass(frozen=True)
-class DeadLetterFilter:
-    """Which dead letters an operation applies to; empty fields match everything."""
-
-    ids: tuple[str, ...] | None = None
-    org_id: str | None = None
-    endpoint: str | None = None
-    status: int | None = None
-    since: float | None = None
-    until: float | None = None
-
-    def matches(self, delivery: Delivery) -> bool:
-        """Return True if the dead letter passes every given condition."""
-        died = delivery.finished_at or 0.0
-        last = delivery.last_attempt
-        return (
-            (self.org_id is None or delivery.org_id == self.org_id)
-            and (self.endpoint is None or delivery.endpoint == self.endpoint)
-            and (self.status is None or (last is not None and last.status == self.status))
-            and (self.since is None or died >= self.since)
-            and (self.until is None or died < self.until)
-        )
-
-
-def find(store: Store, where: DeadLetterFilter) -> Iterator[Delivery]:
-    """Yield matching dead letters, newest first."""
-    candidates = where.ids if where.ids is not None else store.dead_letter_ids()
-    for delivery in store.iter_deliveries(candidates):
-        if delivery.state == "dead" and where.matches(delivery):
-            yield delivery
-
-
-def replay(store: Store, where: DeadLetterFilter) -> list[str]:
-    """Replay every matching dead letter; return their ids."""
+def replay(store: Store, ids: Iterable[str]) -> list[str]:
+    """Send every listed dead letter again with a fresh attempt budget; return their ids."""
     replayed = []
-    for delivery in list(find(store, where)):
-        store.replay(delivery)
-        replayed.append(delivery.id)
+    for delivery in store.iter_deliveries(dict.fromkeys(ids)):
+        if delivery.state == DEAD:
+            store.replay(delivery)
+            replayed.append(delivery.id)
     return replayed
 
 
-def purge(store: Store, where: DeadLetterFilter) -> list[str]:
-    """Forget every matching dead letter; return their ids."""
+def purge(store: Store, ids: Iterable[str]) -> list[str]:
+    """Forget every listed dead letter; return their ids."""
     purged = []
-    for delivery in list(find(store, where)):
-        store.purge(delivery.id)
-        purged.append(delivery.id)
+    for delivery in store.iter_deliveries(dict.fromkeys(ids)):
+        if delivery.state == DEAD:
+            store.purge(delivery.id)
+            purged.append(delivery.id)
     return purged
+
+
+def matching_ids(store: Store, query: DeliveryQuery) -> list[str]:
+    """Return the ids of every dead letter the query matches."""
+    return [delivery.id for delivery in dead_letters(store, query)]

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from relay.delivery import Delivery
+from relay.delivery import DEAD, Delivery
 from relay.settings import Settings
 from relay.store import Store
 
@@ -54,12 +54,17 @@ def search(store: Store, query: DeliveryQuery, skip: int, take: int) -> tuple[li
     return matched[skip : skip + take], len(matched)
 
 
+def dead_letters(store: Store, query: DeliveryQuery) -> list[Delivery]:
+    """Return every matching dead letter, newest first."""
+    dead = store.iter_deliveries(store.dead_letter_ids())
+    return [d for d in dead if d.state == DEAD and query.matches(d)]
+
+
 def search_dead_letters(
     store: Store, query: DeliveryQuery, skip: int, take: int
 ) -> tuple[list[Delivery], int]:
     """Return one page of matching dead letters, newest first, and the total."""
-    dead = store.iter_deliveries(store.dead_letter_ids())
-    matched = [d for d in dead if d.state == "dead" and query.matches(d)]
+    matched = dead_letters(store, query)
     return matched[skip : skip + take], len(matched)
 
 
