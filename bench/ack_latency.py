@@ -55,7 +55,7 @@ def _start_web(redis_url: str, port: int) -> subprocess.Popen:
         "REDIS_URL": redis_url,
         "PORT": str(port),
         "DMRELAY_ORGS": json.dumps([ORG]),
-        "DMRELAY_SECRET_KEY": "bench-secret-0123456789abcdef",
+        "DMRELAY_SECRET_KEY": "bench-secret-0123456789abcdef-0123456789",
         "DMTRACKER_BASE_URL": "http://127.0.0.1:9/api/v1",
         "WEB_CONCURRENCY": "2",
     }

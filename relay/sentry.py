@@ -27,7 +27,7 @@ def init_sentry(dsn: str | None, component: str) -> bool:
         integrations=[FlaskIntegration(), RqIntegration()],
         send_default_pii=False,
         server_name=component,
-        before_send=scrub_event,
+        before_send=scrub_event,  # type: ignore[arg-type]
     )
     return True
 

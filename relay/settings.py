@@ -14,7 +14,7 @@ from relay import defaults
 from relay.endpoints import ENDPOINTS
 from relay.errors import ConfigError
 
-MIN_SECRET_CHARS = 16
+MIN_SECRET_CHARS = 32  # HS256 wants a key of at least 256 bits
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     return Settings(
         redis_url=_required(env, "REDIS_URL"),
-        secret_key=_secret(env, "DMRELAY_SECRET_KEY"),
+        secret_key=read_secret_key(env),
         orgs=load_orgs(env),
         dmtracker_base_url=_url(env, "DMTRACKER_BASE_URL", defaults.DMTRACKER_BASE_URL),
         metrics_token=env.get("DMRELAY_METRICS_TOKEN") or None,
@@ -113,7 +113,9 @@ def _required(env: Mapping[str, str], name: str) -> str:
     return value
 
 
-def _secret(env: Mapping[str, str], name: str) -> str:
+def read_secret_key(env: Mapping[str, str]) -> str:
+    """Read DMRELAY_SECRET_KEY, long enough to sign admin tokens."""
+    name = "DMRELAY_SECRET_KEY"
     value = _required(env, name)
     if len(value) < MIN_SECRET_CHARS:
         raise ConfigError(name, f"must be at least {MIN_SECRET_CHARS} characters long")

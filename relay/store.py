@@ -8,6 +8,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
 from rq import Queue
 from rq.serializers import JSONSerializer
 
@@ -179,7 +181,7 @@ class Store:
         for key, _ in dedup_keys:
             existing = pipe.get(key)
             if existing:
-                return Accepted(existing.decode(), duplicate=True)
+                return Accepted(_text(existing), duplicate=True)
         if int(pipe.get(self.key("pending")) or 0) >= max_pending:
             raise ServiceUnavailable(
                 f"The relay holds {max_pending} undelivered messages, its limit; try again later."
@@ -228,7 +230,7 @@ class Store:
         identities = self._identities(delivery)
         aliases = self.key("alias", delivery.org_id)
         linked = pipe.hmget(aliases, identities) if identities else []
-        names = dict.fromkeys(identities + [alias.decode() for alias in linked if alias])
+        names = dict.fromkeys(identities + [_text(alias) for alias in linked if alias])
         return [self.key("chain", delivery.org_id, name) for name in names]
 
     def _link_identities(self, pipe: redis.client.Pipeline, delivery: Delivery) -> None:
@@ -259,7 +261,7 @@ class Store:
                 Queue.redis_queue_namespace_prefix + "dmrelay-",
             ],
         )
-        return [item.decode() for item in woken]
+        return [_text(item) for item in woken]
 
     # -- worker side --------------------------------------------------------------------------
     def load(self, delivery_id: str) -> Delivery | None:
@@ -330,7 +332,7 @@ class Store:
                 pipe.hgetall(self.key("stats", str(minute)))
             buckets = pipe.execute()
         return [
-            (minute, {tuple(f.decode().split("|")): int(v) for f, v in bucket.items()})  # type: ignore[misc]
+            (minute, {_stat_key(field): int(count) for field, count in bucket.items()})
             for minute, bucket in zip(minutes_wanted, buckets, strict=True)
         ]
 
@@ -361,7 +363,7 @@ class Store:
 
     def totals(self) -> dict[str, int]:
         """Return pending, parked, in-flight and dead-letter totals."""
-        workers = [w.decode() for w in self.redis.smembers(self.key("workers"))]
+        workers = [_text(w) for w in self.redis.smembers(self.key("workers"))]
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.get(self.key("pending"))
             pipe.scard(self.key("parked"))
@@ -383,7 +385,7 @@ class Store:
         self.redis.zremrangebyscore(
             index, "-inf", time.time() - defaults.DELIVERED_RETENTION_SECONDS
         )
-        return [i.decode() for i in self.redis.zrevrange(index, 0, limit - 1)]
+        return [_text(i) for i in self.redis.zrevrange(index, 0, limit - 1)]
 
     def add_to_metrics(self, changes: Mapping[str, float]) -> None:
         """Add to the shared metric values (one hash for every process)."""
@@ -395,7 +397,7 @@ class Store:
     def read_metrics(self) -> dict[str, float]:
         """Return every shared metric value."""
         raw = self.redis.hgetall(self.key("metrics"))
-        return {field.decode(): float(value) for field, value in raw.items()}
+        return {_text(field): float(value) for field, value in raw.items()}
 
     def hit_window(self, name: str, window_seconds: int) -> tuple[int, int]:
         """Count one hit in a fixed window; return (hits so far, epoch second it resets)."""
@@ -417,7 +419,7 @@ class Store:
         taken = self.redis.lmove(
             self.queue(org_id).key, self.processing_key(worker), "LEFT", "RIGHT"
         )
-        return taken.decode() if taken else None
+        return _text(taken) if taken else None
 
     def done(self, delivery_id: str, worker: str) -> None:
         """Drop a delivery from the worker's processing list."""
@@ -425,7 +427,7 @@ class Store:
 
     def processing(self, worker: str) -> list[str]:
         """Return the ids in a worker's processing list."""
-        return [i.decode() for i in self.redis.lrange(self.processing_key(worker), 0, -1)]
+        return [_text(i) for i in self.redis.lrange(self.processing_key(worker), 0, -1)]
 
     def requeue_one(self, delivery_id: str, worker: str) -> None:
         """Move one delivery from a worker's processing list back to its queue."""
@@ -461,7 +463,7 @@ class Store:
 
     def dead_workers(self) -> list[str]:
         """Return workers registered here whose heartbeat has expired."""
-        workers = [w.decode() for w in self.redis.smembers(self.key("workers"))]
+        workers = [_text(w) for w in self.redis.smembers(self.key("workers"))]
         alive = self.redis.mget([self.key("worker", w) for w in workers]) if workers else []
         return [w for w, beat in zip(workers, alive, strict=True) if beat is None]
 
@@ -472,7 +474,7 @@ class Store:
             self.key("dead"), "-inf", time.time() - defaults.DEAD_LETTER_RETENTION_SECONDS
         )
         ids = self.redis.zrange(self.key("dead"), 0, -1, desc=newest_first)
-        return [i.decode() for i in ids]
+        return [_text(i) for i in ids]
 
     def iter_deliveries(self, ids: Iterable[str]) -> Iterator[Delivery]:
         """Load many deliveries at once, skipping any that expired."""
@@ -488,6 +490,7 @@ class Store:
         delivery.attempts_used, delivery.replays = 0, delivery.replays + 1
         delivery.finished_at = delivery.next_attempt_at = None
         with self.redis.pipeline() as pipe:
+            pipe.multi()  # RQ's enqueue_call calls multi() itself, which needs it first
             pipe.zrem(self.key("dead"), delivery.id)
             pipe.set(self.delivery_key(delivery.id), delivery.to_json())
             pipe.incr(self.key("pending"))
@@ -513,6 +516,16 @@ class Store:
             pipe.execute()
 
 
+def _stat_key(field: bytes) -> tuple[str, str, str]:
+    org_id, endpoint, outcome = _text(field).split("|")
+    return org_id, endpoint, outcome
+
+
+def _text(value: bytes | str | object) -> str:
+    """Return a Redis reply as text (the client keeps bytes, as RQ requires)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def fingerprint(org_id: str, endpoint: str, body: str) -> str:
     """Return the dedup fingerprint of a normalized request."""
     return hashlib.sha256(f"{org_id}\n{endpoint}\n{body}".encode()).hexdigest()
@@ -520,7 +533,14 @@ def fingerprint(org_id: str, endpoint: str, body: str) -> str:
 
 def connect(url: str) -> redis.Redis:
     """Open a Redis client for a URL; rediss:// accepts Heroku's self-signed certificates."""
-    options: dict[str, object] = {"health_check_interval": 30, "socket_timeout": 10}
+    # Fail fast when Redis is down: ManyChat gives up after about 10 s, and a quick 503
+    # tells the caller more than a hung request. A brief blip is retried with jitter.
+    options: dict[str, object] = {
+        "health_check_interval": 30,
+        "socket_connect_timeout": 2,
+        "socket_timeout": 5,
+        "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=2),
+    }
     if url.startswith("rediss://") and "ssl_cert_reqs" not in url:
         options["ssl_cert_reqs"] = None
-    return redis.Redis.from_url(url, **options)  # type: ignore[arg-type]
+    return redis.Redis.from_url(url, **options)

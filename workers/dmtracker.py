@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +32,7 @@ class Reply:
     def json(self) -> Any:
         """Return the body parsed as JSON, or None."""
         try:
-            return requests.models.complexjson.loads(self.body)
+            return json.loads(self.body)
         except ValueError:
             return None
 

@@ -48,7 +48,7 @@ def test_orgs_can_come_from_a_file(tmp_path) -> None:  # type: ignore[no-untyped
     [
         ({"REDIS_URL": ""}, "REDIS_URL", "is not set"),
         ({"DMRELAY_SECRET_KEY": ""}, "DMRELAY_SECRET_KEY", "is not set"),
-        ({"DMRELAY_SECRET_KEY": "short"}, "DMRELAY_SECRET_KEY", "at least 16"),
+        ({"DMRELAY_SECRET_KEY": "s" * 31}, "DMRELAY_SECRET_KEY", "at least 32"),
         ({"DMRELAY_ORGS": ""}, "DMRELAY_ORGS", "is not set"),
         ({"DMRELAY_ORGS": "[{"}, "DMRELAY_ORGS", "not valid JSON"),
         ({"DMRELAY_ORGS": "[]"}, "DMRELAY_ORGS", "non-empty JSON array"),
@@ -87,7 +87,7 @@ def test_rate_limits_can_be_changed_and_added() -> None:
 def test_worker_start_up_fails_with_one_line_and_no_traceback() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "relay", "worker"],
-        env={"PATH": "/usr/bin:/bin", "DMRELAY_SECRET_KEY": "x" * 20, "REDIS_URL": "redis://x"},
+        env={"PATH": "/usr/bin:/bin", "DMRELAY_SECRET_KEY": "x" * 40, "REDIS_URL": "redis://x"},
         capture_output=True,
         text=True,
         timeout=30,
