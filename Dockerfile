@@ -12,5 +12,5 @@ RUN pip install . && useradd --create-home --uid 10001 dmrelay
 USER dmrelay
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-  CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/healthz', timeout=4)"
+  CMD ["dmrelay", "healthcheck"]
 CMD ["sh", "-c", "exec gunicorn --config python:relay.gunicorn_conf 'relay.app:create_app()'"]

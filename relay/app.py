@@ -27,7 +27,7 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 def create_app(settings: Settings | None = None, connection: redis.Redis | None = None) -> Flask:
     """Build the relay's web application from settings and a Redis connection."""
     settings = settings or load_settings()
-    init_sentry(settings.sentry_dsn, "web")
+    init_sentry(settings.sentry_dsn, "web", settings.secrets())
     app = Flask(__name__)
     app.config.update(
         SETTINGS=settings,

@@ -6,6 +6,8 @@ import argparse
 import json
 import os
 import sys
+import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -18,11 +20,12 @@ from relay.logs import configure_logging
 from relay.settings import Settings, load_orgs, load_settings, read_secret_key
 from relay.store import Store, connect
 
+HEALTHY_BEAT_SECONDS = 60
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; configuration errors print one line and exit 2."""
     args = build_parser().parse_args(argv)
-    configure_logging()
     try:
         return int(args.handler(args) or 0)
     except ConfigError as error:
@@ -44,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--create-contact-limit", type=int, default=60)
     run = _add(commands, "run", "run web, worker, Redis and the sandbox locally", _run)
     run.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    _add(commands, "healthcheck", "exit 0 if this container's web or worker is alive", _health)
     _add(commands, "schedule", "print the retry schedule of the current settings", _schedule)
     _add_dead_letters(commands)
     token = _add(commands, "token", "print an admin API token (a signed JWT)", _token)
@@ -97,7 +101,9 @@ def _web(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     from workers.runtime import run_worker
 
-    run_worker(load_settings())
+    settings = load_settings()
+    configure_logging()  # only long-running commands log; the others print their results
+    run_worker(settings)
     return 0
 
 
@@ -121,6 +127,19 @@ def _run(args: argparse.Namespace) -> int:
     from relay.devrun import run_local
 
     return run_local(args.port)
+
+
+def _health(args: argparse.Namespace) -> int:
+    from workers.runtime import ALIVE_FILE
+
+    url = f"http://127.0.0.1:{os.environ.get('PORT', '8000')}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=4) as response:
+            return 0 if response.status == 200 else 1
+    except OSError:
+        pass  # no web process here: is this a worker?
+    fresh = ALIVE_FILE.exists() and time.time() - ALIVE_FILE.stat().st_mtime < HEALTHY_BEAT_SECONDS
+    return 0 if fresh else 1
 
 
 def _schedule(args: argparse.Namespace) -> int:

@@ -50,6 +50,11 @@ class Settings:
     delivered_retention_seconds: int = defaults.DELIVERED_RETENTION_SECONDS
     dead_letter_retention_seconds: int = defaults.DEAD_LETTER_RETENTION_SECONDS
 
+    def secrets(self) -> tuple[str, ...]:
+        """Return every secret value, so reports and logs can mask them."""
+        values = (*(org.token for org in self.orgs), self.secret_key, self.metrics_token or "")
+        return tuple(value for value in values if value)
+
     def org_by_id(self, org_id: str) -> Org | None:
         """Return the configured organization with this id, if any."""
         return next((org for org in self.orgs if org.id == org_id), None)

@@ -381,11 +381,7 @@ class Store:
 
     def recent_ids(self, limit: int) -> list[str]:
         """Return up to `limit` delivery ids, newest first."""
-        index = self.key("index")
-        self.redis.zremrangebyscore(
-            index, "-inf", time.time() - defaults.DELIVERED_RETENTION_SECONDS
-        )
-        return [_text(i) for i in self.redis.zrevrange(index, 0, limit - 1)]
+        return self._newest(self.key("index"), limit - 1)
 
     def add_to_metrics(self, changes: Mapping[str, float]) -> None:
         """Add to the shared metric values (one hash for every process)."""
@@ -468,13 +464,22 @@ class Store:
         return [w for w, beat in zip(workers, alive, strict=True) if beat is None]
 
     # -- dead letters -------------------------------------------------------------------------
-    def dead_letter_ids(self, newest_first: bool = True) -> list[str]:
-        """Return the ids of every dead letter still kept."""
-        self.redis.zremrangebyscore(
-            self.key("dead"), "-inf", time.time() - defaults.DEAD_LETTER_RETENTION_SECONDS
-        )
-        ids = self.redis.zrange(self.key("dead"), 0, -1, desc=newest_first)
-        return [_text(i) for i in ids]
+    def dead_letter_ids(self) -> list[str]:
+        """Return the ids of every dead letter still kept, newest first."""
+        return self._newest(self.key("dead"), -1)
+
+    def _newest(self, index: str, last: int) -> list[str]:
+        """Return ids from an index, newest first, dropping those whose record expired."""
+        ids = [_text(i) for i in self.redis.zrange(index, 0, last, desc=True)]
+        with self.redis.pipeline(transaction=False) as pipe:
+            for delivery_id in ids:
+                pipe.exists(self.delivery_key(delivery_id))
+            alive = pipe.execute()
+        # Retention is each record's TTL; the index forgets what has expired.
+        gone = [i for i, exists in zip(ids, alive, strict=True) if not exists]
+        if gone:
+            self.redis.zrem(index, *gone)
+        return [i for i, exists in zip(ids, alive, strict=True) if exists]
 
     def iter_deliveries(self, ids: Iterable[str]) -> Iterator[Delivery]:
         """Load many deliveries at once, skipping any that expired."""

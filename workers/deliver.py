@@ -41,7 +41,7 @@ class Deliverer:
         self.settings = settings
         self.backoff = policy.Backoff(settings.backoff_base_seconds, settings.backoff_cap_seconds)
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
-        self.secrets = tuple(org.token for org in settings.orgs)
+        self.secrets = settings.secrets()
 
     def process(self, delivery_id: str) -> str:
         """Take one delivery as far as it can go now; return what happened."""

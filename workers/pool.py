@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import FrameType
 
 import redis
@@ -36,6 +37,7 @@ class WorkerProcess:
         shutdown_grace_seconds: float = defaults.WORKER_SHUTDOWN_GRACE_SECONDS,
         heartbeat_ttl_seconds: int = defaults.WORKER_HEARTBEAT_TTL_SECONDS,
         name: str | None = None,
+        alive_file: Path | None = None,
     ) -> None:
         self.store = store
         self.process = process
@@ -43,6 +45,7 @@ class WorkerProcess:
         self.concurrency = concurrency
         self.grace = shutdown_grace_seconds
         self.heartbeat_ttl = heartbeat_ttl_seconds
+        self.alive_file = alive_file
         self.name = name or f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
         self.stopping = threading.Event()
         self._slots = threading.BoundedSemaphore(concurrency)
@@ -120,6 +123,8 @@ class WorkerProcess:
             self._next_schedule_poll = now + defaults.SCHEDULER_POLL_SECONDS
         if now >= self._next_heartbeat:
             self.store.heartbeat(self.name, self.heartbeat_ttl)
+            if self.alive_file:
+                self.alive_file.touch()  # for a container health check
             self._reclaim_dead_workers()
             self._reclaim_orphans()
             # Beat three times per TTL so one slow beat never looks like a death.

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import redis
 
 from relay.sentry import init_sentry
@@ -11,6 +14,8 @@ from workers.deliver import Deliverer
 from workers.dmtracker import DmTrackerClient
 from workers.pool import WorkerProcess
 from workers.ratelimit import RateLimiter
+
+ALIVE_FILE = Path(tempfile.gettempdir()) / "dmrelay-worker.alive"
 
 
 def build_deliverer(settings: Settings, connection: redis.Redis | None = None) -> Deliverer:
@@ -25,7 +30,9 @@ def build_deliverer(settings: Settings, connection: redis.Redis | None = None) -
     return Deliverer(store, client, RateLimiter(store.redis, store.prefix), settings)
 
 
-def build_worker(settings: Settings, connection: redis.Redis | None = None) -> WorkerProcess:
+def build_worker(
+    settings: Settings, connection: redis.Redis | None = None, alive_file: Path | None = None
+) -> WorkerProcess:
     """Return a worker process for every configured organization."""
     deliverer = build_deliverer(settings, connection)
     return WorkerProcess(
@@ -35,12 +42,13 @@ def build_worker(settings: Settings, connection: redis.Redis | None = None) -> W
         concurrency=settings.worker_concurrency,
         shutdown_grace_seconds=settings.worker_shutdown_grace_seconds,
         heartbeat_ttl_seconds=settings.worker_heartbeat_ttl_seconds,
+        alive_file=alive_file,
     )
 
 
 def run_worker(settings: Settings, connection: redis.Redis | None = None) -> None:
     """Run one worker process until SIGTERM or SIGINT."""
-    init_sentry(settings.sentry_dsn, "worker")
-    worker = build_worker(settings, connection)
+    init_sentry(settings.sentry_dsn, "worker", settings.secrets())
+    worker = build_worker(settings, connection, ALIVE_FILE)
     worker.install_signal_handlers()
     worker.run()

@@ -1,0 +1,81 @@
+"""The dmrelay command line: dead letters, schedule, health check."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from relay import cli
+from relay.delivery import DEAD, DELIVERED
+from tests.conftest import ORG_A, ORG_B, SECRET
+from tests.helpers import DEFAULT_REPLY, headers, wait_until
+
+
+@pytest.fixture
+def env(monkeypatch, settings) -> None:  # type: ignore[no-untyped-def]
+    """Point the CLI at the test Redis and organizations."""
+    orgs = [{"id": o.id, "token": o.token} for o in (ORG_A, ORG_B)]
+    monkeypatch.setenv("REDIS_URL", settings.redis_url)
+    monkeypatch.setenv("DMRELAY_ORGS", json.dumps(orgs))
+    monkeypatch.setenv("DMRELAY_SECRET_KEY", SECRET)
+    monkeypatch.setenv("DMTRACKER_BASE_URL", settings.dmtracker_base_url)
+
+
+def dead_letter(client, store, sandbox, body, status: int = 400) -> str:  # type: ignore[no-untyped-def]
+    sandbox.fault(endpoint="contact/default-reply", status=status, count=1)
+    response = client.post("/api/v1/contact/default-reply", json=body, headers=headers(ORG_A.token))
+    delivery_id = str(response.get_json()["data"]["delivery_id"])
+    wait_until(lambda: store.load(delivery_id).state == DEAD)
+    return delivery_id
+
+
+def test_list_replay_and_purge_dead_letters(  # type: ignore[no-untyped-def]
+    env, client, store, sandbox, start_worker, capsys
+) -> None:
+    start_worker()
+    first = dead_letter(client, store, sandbox, DEFAULT_REPLY, status=400)
+    second = dead_letter(client, store, sandbox, {**DEFAULT_REPLY, "username": "x2"}, status=422)
+
+    assert cli.main(["dead-letters", "list"]) == 0
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(row["id"], row["status"]) for row in listed] == [(second, 422), (first, 400)]
+    assert listed[1]["reason"] == "DmTracker answered 400"
+
+    assert cli.main(["dead-letters", "list", "--status", "422"]) == 0
+    assert [json.loads(x)["id"] for x in capsys.readouterr().out.splitlines()] == [second]
+
+    assert cli.main(["dead-letters", "replay", first]) == 0
+    assert capsys.readouterr().out.splitlines() == ["replayed 1 dead letter(s)", first]
+    wait_until(lambda: store.load(first).state == DELIVERED)
+    assert store.load(first).attempts_used == 0
+
+    assert cli.main(["dead-letters", "purge", "--all", "--endpoint", "default-reply"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["purged 1 dead letter(s)", second]
+    assert store.load(second) is None
+
+
+def test_replaying_something_that_is_not_dead_fails(env, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert cli.main(["dead-letters", "replay", "dlv_nope"]) == 1
+    assert "no dead letter dlv_nope" in capsys.readouterr().err
+
+
+def test_schedule_prints_the_retry_table(env, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert cli.main(["schedule"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[:2] == ["1", "2"]
+    assert lines[-1].strip() == "35  dead letter if it fails"
+
+
+def test_healthcheck_sees_web_or_worker(monkeypatch, relay_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from workers import runtime
+
+    alive = tmp_path / "alive"
+    monkeypatch.setattr(runtime, "ALIVE_FILE", alive)
+    monkeypatch.setenv("PORT", relay_url.rsplit(":", 1)[1])
+    assert cli.main(["healthcheck"]) == 0
+
+    monkeypatch.setenv("PORT", "1")  # no web process: only a fresh worker beat counts
+    assert cli.main(["healthcheck"]) == 1
+    alive.touch()
+    assert cli.main(["healthcheck"]) == 0
