@@ -14,6 +14,7 @@ from pathlib import Path
 
 import requests
 
+from relay.admin import tokens
 from relay.localredis import LocalRedis, free_port, start_local_redis
 
 STATE_DIR = Path(".dmrelay")
@@ -89,7 +90,9 @@ def _local_secret() -> str:
 
 
 def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, *args], env=env)
+    # A session of its own: Ctrl-C reaches only this launcher, which stops the children in
+    # order (worker and web before the sandbox, Redis last) and signals each once.
+    return subprocess.Popen([sys.executable, *args], env=env, start_new_session=True)
 
 
 def _wait_http(url: str, children: list[subprocess.Popen], timeout_seconds: float = 30) -> None:
@@ -110,6 +113,11 @@ def _print_banner(env: dict[str, str], port: int, demo: bool) -> None:
     """Say where everything runs; show a token only if it is the demo one."""
     org = _demo_org() if demo else {"id": "<your org id>", "token": "<your org token>"}
     base = f"http://127.0.0.1:{port}"
+    admin_token = (
+        tokens.mint(env["DMRELAY_SECRET_KEY"], [tokens.READ, tokens.ADMIN], 8 * 3600, "local")
+        if demo
+        else "run `dmrelay token --scope relay:admin --ttl 8h`"
+    )
     body = json.dumps(
         {
             "manychat_id": "123456",
@@ -125,6 +133,7 @@ dmrelay is running (Ctrl-C stops everything)
   Redis:      {env["REDIS_URL"]}
   demo org:   {org["id"]}
   demo token: {org["token"]}
+  dashboard sign-in token (8 h): {admin_token}
 
 Try it:
   curl -s -X POST {base}/api/v1/contact/default-reply \\
@@ -137,6 +146,7 @@ Try it:
 
 def _wait_for_exit(children: list[subprocess.Popen]) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
@@ -150,10 +160,10 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def _stop(children: list[subprocess.Popen]) -> None:
-    for child in children:
+    """Stop the children newest first, each with SIGTERM and 30 s to finish."""
+    for child in reversed(children):
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
-    for child in children:
         try:
             child.wait(timeout=30)
         except subprocess.TimeoutExpired:

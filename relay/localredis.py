@@ -66,7 +66,10 @@ def start_local_redis(data_dir: Path, port: int | None = None, persist: bool = F
     args = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1"]
     args += ["--dir", str(data_dir), "--save", "", "--maxmemory-policy", "noeviction"]
     args += ["--appendonly", "yes" if persist else "no", "--protected-mode", "yes"]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    # Its own session, so a Ctrl-C meant for the caller does not stop Redis before the others.
+    process = subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
+    )
     server = LocalRedis(process, port)
     _wait_until_ready(server)
     return server
