@@ -8,11 +8,12 @@ import time
 import uuid
 
 import redis
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, g, request
 
 from relay import defaults, ingest, ops
 from relay.admin import api as admin_api
 from relay.admin import dashboard
+from relay.context import current_metrics
 from relay.error_handlers import register_error_handlers
 from relay.metrics import Metrics
 from relay.sentry import init_sentry
@@ -90,7 +91,7 @@ def finish_request(response: Response) -> Response:
 
 def record_request(route: str, status: int) -> None:
     """Count the request and, on ingest routes, the decision taken."""
-    metrics: Metrics = current_app.extensions["dmrelay.metrics"]
+    metrics = current_metrics()
     try:
         metrics.count(
             "dmrelay_http_requests", route=route, method=request.method, status=str(status)

@@ -6,16 +6,16 @@ import json
 import time
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 
 from relay import defaults
 from relay.auth import TOKEN_HEADER, organization_for_token
+from relay.context import current_metrics, current_settings, current_store
 from relay.delivery import Delivery
 from relay.errors import BadRequest, FieldError, Forbidden, UnsupportedMediaType
-from relay.metrics import Metrics
 from relay.schemas import validate
 from relay.settings import Org, Settings
-from relay.store import Store, fingerprint
+from relay.store import fingerprint
 
 bp = Blueprint("ingest", __name__, url_prefix="/api/v1")
 
@@ -47,7 +47,7 @@ def contact_status() -> Response:
 
 def ingest(endpoint: str) -> Response:
     """Authenticate, validate, filter, deduplicate and enqueue one request."""
-    settings: Settings = current_app.config["SETTINGS"]
+    settings = current_settings()
     g.endpoint = endpoint
     org = organization_for_token(request.headers.get(TOKEN_HEADER), settings.orgs)
     g.org_id = org.id
@@ -63,7 +63,7 @@ def ingest(endpoint: str) -> Response:
         request_id=g.get("request_id", ""),
         idempotency_key=idempotency_key(),
     )
-    store: Store = current_app.extensions["dmrelay.store"]
+    store = current_store()
     started = time.perf_counter()
     accepted = store.accept(
         delivery,
@@ -71,7 +71,7 @@ def ingest(endpoint: str) -> Response:
         window_seconds=settings.dedup_window_seconds,
         max_pending=settings.max_pending_deliveries,
     )
-    metrics: Metrics = current_app.extensions["dmrelay.metrics"]
+    metrics = current_metrics()
     metrics.observe("dmrelay_enqueue_seconds", time.perf_counter() - started, endpoint=endpoint)
     g.delivery_id = accepted.delivery_id
     g.ingest_result = ("duplicate" if accepted.duplicate else "accepted", "")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import hmac
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from relay import metrics
 from relay.admin import tokens
+from relay.context import current_settings, current_store
 from relay.errors import Unauthorized
 from relay.settings import Settings
-from relay.store import Store
 
 bp = Blueprint("ops", __name__)
 
@@ -25,7 +25,7 @@ def healthz() -> Response:
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
     """Say whether Redis answers."""
-    store: Store = current_app.extensions["dmrelay.store"]
+    store = current_store()
     if store.ping():
         return jsonify(status="ready", redis="ok"), 200
     return jsonify(status="unavailable", redis="unreachable"), 503
@@ -34,9 +34,9 @@ def readyz() -> tuple[Response, int]:
 @bp.get("/metrics")
 def metrics_endpoint() -> Response:
     """Expose metrics to a scraper holding the metrics token or an admin token."""
-    settings: Settings = current_app.config["SETTINGS"]
+    settings = current_settings()
     authorize_scrape(settings, request.headers.get("Authorization", ""))
-    store: Store = current_app.extensions["dmrelay.store"]
+    store = current_store()
     return Response(metrics.render(store, settings), content_type=CONTENT_TYPE_LATEST)
 
 

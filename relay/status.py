@@ -11,14 +11,13 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 
 from relay.auth import TOKEN_HEADER, organization_for_token
+from relay.context import current_settings, current_store
 from relay.delivery import DEAD, RETRYING, Attempt, Delivery
 from relay.endpoints import ENDPOINTS
 from relay.errors import NotFound
-from relay.settings import Settings
-from relay.store import Store
 
 bp = Blueprint("delivery_status", __name__, url_prefix="/api/v1")
 
@@ -26,10 +25,10 @@ bp = Blueprint("delivery_status", __name__, url_prefix="/api/v1")
 @bp.get("/deliveries/<delivery_id>")
 def delivery_status(delivery_id: str) -> Response:
     """Tell the organization where one of its deliveries stands."""
-    settings: Settings = current_app.config["SETTINGS"]
+    settings = current_settings()
     org = organization_for_token(request.headers.get(TOKEN_HEADER), settings.orgs)
     g.org_id = org.id
-    store: Store = current_app.extensions["dmrelay.store"]
+    store = current_store()
     delivery = store.load(delivery_id)
     if delivery is None or delivery.org_id != org.id:
         raise NotFound("No delivery with this id is kept for this organization.")

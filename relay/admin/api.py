@@ -22,21 +22,18 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
-from marshmallow import ValidationError
+from flask import Blueprint, Response, g, jsonify, request
 
 from relay import deadletters
 from relay.admin import queries, tokens
-from relay.delivery import DEAD, STATES, Delivery
-from relay.endpoints import ENDPOINTS
+from relay.admin.filters import BULK_FILTERS, LIST_FILTERS, read_filters
+from relay.context import current_settings, current_store
+from relay.delivery import DEAD, Delivery
 from relay.errors import BadRequest, NotFound, TooManyRequests, Unauthorized
 from relay.ingest import read_json_body
-from relay.schemas import choice, to_manychat_id, to_natural, to_timestamp, to_username, to_uuid
-from relay.settings import Settings
 from relay.store import Store
 
 log = logging.getLogger("dmrelay.admin")
@@ -52,7 +49,6 @@ MAX_SKIP = 999_999_999
 DEFAULT_TAKE = 25
 MAX_TAKE = 100
 _WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")
-_EPOCH_SECONDS = re.compile(r"[0-9]{1,12}(\.[0-9]+)?")
 # Methods that only read; every other method changes state and needs relay:admin.
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -223,76 +219,7 @@ def no_dead_letter(delivery_id: str) -> NotFound:
 
 
 # -- filters and pagination ---------------------------------------------------------------------
-def to_http_status(value: object) -> int:
-    """Return an HTTP status code given as a number or digits."""
-    status = to_natural(value)
-    if not 100 <= status <= 599:
-        raise ValidationError("must be an HTTP status code such as 400.")
-    return status
-
-
-def to_epoch(value: object) -> float:
-    """Return epoch seconds given as a number, digits, or an ISO 8601 date-time."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return float(value)
-    if isinstance(value, str) and _EPOCH_SECONDS.fullmatch(value.strip()):
-        return float(value)
-    try:
-        # to_timestamp checks the shape and normalizes to UTC (naive means UTC).
-        normalized = to_timestamp(value).replace("Z", "+00:00")
-    except ValidationError:
-        raise ValidationError(
-            "must be an ISO 8601 date-time such as 2025-01-31T14:00:00Z, or epoch seconds."
-        ) from None
-    return datetime.fromisoformat(normalized).timestamp()
-
-
-# Query or body name -> (DeliveryQuery field, converter that normalizes like ingest does).
-LIST_FILTERS: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "tenantId": ("org_id", to_uuid),
-    "username": ("username", to_username),
-    "manychat_id": ("manychat_id", to_manychat_id),
-    "endpoint": ("endpoint", choice(*ENDPOINTS)),
-    "status": ("state", choice(*STATES)),
-    "httpStatus": ("status", to_http_status),
-    "since": ("since", to_epoch),
-    "until": ("until", to_epoch),
-}
-BULK_FILTERS = {
-    name: LIST_FILTERS[name] for name in ("tenantId", "endpoint", "httpStatus", "since", "until")
-}
 PAGE_PARAMETERS = frozenset({"skip", "take"})
-
-
-def read_filters(
-    source: Mapping[str, Any],
-    accepted: Mapping[str, tuple[str, Callable[[Any], Any]]],
-    extra: Iterable[str] = (),
-) -> queries.DeliveryQuery:
-    """Turn filter values into a DeliveryQuery, or raise 400 naming the bad one."""
-    # An unknown name is refused, not ignored: a typo must never widen a bulk replay or purge.
-    unknown = sorted(set(source) - set(accepted) - set(extra))
-    if unknown:
-        raise BadRequest(f"Unknown filter {unknown[0]!r}; use {', '.join(accepted)}.")
-    conditions = {}
-    for name, (field, convert) in accepted.items():
-        value = source.get(name)
-        if value not in (None, ""):
-            conditions[field] = checked(name, convert, value)
-    query = queries.DeliveryQuery(**conditions)
-    if query.since is not None and query.until is not None and query.since >= query.until:
-        raise BadRequest("The 'since' filter must be earlier than 'until'.")
-    return query
-
-
-def checked(name: str, convert: Callable[[Any], Any], value: Any) -> Any:
-    """Return the converted value, or raise 400 with the converter's reason."""
-    try:
-        return convert(value)
-    except ValidationError as error:
-        messages = error.messages
-        reason = messages[0] if isinstance(messages, list) and messages else str(messages)
-        raise BadRequest(f"The '{name}' filter {reason}") from None
 
 
 def read_filter_body() -> dict[str, Any]:
@@ -329,13 +256,3 @@ def page_response(found: list[Delivery], total: int, skip: int, take: int) -> Re
 
 
 # -- app access --------------------------------------------------------------------------------
-def current_settings() -> Settings:
-    """Return the app's settings."""
-    settings: Settings = current_app.config["SETTINGS"]
-    return settings
-
-
-def current_store() -> Store:
-    """Return the app's Redis adapter."""
-    store: Store = current_app.extensions["dmrelay.store"]
-    return store

@@ -18,7 +18,6 @@ from flask import (
     Blueprint,
     Flask,
     Response,
-    current_app,
     flash,
     jsonify,
     redirect,
@@ -35,12 +34,13 @@ from werkzeug.wrappers import Response as Redirect
 
 from relay import deadletters, defaults
 from relay.admin import queries, tokens
+from relay.admin.filters import LIST_FILTERS, read_filters
+from relay.context import current_settings, current_store
 from relay.delivery import STATES, Delivery
 from relay.endpoints import ENDPOINTS
 from relay.errors import BadRequest, HttpError, NotFound
 from relay.redact import redact
 from relay.settings import Settings
-from relay.store import Store
 from workers.policy import Backoff, schedule_table
 
 bp = Blueprint(
@@ -261,28 +261,11 @@ def page_context() -> dict[str, Any]:
     }
 
 
-def current_settings() -> Settings:
-    """Return the app's settings."""
-    settings: Settings = current_app.config["SETTINGS"]
-    return settings
-
-
-def current_store() -> Store:
-    """Return the app's Redis adapter."""
-    store: Store = current_app.extensions["dmrelay.store"]
-    return store
-
-
-def org_tokens() -> list[str]:
-    """Return every organization token, to mask should one ever appear in shown text."""
-    return [org.token for org in current_settings().orgs]
-
-
 def pretty(text: str, limit_bytes: int = defaults.RESPONSE_BODY_KEEP_BYTES) -> str:
     """Indent JSON text for reading and mask secrets; other text is shown as it is."""
     with contextlib.suppress(ValueError):  # not JSON: show the raw body
         text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
-    return redact(text, secrets=org_tokens(), limit_bytes=limit_bytes)
+    return redact(text, secrets=current_settings().secrets(), limit_bytes=limit_bytes)
 
 
 def preview(delivery: Delivery) -> str:
@@ -290,7 +273,7 @@ def preview(delivery: Delivery) -> str:
     payload = delivery.payload
     text = payload.get("message_content") or payload.get("tags") or payload.get("status") or ""
     line = text if isinstance(text, str) else json.dumps(text, ensure_ascii=False)
-    line = redact(line, secrets=org_tokens())
+    line = redact(line, secrets=current_settings().secrets())
     return line if len(line) <= PREVIEW_CHARS else line[: PREVIEW_CHARS - 1] + "…"
 
 
@@ -299,7 +282,9 @@ def last_response(delivery: Delivery) -> str:
     last = delivery.last_attempt
     if last is None:
         return ""
-    line = " ".join(redact(last.body or last.error or "", secrets=org_tokens()).split())
+    line = " ".join(
+        redact(last.body or last.error or "", secrets=current_settings().secrets()).split()
+    )
     return line if len(line) <= PREVIEW_CHARS else line[: PREVIEW_CHARS - 1] + "…"
 
 
@@ -322,42 +307,23 @@ def filter_values(source: MultiDict[str, str]) -> dict[str, str]:
     return {name: value for name, value in values.items() if value}
 
 
+# The dashboard's form names -> the same fields and converters as the admin API's filters.
+DASHBOARD_FILTERS = {
+    "org_id": LIST_FILTERS["tenantId"],
+    "state": LIST_FILTERS["status"],
+    "status": LIST_FILTERS["httpStatus"],
+    **{
+        name: LIST_FILTERS[name]
+        for name in ("username", "manychat_id", "endpoint", "since", "until")
+    },
+}
+
+
 def build_query(values: dict[str, str], *, dead_only: bool = False) -> queries.DeliveryQuery:
     """Turn filter fields into a DeliveryQuery, or raise BadRequest naming the bad field."""
-    username = values.get("username")
-    return queries.DeliveryQuery(
-        org_id=values.get("org_id"),
-        # Stored usernames are normalized on ingest (trimmed, no '@', lowercase); match that.
-        username=username.removeprefix("@").lower() if username else None,
-        manychat_id=values.get("manychat_id"),
-        endpoint=values.get("endpoint"),
-        state=None if dead_only else values.get("state"),
-        status=parse_status(values.get("status")),
-        since=parse_time(values.get("since"), "since"),
-        until=parse_time(values.get("until"), "until"),
-    )
-
-
-def parse_status(text: str | None) -> int | None:
-    """Return an HTTP status filter as a number."""
-    if not text:
-        return None
-    if not (text.isdigit() and 100 <= int(text) <= 599):
-        raise BadRequest("The status filter must be an HTTP status such as 400.")
-    return int(text)
-
-
-def parse_time(text: str | None, field: str) -> float | None:
-    """Return an ISO date-time (UTC unless it names a zone) as epoch seconds."""
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequest(
-            f"The '{field}' filter must be a date-time like 2025-01-31T14:00."
-        ) from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    if dead_only:
+        values = {name: value for name, value in values.items() if name != "state"}
+    return read_filters(values, DASHBOARD_FILTERS)
 
 
 def current_page() -> int:
