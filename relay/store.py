@@ -19,6 +19,7 @@ from relay.errors import ServiceUnavailable
 
 TASK = "workers.tasks.deliver"
 LATENCY_SAMPLES = 1000
+ALIAS_TTL_SECONDS = 30 * 24 * 3600
 STATS_RETENTION_SECONDS = 25 * 3600
 IDEMPOTENCY_KEY_TTL_SECONDS = 24 * 3600
 MAX_ACCEPT_TRIES = 5
@@ -228,8 +229,8 @@ class Store:
     def _contact_chains(self, pipe: redis.client.Pipeline, delivery: Delivery) -> list[str]:
         """Return the chains a delivery joins: its identities and those linked to them."""
         identities = self._identities(delivery)
-        aliases = self.key("alias", delivery.org_id)
-        linked = pipe.hmget(aliases, identities) if identities else []
+        alias_keys = [self.key("alias", delivery.org_id, name) for name in identities]
+        linked = pipe.mget(alias_keys) if identities else []
         names = dict.fromkeys(identities + [_text(alias) for alias in linked if alias])
         return [self.key("chain", delivery.org_id, name) for name in names]
 
@@ -238,7 +239,9 @@ class Store:
         identities = [i for i in self._identities(delivery) if i[0] in "um"]
         if len(identities) == 2:
             username, manychat = identities
-            pipe.hset(self.key("alias", delivery.org_id), mapping={manychat: username})
+            # One key per link, so links of contacts gone quiet expire instead of piling up.
+            alias = self.key("alias", delivery.org_id, manychat)
+            pipe.set(alias, username, ex=ALIAS_TTL_SECONDS)
 
     def try_start(self, delivery: Delivery) -> bool:
         """Return True if the delivery may go now; otherwise park it behind its predecessor."""

@@ -126,6 +126,7 @@ class RunningWorker:
 
     def __init__(self, settings: Settings, connection: redis.Redis) -> None:
         self.process = build_worker(settings, connection)
+        self.deliverer = self.process.deliverer
         self.thread = threading.Thread(target=self.process.run, daemon=True)
 
     def start(self) -> RunningWorker:

@@ -6,6 +6,8 @@ import logging
 import random
 import time
 
+import redis
+
 from relay import defaults
 from relay.delivery import DEAD, DELIVERED, RETRYING, Attempt, Delivery
 from relay.endpoints import ENDPOINTS
@@ -48,7 +50,13 @@ class Deliverer:
         delivery = self.store.load(delivery_id)
         if delivery is None or delivery.state in (DELIVERED, DEAD):
             return GONE
-        outcome = self._advance(delivery)
+        try:
+            outcome = self._advance(delivery)
+        except redis.RedisError:
+            raise  # the worker hands the delivery back once Redis answers again
+        except Exception as error:
+            log.exception("delivery %s failed inside the relay", delivery.id)
+            outcome = self._internal_failure(delivery, error)
         self.metrics.count(
             "dmrelay_deliveries",
             organization=delivery.org_id,
@@ -108,14 +116,24 @@ class Deliverer:
             wait = wait if wait is not None else self.backoff.ceiling(1)
             wait += self.rng.uniform(0, defaults.RATE_LIMIT_JITTER_SECONDS)
             return self._retry(delivery, now + wait, "throttled by DmTracker (429)")
-        delivery.attempts_used += 1
-        reason = _reason(reply)
         if verdict == policy.PERMANENT:
-            return self._dead(delivery, reason)
+            delivery.attempts_used += 1
+            return self._dead(delivery, _reason(reply))
+        return self._use_attempt(delivery, _reason(reply), now)
+
+    def _internal_failure(self, delivery: Delivery, error: Exception) -> str:
+        """Count a bug or bad data as a used attempt, so a poison message ends as a dead letter."""
+        now = time.time()
+        reason = f"internal error: {type(error).__name__}"
+        delivery.attempts.append(Attempt(now, None, 0.0, policy.RETRY, "", reason))
+        return self._use_attempt(delivery, reason, now)
+
+    def _use_attempt(self, delivery: Delivery, reason: str, now: float) -> str:
+        """Spend one attempt: back off and retry, or give up when the budget is spent."""
+        delivery.attempts_used += 1
         if delivery.attempts_used >= self.settings.max_attempts:
-            return self._dead(
-                delivery, f"gave up after {delivery.attempts_used} attempts: {reason}"
-            )
+            used = delivery.attempts_used
+            return self._dead(delivery, f"gave up after {used} attempts: {reason}")
         delay = self.backoff.delay(delivery.attempts_used, self.rng)
         return self._retry(delivery, now + delay, reason)
 

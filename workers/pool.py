@@ -9,7 +9,6 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
@@ -17,7 +16,7 @@ from types import FrameType
 import redis
 
 from relay import defaults
-from relay.store import Store
+from workers.deliver import Deliverer
 
 log = logging.getLogger("dmrelay.worker")
 IDLE_SLEEP_SECONDS = 0.05
@@ -29,8 +28,7 @@ class WorkerProcess:
 
     def __init__(
         self,
-        store: Store,
-        process: Callable[[str], str],
+        deliverer: Deliverer,
         org_ids: list[str],
         *,
         concurrency: int = defaults.WORKER_CONCURRENCY,
@@ -39,8 +37,8 @@ class WorkerProcess:
         name: str | None = None,
         alive_file: Path | None = None,
     ) -> None:
-        self.store = store
-        self.process = process
+        self.deliverer = deliverer
+        self.store = deliverer.store
         self.org_ids = org_ids
         self.concurrency = concurrency
         self.grace = shutdown_grace_seconds
@@ -105,7 +103,7 @@ class WorkerProcess:
 
     def _run_one(self, delivery_id: str) -> None:
         try:
-            outcome = self.process(delivery_id)
+            outcome = self.deliverer.process(delivery_id)
             log.debug("delivery %s: %s", delivery_id, outcome)
             self.store.done(delivery_id, self.name)
         except Exception:

@@ -34,10 +34,8 @@ def build_worker(
     settings: Settings, connection: redis.Redis | None = None, alive_file: Path | None = None
 ) -> WorkerProcess:
     """Return a worker process for every configured organization."""
-    deliverer = build_deliverer(settings, connection)
     return WorkerProcess(
-        deliverer.store,
-        deliverer.process,
+        build_deliverer(settings, connection),
         [org.id for org in settings.orgs],
         concurrency=settings.worker_concurrency,
         shutdown_grace_seconds=settings.worker_shutdown_grace_seconds,

@@ -215,3 +215,18 @@ def test_a_throttled_organization_does_not_delay_another(  # type: ignore[no-unt
     other = post(client, DEFAULT_REPLY_PATH, {**DEFAULT_REPLY, "page_name": "Page B"}, org=ORG_B)
     settled(store, other, DELIVERED)
     assert time.monotonic() - started < 1.0
+
+
+def test_a_delivery_that_breaks_the_worker_ends_as_a_dead_letter(  # type: ignore[no-untyped-def]
+    client, store, start_worker
+) -> None:
+    worker = start_worker()
+
+    def explode(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("boom")
+
+    worker.deliverer.client.send = explode
+    delivery = settled(store, post(client, DEFAULT_REPLY_PATH, DEFAULT_REPLY), DEAD)
+
+    assert [a.error for a in delivery.attempts] == ["internal error: RuntimeError"] * 4
+    assert delivery.reason == "gave up after 4 attempts: internal error: RuntimeError"
