@@ -33,7 +33,6 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     app.config.update(
         SETTINGS=settings,
         MAX_CONTENT_LENGTH=defaults.MAX_BODY_BYTES,
-        JSON_SORT_KEYS=False,
     )
     store = Store(connection or connect(settings.redis_url))
     app.extensions["dmrelay.store"] = store

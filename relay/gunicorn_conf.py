@@ -11,6 +11,9 @@ threads = int(os.environ.get("DMRELAY_WEB_THREADS", "8"))
 timeout = 30
 graceful_timeout = 25
 keepalive = 5
+# Heroku and Render end TLS at their routers and say so in X-Forwarded-Proto; trusting it
+# lets the dashboard mark its cookie Secure. Narrow it with FORWARDED_ALLOW_IPS elsewhere.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "*")
 accesslog = None
 errorlog = "-"
 
