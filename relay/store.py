@@ -20,6 +20,7 @@ from relay.errors import ServiceUnavailable
 TASK = "workers.tasks.deliver"
 LATENCY_SAMPLES = 1000
 ALIAS_TTL_SECONDS = 30 * 24 * 3600
+JOB_RECORD_GRACE_SECONDS = 60
 STATS_RETENTION_SECONDS = 25 * 3600
 IDEMPOTENCY_KEY_TTL_SECONDS = 24 * 3600
 MAX_ACCEPT_TRIES = 5
@@ -303,7 +304,9 @@ class Store:
         with self.redis.pipeline() as pipe:
             pipe.set(self.delivery_key(delivery.id), delivery.to_json(), ex=retention_seconds)
             pipe.decr(self.key("pending"))
-            pipe.delete(f"rq:job:{delivery.id}")
+            # Let RQ's job record lapse rather than delete it: a stock `rq worker` running the
+            # same task still updates it after the task returns.
+            pipe.expire(f"rq:job:{delivery.id}", JOB_RECORD_GRACE_SECONDS)
             if state == DEAD:
                 pipe.zadd(self.key("dead"), {delivery.id: delivery.finished_at})
             pipe.execute()
