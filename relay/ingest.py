@@ -80,7 +80,7 @@ def ingest(endpoint: str) -> Response:
 
 def read_json_body() -> Any:
     """Return the parsed JSON body, or raise 415 / 400."""
-    if not request.mimetype == "application/json":
+    if request.mimetype != "application/json":
         raise UnsupportedMediaType("Send the body as JSON with Content-Type: application/json.")
     raw = request.get_data(cache=True)
     try:
