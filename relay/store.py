@@ -177,14 +177,14 @@ class Store:
         window_seconds: int,
         max_pending: int,
     ) -> Accepted:
-        # Watch only this request's dedup keys: watching the shared pending counter would make
+        # Watch only this request's dedup keys: watching the shared pending set would make
         # every concurrent accept conflict. The depth limit is a soft bound anyway.
         pipe.watch(*(key for key, _ in dedup_keys))
         for key, _ in dedup_keys:
             existing = pipe.get(key)
             if existing:
                 return Accepted(_text(existing), duplicate=True)
-        if int(pipe.get(self.key("pending")) or 0) >= max_pending:
+        if pipe.scard(self.key("pending")) >= max_pending:
             raise ServiceUnavailable(
                 f"The relay holds {max_pending} undelivered messages, its limit; try again later."
             )
@@ -200,7 +200,8 @@ class Store:
     def _store_new(self, pipe: redis.client.Pipeline, delivery: Delivery) -> None:
         """Queue the commands that store, index, chain and enqueue a new delivery."""
         pipe.set(self.delivery_key(delivery.id), delivery.to_json())
-        pipe.incr(self.key("pending"))
+        # A set, not a counter: a delivery finished twice (at-least-once) leaves it exact.
+        pipe.sadd(self.key("pending"), delivery.id)
         pipe.zadd(self.key("index"), {delivery.id: delivery.received_at})
         self._count(pipe, delivery.org_id, delivery.endpoint, "accepted")
         for chain in delivery.contact_keys:
@@ -303,7 +304,7 @@ class Store:
         delivery.next_attempt_at = None
         with self.redis.pipeline() as pipe:
             pipe.set(self.delivery_key(delivery.id), delivery.to_json(), ex=retention_seconds)
-            pipe.decr(self.key("pending"))
+            pipe.srem(self.key("pending"), delivery.id)
             # Let RQ's job record lapse rather than delete it: a stock `rq worker` running the
             # same task still updates it after the task returns.
             pipe.expire(f"rq:job:{delivery.id}", JOB_RECORD_GRACE_SECONDS)
@@ -371,14 +372,14 @@ class Store:
         """Return pending, parked, in-flight and dead-letter totals."""
         workers = [_text(w) for w in self.redis.smembers(self.key("workers"))]
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.get(self.key("pending"))
+            pipe.scard(self.key("pending"))
             pipe.scard(self.key("parked"))
             pipe.zcard(self.key("dead"))
             for worker in workers:
                 pipe.llen(self.processing_key(worker))
             pending, parked, dead, *in_flight = pipe.execute()
         return {
-            "pending": int(pending or 0),
+            "pending": int(pending),
             "parked": int(parked),
             "dead_letters": int(dead),
             "in_flight": sum(in_flight),
@@ -504,7 +505,7 @@ class Store:
             pipe.multi()  # RQ's enqueue_call calls multi() itself, which needs it first
             pipe.zrem(self.key("dead"), delivery.id)
             pipe.set(self.delivery_key(delivery.id), delivery.to_json())
-            pipe.incr(self.key("pending"))
+            pipe.sadd(self.key("pending"), delivery.id)
             for chain in delivery.contact_keys:
                 pipe.rpush(chain, delivery.id)
             self.queue(delivery.org_id).enqueue_call(

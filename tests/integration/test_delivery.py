@@ -20,6 +20,16 @@ def post(client, path: str, body: dict, org=ORG_A) -> str:  # type: ignore[no-un
     return str(response.get_json()["data"]["delivery_id"])
 
 
+def create_contact(client, username: str) -> str:  # type: ignore[no-untyped-def]
+    body = {
+        "username": username,
+        "had_outreach": True,
+        "outreach_reason": "r",
+        "outreach_text": "t",
+    }
+    return post(client, "organization/create-contact", body)
+
+
 def settled(store, delivery_id: str, state: str):  # type: ignore[no-untyped-def]
     return wait_until(lambda: (d := store.load(delivery_id)) and d.state == state and d)
 
@@ -144,16 +154,7 @@ def test_unrelated_contacts_do_not_wait_for_each_other(
 ) -> None:  # type: ignore[no-untyped-def]
     sandbox.fault(endpoint=DEFAULT_REPLY_PATH, status=503, count=-1)
     blocked = post(client, DEFAULT_REPLY_PATH, DEFAULT_REPLY)
-    other = post(
-        client,
-        "organization/create-contact",
-        {
-            "username": "someone_else",
-            "had_outreach": True,
-            "outreach_reason": "r",
-            "outreach_text": "t",
-        },
-    )
+    other = create_contact(client, "someone_else")
     start_worker()
     settled(store, other, DELIVERED)
     assert store.load(blocked).state in (RETRYING, DEAD)
@@ -164,19 +165,7 @@ def test_rate_limit_is_never_exceeded_by_several_workers(  # type: ignore[no-unt
 ) -> None:
     limited = with_settings(settings, rate_limits_per_minute={"create-contact": 10})
     sandbox.configure(create_contact_limit_per_minute=10)
-    ids = [
-        post(
-            client,
-            "organization/create-contact",
-            {
-                "username": f"lead_{i}",
-                "had_outreach": True,
-                "outreach_reason": "r",
-                "outreach_text": "t",
-            },
-        )
-        for i in range(16)
-    ]
+    ids = [create_contact(client, f"lead_{i}") for i in range(16)]
     for _ in range(3):
         start_worker(limited)
 
@@ -198,16 +187,7 @@ def test_a_throttled_organization_does_not_delay_another(  # type: ignore[no-unt
 ) -> None:
     limited = with_settings(settings, rate_limits_per_minute={"create-contact": 5})
     for i in range(40):
-        post(
-            client,
-            "organization/create-contact",
-            {
-                "username": f"lead_{i}",
-                "had_outreach": True,
-                "outreach_reason": "r",
-                "outreach_text": "t",
-            },
-        )
+        create_contact(client, f"lead_{i}")
     start_worker(limited)
     wait_until(lambda: len(sandbox.requests()) >= 5)
 

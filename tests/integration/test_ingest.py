@@ -228,6 +228,20 @@ def test_queue_depth_limit_answers_503_and_queues_nothing(app, redis_conn) -> No
     assert len(queued_ids(redis_conn)) == 2
 
 
+def test_a_delivery_finished_twice_frees_one_place_in_the_depth_limit(client, store) -> None:  # type: ignore[no-untyped-def]
+    # At-least-once: a reclaimed delivery can be finished by two workers.
+    ids = [
+        client.post(
+            URL, json={**DEFAULT_REPLY, "message_content": f"m{i}"}, headers=headers(ORG_A.token)
+        ).get_json()["data"]["delivery_id"]
+        for i in range(2)
+    ]
+    finished = store.load(ids[0])
+    store.finish(finished, "delivered", retention_seconds=60)
+    store.finish(finished, "delivered", retention_seconds=60)
+    assert store.totals()["pending"] == 1
+
+
 def test_redis_down_answers_503_not_500(settings) -> None:  # type: ignore[no-untyped-def]
 
     from relay.app import create_app
