@@ -14,12 +14,15 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
 
 from relay.localredis import free_port, start_local_redis
+
+Call = Callable[[requests.Session, str, int], float]
 
 ORG = {"id": str(uuid.uuid4()), "token": "bench-token-0123456789"}
 
@@ -101,14 +104,14 @@ def _healthz(session: requests.Session, base: str, index: int) -> float:
     return elapsed
 
 
-def _sequential(call, base: str, count: int) -> tuple[list[float], float]:  # type: ignore[no-untyped-def]
+def _sequential(call: Call, base: str, count: int) -> tuple[list[float], float]:
     session = requests.Session()
     started = time.perf_counter()
     samples = [call(session, base, i) for i in range(count)]
     return samples, time.perf_counter() - started
 
 
-def _concurrent(call, base: str, count: int, workers: int) -> tuple[list[float], float]:  # type: ignore[no-untyped-def]
+def _concurrent(call: Call, base: str, count: int, workers: int) -> tuple[list[float], float]:
     sessions = [requests.Session() for _ in range(workers)]
     started = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:
