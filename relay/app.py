@@ -23,6 +23,8 @@ from relay.store import Store, connect
 
 log = logging.getLogger("dmrelay.web")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# Metric labels must come from a closed set, or one odd request adds a series forever.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def create_app(settings: Settings | None = None, connection: redis.Redis | None = None) -> Flask:
@@ -88,12 +90,17 @@ def finish_request(response: Response) -> Response:
     return response
 
 
+def known_method() -> str:
+    """Return the request's method, or OTHER: any token is a valid method to gunicorn."""
+    return request.method if request.method in KNOWN_METHODS else "OTHER"
+
+
 def record_request(route: str, status: int) -> None:
     """Count the request and, on ingest routes, the decision taken."""
     metrics = current_metrics()
     try:
         metrics.count(
-            "dmrelay_http_requests", route=route, method=request.method, status=str(status)
+            "dmrelay_http_requests", route=route, method=known_method(), status=str(status)
         )
         if request.blueprint == "ingest":
             result, reason = g.get("ingest_result") or (

@@ -84,10 +84,40 @@ def read_json_body() -> Any:
         raise UnsupportedMediaType("Send the body as JSON with Content-Type: application/json.")
     raw = request.get_data(cache=True)
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except (ValueError, RecursionError):
         # ValueError covers bad JSON, bad UTF-8 and integers too long to parse.
         raise BadRequest("The request body is not valid JSON.") from None
+    check_storable(body)
+    return body
+
+
+def check_storable(body: Any) -> None:
+    """Refuse JSON that parses but cannot be stored: too deeply nested, or lone surrogates."""
+    stack = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list) and depth > defaults.MAX_JSON_DEPTH:
+            raise BadRequest(
+                f"The request body nests deeper than {defaults.MAX_JSON_DEPTH} levels."
+            )
+        if isinstance(value, dict):
+            stack.extend((key, depth) for key in value)
+            stack.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str) and not _is_unicode(value):
+            raise BadRequest(
+                "The request body holds an unpaired surrogate escape (\\ud800-\\udfff)."
+            )
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def bind_organization(body: dict[str, Any], org: Org, settings: Settings) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -58,8 +59,13 @@ class Metrics:
 
 
 def _field(name: str, labels: Mapping[str, str], part: str) -> str:
-    label_text = ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+    label_text = ",".join(f"{key}={_label(value)}" for key, value in sorted(labels.items()))
     return f"{name}|{label_text}|{part}"
+
+
+def _label(value: str) -> str:
+    """Keep the field's separators out of a label value."""
+    return re.sub(r"[|,=]", "_", value)
 
 
 class RedisCollector(Collector):
@@ -122,9 +128,9 @@ class RedisCollector(Collector):
 
 def _series(values: dict[str, float], name: str) -> Iterator[tuple[dict[str, str], str, float]]:
     for field, value in values.items():
-        field_name, label_text, part = field.split("|")
+        field_name, label_text, part = field.split("|", 2)
         if field_name == name:
-            labels = dict(item.split("=", 1) for item in label_text.split(",") if item)
+            labels = dict(item.partition("=")[::2] for item in label_text.split(",") if item)
             yield labels, part, value
 
 

@@ -116,6 +116,45 @@ def test_body_just_under_the_limit_is_accepted(client) -> None:  # type: ignore[
     assert response.status_code == 200
 
 
+def nested(levels: int) -> dict:
+    """Return a body whose unknown field makes it `levels` containers deep."""
+    value: dict = {}  # the body is one level, "extra" the second
+    for _ in range(levels - 2):
+        value = {"k": value}
+    return {**DEFAULT_REPLY, "extra": value}
+
+
+def test_a_body_32_levels_deep_is_accepted(client) -> None:  # type: ignore[no-untyped-def]
+    response = client.post(URL, json=nested(32), headers=headers(ORG_A.token))
+    assert response.status_code == 200, response.get_json()
+
+
+@pytest.mark.parametrize("levels", [33, 900])
+def test_a_body_nested_deeper_is_400(client, redis_conn, levels) -> None:  # type: ignore[no-untyped-def]
+    response = client.post(URL, json=nested(levels), headers=headers(ORG_A.token))
+    assert response.status_code == 400
+    assert response.get_json()["message"] == "The request body nests deeper than 32 levels."
+    assert queued_ids(redis_conn) == []
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '"message_content": "hi \\ud800"',
+        '"manychat_data": {"note": ["\\udc00"]}',
+        '"\\ud800key": "x"',
+    ],
+)
+def test_an_unpaired_surrogate_is_400(client, redis_conn, raw) -> None:  # type: ignore[no-untyped-def]
+    body = json.dumps(DEFAULT_REPLY)[:-1] + ", " + raw + "}"
+    response = client.post(
+        URL, data=body, headers={**headers(ORG_A.token), "Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert "unpaired surrogate" in response.get_json()["message"]
+    assert queued_ids(redis_conn) == []
+
+
 @pytest.mark.parametrize(
     ("method", "path"),
     [

@@ -116,3 +116,15 @@ def test_one_log_line_per_attempt(client, store, sandbox, start_worker, caplog) 
     assert {line["request_id"] for line in lines} == {"req-xyz"}
     assert {line["delivery_id"] for line in lines} == {delivery_id}
     assert ORG_A.token not in json.dumps(lines)
+
+
+def test_an_odd_method_neither_breaks_the_metrics_nor_adds_a_series(settings, redis_conn) -> None:  # type: ignore[no-untyped-def]
+    client = create_app(
+        with_settings(settings, metrics_token=METRICS_TOKEN), redis_conn
+    ).test_client()
+    # gunicorn passes any token as a method, separators included.
+    for method in ("A|B", "X=Y,Z", "BREW"):
+        assert client.open("/healthz", method=method).status_code == 405
+    text = scrape(client)
+    assert sample(text, "dmrelay_http_requests_total", method="OTHER", status="405") == 3
+    assert "BREW" not in text and "A|B" not in text
