@@ -148,22 +148,25 @@ class Store:
         self, delivery: Delivery, fingerprint: str, *, window_seconds: int, max_pending: int
     ) -> Accepted:
         """Store and enqueue a delivery once; a repeat within the window returns the first id."""
-        dedup_keys = self._dedup_keys(delivery, fingerprint)
+        dedup_keys = self._dedup_keys(delivery, fingerprint, window_seconds)
         try:
             for _ in range(MAX_ACCEPT_TRIES):
                 with self.redis.pipeline() as pipe:
                     try:
-                        return self._accept_once(
-                            pipe, delivery, dedup_keys, window_seconds, max_pending
-                        )
+                        return self._accept_once(pipe, delivery, dedup_keys, max_pending)
                     except redis.WatchError:
                         continue  # a concurrent identical request won: look again
         except redis.RedisError as error:
             raise ServiceUnavailable("The relay cannot store messages right now.") from error
         raise ServiceUnavailable("The relay is too busy to store this message; try again.")
 
-    def _dedup_keys(self, delivery: Delivery, fingerprint: str) -> list[tuple[str, int]]:
-        keys = [(self.key("dedup", delivery.org_id, fingerprint), 0)]
+    def _dedup_keys(
+        self, delivery: Delivery, fingerprint: str, window_seconds: int
+    ) -> list[tuple[str, int]]:
+        """Return (key, ttl) of each key a repeat of this request would find; a 0 window is off."""
+        keys = []
+        if window_seconds:
+            keys.append((self.key("dedup", delivery.org_id, fingerprint), window_seconds))
         if delivery.idempotency_key:
             digest = hashlib.sha256(delivery.idempotency_key.encode()).hexdigest()
             keys.append((self.key("idem", delivery.org_id, digest), IDEMPOTENCY_KEY_TTL_SECONDS))
@@ -174,12 +177,12 @@ class Store:
         pipe: redis.client.Pipeline,
         delivery: Delivery,
         dedup_keys: list[tuple[str, int]],
-        window_seconds: int,
         max_pending: int,
     ) -> Accepted:
-        # Watch only this request's dedup keys: watching the shared pending set would make
-        # every concurrent accept conflict. The depth limit is a soft bound anyway.
-        pipe.watch(*(key for key, _ in dedup_keys))
+        # Watch only this request's keys: watching the shared pending set would make every
+        # concurrent accept conflict (the depth limit is a soft bound anyway). The new
+        # delivery's own key is watched too, so there is always one and reads run at once.
+        pipe.watch(self.delivery_key(delivery.id), *(key for key, _ in dedup_keys))
         for key, _ in dedup_keys:
             existing = pipe.get(key)
             if existing:
@@ -192,7 +195,7 @@ class Store:
         delivery.contact_keys = chains
         pipe.multi()
         for key, ttl in dedup_keys:
-            pipe.set(key, delivery.id, ex=ttl or window_seconds)
+            pipe.set(key, delivery.id, ex=ttl)
         self._store_new(pipe, delivery)
         pipe.execute()
         return Accepted(delivery.id, duplicate=False)

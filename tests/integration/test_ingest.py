@@ -227,6 +227,26 @@ def test_dedup_key_lives_for_the_configured_window(client, redis_conn) -> None: 
     assert 295 <= redis_conn.ttl(key) <= 300
 
 
+def test_a_zero_window_turns_content_dedup_off_but_keeps_idempotency_keys(app, redis_conn) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    app.config["SETTINGS"] = replace(app.config["SETTINGS"], dedup_window_seconds=0)
+    client = app.test_client()
+    plain = [client.post(URL, json=DEFAULT_REPLY, headers=headers(ORG_A.token)) for _ in range(2)]
+    keyed = headers(ORG_A.token, **{"Idempotency-Key": "evt-7"})
+    repeated = [client.post(URL, json=DEFAULT_REPLY, headers=keyed) for _ in range(2)]
+
+    assert [r.status_code for r in plain + repeated] == [200] * 4
+    assert [r.get_json()["data"]["duplicate"] for r in plain + repeated] == [
+        False,
+        False,
+        False,
+        True,
+    ]
+    assert len(queued_ids(redis_conn)) == 3
+    assert redis_conn.keys("dmrelay:dedup:*") == []
+
+
 def test_same_body_for_another_organization_is_not_a_duplicate(client, redis_conn) -> None:  # type: ignore[no-untyped-def]
     body = {k: v for k, v in DEFAULT_REPLY.items() if k != "page_name"}
     a = client.post(URL, json=body, headers=headers(ORG_A.token)).get_json()
