@@ -11,12 +11,15 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from marshmallow import ValidationError
+
 from relay import deadletters
 from relay.admin import tokens
 from relay.admin.queries import DeliveryQuery, dead_letters
 from relay.endpoints import ENDPOINTS
 from relay.errors import ConfigError
 from relay.logs import configure_logging
+from relay.schemas import to_manychat_id, to_username
 from relay.settings import Settings, load_orgs, load_settings, read_secret_key
 from relay.store import Store, connect
 
@@ -77,10 +80,24 @@ def _add_dead_letters(commands: argparse._SubParsersAction) -> None:
             which.add_argument("id", nargs="?", help="one dead letter's delivery id")
             which.add_argument("--all", action="store_true", help="every dead letter matching")
         action.add_argument("--org", help="organization id")
+        action.add_argument("--username", type=_checked(to_username), help="Instagram username")
+        action.add_argument("--manychat-id", type=_checked(to_manychat_id), help="subscriber id")
         action.add_argument("--endpoint", choices=sorted(ENDPOINTS))
         action.add_argument("--status", type=int, help="last HTTP status from DmTracker")
         action.add_argument("--since", type=_timestamp, help="ISO time, received at or after")
         action.add_argument("--until", type=_timestamp, help="ISO time, received before")
+
+
+def _checked(convert: Callable[[object], str]) -> Callable[[str], str]:
+    """Turn a schema's field converter into an argparse type."""
+
+    def parse(value: str) -> str:
+        try:
+            return convert(value)
+        except ValidationError as error:
+            raise argparse.ArgumentTypeError(f"{value!r}: {error.messages[0]}") from None
+
+    return parse
 
 
 def _timestamp(value: str) -> float:
@@ -173,6 +190,8 @@ def _store(settings: Settings) -> Store:
 def _query(args: argparse.Namespace) -> DeliveryQuery:
     return DeliveryQuery(
         org_id=args.org,
+        username=args.username,
+        manychat_id=args.manychat_id,
         endpoint=args.endpoint,
         status=args.status,
         since=args.since,

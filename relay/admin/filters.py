@@ -53,9 +53,8 @@ LIST_FILTERS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "since": ("since", to_epoch),
     "until": ("until", to_epoch),
 }
-BULK_FILTERS = {
-    name: LIST_FILTERS[name] for name in ("tenantId", "endpoint", "httpStatus", "since", "until")
-}
+# Bulk actions act on dead letters only, so every list filter but the delivery state.
+BULK_FILTERS = {name: rule for name, rule in LIST_FILTERS.items() if name != "status"}
 
 
 def read_filters(

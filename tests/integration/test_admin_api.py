@@ -416,6 +416,17 @@ def test_replay_by_filter_replays_only_the_matches(
     assert state_of(store, outcomes["dead_400"]) == DEAD
 
 
+@pytest.mark.parametrize("body", [{"username": "@Alice"}, {"manychat_id": "1"}])
+def test_replay_by_contact_replays_only_that_contact(
+    client: FlaskClient, store: Store, outcomes: dict, body: dict
+) -> None:
+    response = client.post(f"{ADMIN}/dead-letters/replay", json=body, headers=ADMIN_AUTH)
+
+    assert response.get_json() == {"data": {"replayed": [outcomes["dead_400"]], "count": 1}}
+    settled(store, outcomes["dead_400"], DELIVERED)
+    assert state_of(store, outcomes["dead_422"]) == DEAD
+
+
 def test_replay_with_an_empty_filter_replays_every_dead_letter(
     client: FlaskClient, store: Store, outcomes: dict
 ) -> None:
@@ -434,11 +445,13 @@ def test_replay_with_an_empty_filter_replays_every_dead_letter(
     [
         (
             {"tenant": ORG_B.id},
-            "Unknown filter 'tenant'; use tenantId, endpoint, httpStatus, since, until.",
+            "Unknown filter 'tenant'; use tenantId, username, manychat_id, endpoint, httpStatus,"
+            " since, until.",
         ),
         (
-            {"username": "alice"},
-            "Unknown filter 'username'; use tenantId, endpoint, httpStatus, since, until.",
+            {"status": "dead"},
+            "Unknown filter 'status'; use tenantId, username, manychat_id, endpoint, httpStatus,"
+            " since, until.",
         ),
         ([ORG_B.id], "Send the filters as a JSON object; {} matches every dead letter."),
         ({"httpStatus": "teapot"}, "The 'httpStatus' filter must be a non-negative integer."),

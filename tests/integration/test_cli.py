@@ -44,6 +44,8 @@ def test_list_replay_and_purge_dead_letters(  # type: ignore[no-untyped-def]
 
     assert cli.main(["dead-letters", "list", "--status", "422"]) == 0
     assert [json.loads(x)["id"] for x in capsys.readouterr().out.splitlines()] == [second]
+    assert cli.main(["dead-letters", "list", "--username", "@X2"]) == 0
+    assert [json.loads(x)["id"] for x in capsys.readouterr().out.splitlines()] == [second]
 
     assert cli.main(["dead-letters", "replay", first]) == 0
     assert capsys.readouterr().out.splitlines() == ["replayed 1 dead letter(s)", first]
@@ -53,6 +55,13 @@ def test_list_replay_and_purge_dead_letters(  # type: ignore[no-untyped-def]
     assert cli.main(["dead-letters", "purge", "--all", "--endpoint", "default-reply"]) == 0
     assert capsys.readouterr().out.splitlines() == ["purged 1 dead letter(s)", second]
     assert store.load(second) is None
+
+
+def test_a_malformed_username_filter_is_a_usage_error(env, capsys) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["dead-letters", "list", "--username", "no spaces"])
+    assert stopped.value.code == 2
+    assert "argument --username: 'no spaces':" in capsys.readouterr().err
 
 
 def test_replaying_something_that_is_not_dead_fails(env, capsys) -> None:  # type: ignore[no-untyped-def]
