@@ -9,12 +9,14 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import TypeVar
 
 from marshmallow import ValidationError
 
 from relay import deadletters
 from relay.admin import tokens
+from relay.admin.filters import to_epoch
 from relay.admin.queries import DeliveryQuery, dead_letters
 from relay.endpoints import ENDPOINTS
 from relay.errors import ConfigError
@@ -24,6 +26,7 @@ from relay.settings import Settings, load_orgs, load_settings, read_secret_key
 from relay.store import Store, connect
 
 HEALTHY_BEAT_SECONDS = 60
+T = TypeVar("T")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -84,27 +87,24 @@ def _add_dead_letters(commands: argparse._SubParsersAction) -> None:
         action.add_argument("--manychat-id", type=_checked(to_manychat_id), help="subscriber id")
         action.add_argument("--endpoint", choices=sorted(ENDPOINTS))
         action.add_argument("--status", type=int, help="last HTTP status from DmTracker")
-        action.add_argument("--since", type=_timestamp, help="ISO time, received at or after")
-        action.add_argument("--until", type=_timestamp, help="ISO time, received before")
+        action.add_argument(
+            "--since", type=_checked(to_epoch), help="received at or after (ISO, UTC if naive)"
+        )
+        action.add_argument(
+            "--until", type=_checked(to_epoch), help="received before (ISO, UTC if naive)"
+        )
 
 
-def _checked(convert: Callable[[object], str]) -> Callable[[str], str]:
+def _checked(convert: Callable[[object], T]) -> Callable[[str], T]:
     """Turn a schema's field converter into an argparse type."""
 
-    def parse(value: str) -> str:
+    def parse(value: str) -> T:
         try:
             return convert(value)
         except ValidationError as error:
             raise argparse.ArgumentTypeError(f"{value!r}: {error.messages[0]}") from None
 
     return parse
-
-
-def _timestamp(value: str) -> float:
-    try:
-        return datetime.fromisoformat(value).timestamp()
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from None
 
 
 def _web(args: argparse.Namespace) -> int:
@@ -212,7 +212,7 @@ def _dl_list(args: argparse.Namespace) -> int:
                     "status": last.status if last else None,
                     "reason": delivery.reason,
                     "attempts": len(delivery.attempts),
-                    "dead_at": datetime.fromtimestamp(delivery.finished_at or 0).isoformat(),
+                    "dead_at": datetime.fromtimestamp(delivery.finished_at or 0, UTC).isoformat(),
                 }
             )
         )

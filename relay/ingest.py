@@ -84,12 +84,17 @@ def read_json_body() -> Any:
         raise UnsupportedMediaType("Send the body as JSON with Content-Type: application/json.")
     raw = request.get_data(cache=True)
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_not_json)
     except (ValueError, RecursionError):
-        # ValueError covers bad JSON, bad UTF-8 and integers too long to parse.
+        # ValueError covers bad JSON, bad UTF-8, NaN/Infinity and integers too long to parse.
         raise BadRequest("The request body is not valid JSON.") from None
     check_storable(body)
     return body
+
+
+def _not_json(constant: str) -> None:
+    """Refuse NaN and Infinity, which Python's parser takes but DmTracker's would not."""
+    raise ValueError(constant)
 
 
 def check_storable(body: Any) -> None:

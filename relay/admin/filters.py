@@ -28,14 +28,14 @@ def to_http_status(value: object) -> int:
 
 def to_epoch(value: object) -> float:
     """Return epoch seconds given as a number, digits, or an ISO 8601 date-time."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return float(value)
-    if isinstance(value, str) and _EPOCH_SECONDS.fullmatch(value.strip()):
-        return float(value)
     try:
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            return float(value)  # OverflowError on an integer too large for a float
+        if isinstance(value, str) and _EPOCH_SECONDS.fullmatch(value.strip()):
+            return float(value)
         # to_timestamp checks the shape and normalizes to UTC (naive means UTC).
         normalized = to_timestamp(value).replace("Z", "+00:00")
-    except ValidationError:
+    except (ValidationError, OverflowError):
         raise ValidationError(
             "must be an ISO 8601 date-time such as 2025-01-31T14:00:00Z, or epoch seconds."
         ) from None

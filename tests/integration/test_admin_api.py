@@ -455,6 +455,11 @@ def test_replay_with_an_empty_filter_replays_every_dead_letter(
         ),
         ([ORG_B.id], "Send the filters as a JSON object; {} matches every dead letter."),
         ({"httpStatus": "teapot"}, "The 'httpStatus' filter must be a non-negative integer."),
+        (
+            {"since": 10**400},
+            "The 'since' filter must be an ISO 8601 date-time such as 2025-01-31T14:00:00Z,"
+            " or epoch seconds.",
+        ),
     ],
 )
 def test_bulk_actions_refuse_bad_filters_and_change_nothing(

@@ -46,6 +46,8 @@ def test_list_replay_and_purge_dead_letters(  # type: ignore[no-untyped-def]
     assert [json.loads(x)["id"] for x in capsys.readouterr().out.splitlines()] == [second]
     assert cli.main(["dead-letters", "list", "--username", "@X2"]) == 0
     assert [json.loads(x)["id"] for x in capsys.readouterr().out.splitlines()] == [second]
+    assert cli.main(["dead-letters", "list", "--since", "2999-01-01T00:00:00"]) == 0
+    assert capsys.readouterr().out == ""
 
     assert cli.main(["dead-letters", "replay", first]) == 0
     assert capsys.readouterr().out.splitlines() == ["replayed 1 dead letter(s)", first]
@@ -57,11 +59,14 @@ def test_list_replay_and_purge_dead_letters(  # type: ignore[no-untyped-def]
     assert store.load(second) is None
 
 
-def test_a_malformed_username_filter_is_a_usage_error(env, capsys) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("option", "value"), [("--username", "no spaces"), ("--since", "yesterday")]
+)
+def test_a_malformed_filter_is_a_usage_error(env, capsys, option, value) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(SystemExit) as stopped:
-        cli.main(["dead-letters", "list", "--username", "no spaces"])
+        cli.main(["dead-letters", "list", option, value])
     assert stopped.value.code == 2
-    assert "argument --username: 'no spaces':" in capsys.readouterr().err
+    assert f"argument {option}: {value!r}:" in capsys.readouterr().err
 
 
 def test_replaying_something_that_is_not_dead_fails(env, capsys) -> None:  # type: ignore[no-untyped-def]

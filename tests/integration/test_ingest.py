@@ -81,8 +81,11 @@ def test_page_name_of_another_organization_is_forbidden(client) -> None:  # type
     assert response.status_code == 403
 
 
-def test_malformed_json_is_400(client) -> None:  # type: ignore[no-untyped-def]
-    response = client.post(URL, data="{not json", headers=headers(ORG_A.token))
+@pytest.mark.parametrize(
+    "raw", ["{not json", '{"username": "a", "message_content": "m", "extra": NaN}', "[Infinity]"]
+)
+def test_malformed_json_is_400(client, raw) -> None:  # type: ignore[no-untyped-def]
+    response = client.post(URL, data=raw, headers=headers(ORG_A.token))
     assert response.status_code == 400
     assert response.get_json() == {
         "error": "Bad Request",
