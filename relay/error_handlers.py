@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from relay.errors import HttpError
+from relay.errors import HttpError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 ADMIN_PREFIX = "/api/v1/admin"
@@ -18,7 +19,17 @@ def register_error_handlers(app: Flask) -> None:
     """Install one handler for the relay's errors, Werkzeug's, and the unexpected."""
     app.register_error_handler(HttpError, _relay_error)
     app.register_error_handler(HTTPException, _werkzeug_error)
+    app.register_error_handler(redis.RedisError, lambda e: _relay_error(redis_unavailable(e)))
     app.register_error_handler(Exception, _unexpected_error)
+
+
+def redis_unavailable(error: redis.RedisError) -> ServiceUnavailable:
+    """Log a Redis failure and return the 503 it means to the caller."""
+    # The type only: a message could name the Redis host.
+    log.warning(
+        "Redis unavailable on %s %s: %s", request.method, request.path, type(error).__name__
+    )
+    return ServiceUnavailable("The relay cannot reach its store right now; try again shortly.")
 
 
 def error_response(status: int, title: str, code: str, message: str) -> Response:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 from urllib.parse import urlencode
 
+import redis
 from flask import (
     Blueprint,
     Flask,
@@ -38,6 +39,7 @@ from relay.admin.filters import LIST_FILTERS, read_filters
 from relay.context import current_settings, current_store
 from relay.delivery import STATES, Delivery
 from relay.endpoints import ENDPOINTS
+from relay.error_handlers import redis_unavailable
 from relay.errors import BadRequest, HttpError, NotFound
 from relay.redact import redact
 from relay.settings import Settings
@@ -197,6 +199,12 @@ def harden(response: Response) -> Response:
 def relay_error_page(error: HttpError) -> tuple[str, int]:
     """Render the relay's errors as a dashboard page."""
     return render_template("dashboard/error.html", error=error), error.status
+
+
+@bp.errorhandler(redis.RedisError)
+def redis_error_page(error: redis.RedisError) -> tuple[str, int]:
+    """Render a Redis outage as a 503 page."""
+    return relay_error_page(redis_unavailable(error))
 
 
 @bp.errorhandler(HTTPException)
