@@ -98,17 +98,9 @@ def known_method() -> str:
 def record_request(route: str, status: int) -> None:
     """Count the request and, on ingest routes, the decision taken."""
     metrics = current_metrics()
-    try:
+    metrics.count("dmrelay_http_requests", route=route, method=known_method(), status=str(status))
+    if request.blueprint == "ingest":
+        result, reason = g.get("ingest_result") or ("rejected", g.get("error_code", str(status)))
         metrics.count(
-            "dmrelay_http_requests", route=route, method=known_method(), status=str(status)
+            "dmrelay_ingest", endpoint=g.get("endpoint", route), result=result, reason=reason
         )
-        if request.blueprint == "ingest":
-            result, reason = g.get("ingest_result") or (
-                "rejected",
-                g.get("error_code", str(status)),
-            )
-            metrics.count(
-                "dmrelay_ingest", endpoint=g.get("endpoint", route), result=result, reason=reason
-            )
-    except redis.RedisError:
-        log.warning("metrics not recorded: Redis unavailable")

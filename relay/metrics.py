@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -33,6 +35,7 @@ COUNTERS = {
         ("organization", "endpoint"),
     ),
 }
+log = logging.getLogger(__name__)
 HISTOGRAMS = {
     "dmrelay_enqueue_seconds": ("Time to store and enqueue an accepted request.", ("endpoint",)),
     "dmrelay_attempt_seconds": ("Latency of calls to DmTracker.", ("endpoint",)),
@@ -47,7 +50,7 @@ class Metrics:
 
     def count(self, name: str, **labels: str) -> None:
         """Add one to a counter."""
-        self.store.add_to_metrics({_field(name, labels, "total"): 1})
+        self._add({_field(name, labels, "total"): 1})
 
     def observe(self, name: str, seconds: float, **labels: str) -> None:
         """Record one observation in a histogram."""
@@ -55,7 +58,14 @@ class Metrics:
         for bound in BUCKETS_SECONDS:
             if seconds <= bound:
                 changes[_field(name, labels, f"le={bound}")] = 1
-        self.store.add_to_metrics(changes)
+        self._add(changes)
+
+    def _add(self, changes: dict[str, float]) -> None:
+        # Best effort: a message already queued must not be answered 503 for a lost count.
+        try:
+            self.store.add_to_metrics(changes)
+        except redis.RedisError:
+            log.warning("metrics not recorded: Redis unavailable")
 
 
 def _field(name: str, labels: Mapping[str, str], part: str) -> str:

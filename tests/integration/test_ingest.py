@@ -7,6 +7,7 @@ import time
 import zlib
 
 import pytest
+import redis
 
 from relay.delivery import Delivery
 from tests.conftest import ORG_A, ORG_B
@@ -318,6 +319,18 @@ def test_redis_down_answers_503_not_500(settings) -> None:  # type: ignore[no-un
     assert response.get_json()["error"] == "Service Unavailable"
     ready = app.test_client().get("/readyz")
     assert ready.status_code == 503
+
+
+def test_a_queued_message_is_answered_200_even_if_its_metrics_cannot_be_written(  # type: ignore[no-untyped-def]
+    app, client, redis_conn, monkeypatch
+) -> None:
+    def unreachable(changes: dict) -> None:
+        raise redis.ConnectionError("metrics store gone")
+
+    monkeypatch.setattr(app.extensions["dmrelay.metrics"].store, "add_to_metrics", unreachable)
+    response = client.post(URL, json=DEFAULT_REPLY, headers=headers(ORG_A.token))
+    assert response.status_code == 200
+    assert queued_ids(redis_conn) == [response.get_json()["data"]["delivery_id"]]
 
 
 def test_health_and_readiness(client) -> None:  # type: ignore[no-untyped-def]
