@@ -8,6 +8,7 @@ import hmac
 import json
 import logging
 import math
+import re
 import secrets
 import time
 from datetime import UTC, datetime
@@ -44,6 +45,8 @@ from relay.errors import BadRequest, HttpError, NotFound
 from relay.redact import redact
 from relay.settings import Settings
 from workers.policy import Backoff, schedule_table
+
+PAGE_NUMBER = re.compile(r"[0-9]{1,6}")
 
 bp = Blueprint(
     "dashboard",
@@ -337,7 +340,8 @@ def build_query(values: dict[str, str], *, dead_only: bool = False) -> queries.D
 def current_page() -> int:
     """Return the 1-based page number asked for."""
     page = request.args.get("page", "1")
-    return max(1, int(page)) if page.isdigit() else 1
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    return max(1, int(page)) if PAGE_NUMBER.fullmatch(page) else 1
 
 
 def pagination(values: dict[str, str], page: int, total: int) -> dict[str, Any]:

@@ -358,6 +358,14 @@ def test_deliveries_are_filtered_and_paginated(admin: FlaskClient, store: Store)
     assert "No deliveries match." in admin.get("/dashboard/deliveries?username=nobody").text
 
 
+@pytest.mark.parametrize("page", ["\N{SUPERSCRIPT TWO}", "-3", "x", "9999999"])
+def test_an_odd_page_number_shows_the_first_page(admin: FlaskClient, store: Store, page) -> None:
+    add_dead_letter(store)
+    response = admin.get(f"/dashboard/deliveries?page={page}")
+    assert response.status_code == 200
+    assert f"1{DASH}1 of 1" in response.text
+
+
 def test_a_bad_filter_is_explained(admin: FlaskClient) -> None:
     response = admin.get("/dashboard/deliveries?since=yesterday")
 
