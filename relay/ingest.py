@@ -51,7 +51,7 @@ def ingest(endpoint: str) -> Response:
     g.endpoint = endpoint
     org = organization_for_token(request.headers.get(TOKEN_HEADER), settings.orgs)
     g.org_id = org.id
-    validated = validate(endpoint, read_json_body())
+    validated = validate(endpoint, read_json_body(settings.secrets()))
     body = bind_organization(validated.body, org, settings)
     if validated.skip_reason:
         g.ingest_result = ("skipped", validated.skip_reason)
@@ -78,7 +78,7 @@ def ingest(endpoint: str) -> Response:
     return queued(accepted.delivery_id, accepted.duplicate)
 
 
-def read_json_body() -> Any:
+def read_json_body(secrets: tuple[str, ...] = ()) -> Any:
     """Return the parsed JSON body, or raise 415 / 400."""
     if request.mimetype != "application/json":
         raise UnsupportedMediaType("Send the body as JSON with Content-Type: application/json.")
@@ -88,7 +88,7 @@ def read_json_body() -> Any:
     except (ValueError, RecursionError):
         # ValueError covers bad JSON, bad UTF-8, NaN/Infinity and integers too long to parse.
         raise BadRequest("The request body is not valid JSON.") from None
-    check_storable(body)
+    check_storable(body, secrets)
     return body
 
 
@@ -97,8 +97,8 @@ def _not_json(constant: str) -> None:
     raise ValueError(constant)
 
 
-def check_storable(body: Any) -> None:
-    """Refuse JSON that parses but cannot be stored: too deeply nested, or lone surrogates."""
+def check_storable(body: Any, secrets: tuple[str, ...]) -> None:
+    """Refuse JSON the relay must not store: too deep, lone surrogates, or a secret in it."""
     stack = [(body, 1)]
     while stack:
         value, depth = stack.pop()
@@ -114,6 +114,12 @@ def check_storable(body: Any) -> None:
         elif isinstance(value, str) and not _is_unicode(value):
             raise BadRequest(
                 "The request body holds an unpaired surrogate escape (\\ud800-\\udfff)."
+            )
+        elif isinstance(value, str) and any(secret in value for secret in secrets):
+            # Stored, it would sit in Redis, the dashboard and dead letters.
+            raise BadRequest(
+                "The request body holds one of the relay's secrets; send the organization"
+                " token only in the x-org-auth-token header."
             )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 
 from relay import defaults
 
@@ -13,6 +14,7 @@ _SECRET_FIELD = re.compile(
     r'([^"\s,}]+)'
 )
 REDACTED = "[redacted]"
+_SECRET_NAME = re.compile(r"(?i)x-org-auth-token|authorization|token|secret|password|api[_-]?key")
 
 
 def redact(
@@ -24,6 +26,20 @@ def redact(
             text = text.replace(secret, REDACTED)
     text = _SECRET_FIELD.sub(lambda m: m.group(1) + REDACTED, text)
     return truncate_utf8(text, limit_bytes)
+
+
+def redact_json(value: Any, secrets: Iterable[str] = ()) -> Any:
+    """Return a JSON value with credential-named fields and known secrets masked, uncut."""
+    if isinstance(value, dict):
+        return {
+            key: REDACTED if _SECRET_NAME.search(key) else redact_json(item, secrets)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [redact_json(item, secrets) for item in value]
+    if isinstance(value, str):
+        return redact(value, secrets, limit_bytes=len(value.encode()))
+    return value
 
 
 def truncate_utf8(text: str, limit_bytes: int) -> str:

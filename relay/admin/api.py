@@ -128,7 +128,7 @@ def get_delivery(delivery_id: str) -> Response:
     delivery = current_store().load(delivery_id)
     if delivery is None:
         raise NotFound(f"No delivery {delivery_id} is kept (it may have expired or been purged).")
-    return jsonify(data=queries.delivery_view(delivery))
+    return jsonify(data=queries.delivery_view(delivery, current_settings().secrets()))
 
 
 @bp.get("/dead-letters")
@@ -146,7 +146,7 @@ def get_dead_letter(delivery_id: str) -> Response:
     delivery = current_store().load(delivery_id)
     if delivery is None or delivery.state != DEAD:
         raise no_dead_letter(delivery_id)
-    return jsonify(data=queries.delivery_view(delivery))
+    return jsonify(data=queries.delivery_view(delivery, current_settings().secrets()))
 
 
 @bp.post("/dead-letters/<delivery_id>/replay")
@@ -252,7 +252,8 @@ def whole_number(name: str, default: int, *, minimum: int, maximum: int) -> int:
 def page_response(found: list[Delivery], total: int, skip: int, take: int) -> Response:
     """Answer one page of deliveries with the conventions' meta."""
     meta = {"total": total, "skip": skip, "take": take, "hasMore": skip + len(found) < total}
-    return jsonify(data=[queries.delivery_view(d) for d in found], meta=meta)
+    secrets = current_settings().secrets()
+    return jsonify(data=[queries.delivery_view(d, secrets) for d in found], meta=meta)
 
 
 # -- app access --------------------------------------------------------------------------------

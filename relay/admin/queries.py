@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from relay.delivery import DEAD, Delivery
+from relay.redact import redact_json
 from relay.settings import Settings
 from relay.store import Store
 
@@ -68,9 +69,10 @@ def search_dead_letters(
     return matched[skip : skip + take], len(matched)
 
 
-def delivery_view(delivery: Delivery) -> dict[str, Any]:
-    """Return a delivery as JSON-ready data (it never holds a token)."""
+def delivery_view(delivery: Delivery, secrets: tuple[str, ...]) -> dict[str, Any]:
+    """Return a delivery as JSON-ready data, credential-looking fields masked as on the pages."""
     view = asdict(delivery)
+    view["payload"] = redact_json(view["payload"], secrets)
     view["attempt_count"] = len(delivery.attempts)
     return view
 

@@ -338,6 +338,20 @@ def test_one_delivery_comes_with_its_attempt_log(
     assert ORG_A.token not in response.get_data(as_text=True)
 
 
+def test_credential_looking_payload_fields_are_masked_as_on_the_dashboard(
+    client: FlaskClient,
+) -> None:
+    body = {**DEFAULT_REPLY, "manychat_data": {"api_key": "k-123", "ig_id": 5}}
+    sent = client.post(f"/api/v1/{DEFAULT_REPLY_PATH}", json=body, headers=headers(ORG_A.token))
+    delivery_id = sent.get_json()["data"]["delivery_id"]
+
+    one = client.get(f"{ADMIN}/deliveries/{delivery_id}", headers=READ).get_json()["data"]
+    listed = client.get(f"{ADMIN}/deliveries", headers=READ).get_json()["data"]
+
+    for view in (one, listed[0]):
+        assert view["payload"]["manychat_data"] == {"api_key": "[redacted]", "ig_id": 5}
+
+
 def test_unknown_delivery_is_a_404_envelope_with_the_request_id(client: FlaskClient) -> None:
     response = client.get(
         f"{ADMIN}/deliveries/dlv_missing", headers={**READ, "X-Request-Id": "req_trace-42"}

@@ -142,6 +142,26 @@ def test_a_body_nested_deeper_is_400(client, redis_conn, levels) -> None:  # typ
 
 
 @pytest.mark.parametrize(
+    "extra",
+    [
+        {"x-org-auth-token": ORG_A.token},
+        {"manychat_data": {"headers": [f"token {ORG_B.token}"]}},
+        {ORG_A.token: True},
+    ],
+)
+def test_a_body_holding_a_token_is_400_and_stored_nowhere(client, redis_conn, extra) -> None:  # type: ignore[no-untyped-def]
+    response = client.post(URL, json={**DEFAULT_REPLY, **extra}, headers=headers(ORG_A.token))
+    assert response.status_code == 400
+    assert response.get_json() == {
+        "error": "Bad Request",
+        "message": "The request body holds one of the relay's secrets; send the organization"
+        " token only in the x-org-auth-token header.",
+    }
+    assert queued_ids(redis_conn) == []
+    assert redis_conn.keys("dmrelay:d:*") == []
+
+
+@pytest.mark.parametrize(
     "raw",
     [
         '"message_content": "hi \\ud800"',

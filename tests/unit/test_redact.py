@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from relay.redact import REDACTED, redact, truncate_utf8
+from relay.redact import REDACTED, redact, redact_json, truncate_utf8
 
 
 def test_known_secret_is_removed_anywhere() -> None:
@@ -23,3 +23,20 @@ def test_authorization_header_form_is_masked() -> None:
 def test_cut_to_the_limit_without_splitting_characters() -> None:
     assert len(redact("x" * 5000).encode()) == 2048
     assert truncate_utf8("é" * 3, 5) == "éé"
+
+
+def test_json_values_keep_their_shape_with_credentials_masked() -> None:
+    payload = {
+        "username": "lead",
+        "manychat_data": {"api_key": 12345, "notes": ["call tok-abc-123", 7], "long": "é" * 3000},
+        "Access_Token": ["a", "b"],
+    }
+    assert redact_json(payload, secrets=["tok-abc-123"]) == {
+        "username": "lead",
+        "manychat_data": {
+            "api_key": REDACTED,
+            "notes": [f"call {REDACTED}", 7],
+            "long": "é" * 3000,
+        },
+        "Access_Token": REDACTED,
+    }
