@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
@@ -13,7 +14,7 @@ from relay.auth import TOKEN_HEADER, organization_for_token
 from relay.context import current_metrics, current_settings, current_store
 from relay.delivery import Delivery
 from relay.errors import BadRequest, FieldError, Forbidden, UnsupportedMediaType
-from relay.schemas import validate
+from relay.schemas import to_timestamp, validate
 from relay.settings import Org, Settings
 from relay.store import fingerprint
 
@@ -56,10 +57,11 @@ def ingest(endpoint: str) -> Response:
     if validated.skip_reason:
         g.ingest_result = ("skipped", validated.skip_reason)
         return skipped(validated.skip_reason)
+    same_request = fingerprint(org.id, endpoint, json.dumps(body, sort_keys=True))
     delivery = Delivery.new(
         org.id,
         endpoint,
-        body,
+        dated(endpoint, body),
         request_id=g.get("request_id", ""),
         idempotency_key=idempotency_key(),
     )
@@ -67,7 +69,7 @@ def ingest(endpoint: str) -> Response:
     started = time.perf_counter()
     accepted = store.accept(
         delivery,
-        fingerprint(org.id, endpoint, json.dumps(body, sort_keys=True)),
+        same_request,
         window_seconds=settings.dedup_window_seconds,
         max_pending=settings.max_pending_deliveries,
     )
@@ -129,6 +131,14 @@ def _is_unicode(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def dated(endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Give a reply without message_date the time it reached the relay, not of its delivery."""
+    # DmTracker takes "now" when it is missing, which after a retry could be hours late.
+    if endpoint != "default-reply" or body.get("message_date"):
+        return body
+    return {**body, "message_date": to_timestamp(datetime.now(UTC).isoformat())}
 
 
 def bind_organization(body: dict[str, Any], org: Org, settings: Settings) -> dict[str, Any]:

@@ -2,11 +2,34 @@
 
 from __future__ import annotations
 
+import re
+import time
+from datetime import datetime
+
 import pytest
 import requests
 
 from tests.conftest import ORG_A
 from tests.helpers import DEFAULT_REPLY, headers, wait_until
+
+
+class AcceptedJustNow:
+    """Equal to a message_date the relay stamped in the last minute, in DmTracker's format."""
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, str) or not re.fullmatch(
+            r"\d{4}-\d\d-\d\dT[\d:]{8}\.\d{3}Z", other
+        ):
+            return False
+        stamped = datetime.fromisoformat(other.replace("Z", "+00:00")).timestamp()
+        return 0 <= time.time() - stamped < 60
+
+    def __repr__(self) -> str:
+        return "<message_date stamped at acceptance>"
+
+
+ANY_MESSAGE_DATE = AcceptedJustNow()
+
 
 CASES = [
     (
@@ -20,6 +43,7 @@ CASES = [
             "message_content": "Sure, send me more details about pricing.",
             "page_name": "Page A",
             "organization_id": ORG_A.id,
+            "message_date": ANY_MESSAGE_DATE,
         },
     ),
     (
@@ -105,3 +129,27 @@ def test_tags_and_status_follow_the_contact(relay_url, sandbox, start_worker) ->
     assert contact["lead_status"] == "won"
     assert contact["pipeline_stage"] == "Closed"
     assert "hot-lead" in contact["tags"]
+
+
+def test_a_late_reply_carries_the_time_it_was_accepted(
+    client, store, sandbox, start_worker
+) -> None:  # type: ignore[no-untyped-def]
+    sent = client.post(
+        "/api/v1/contact/default-reply", json=DEFAULT_REPLY, headers=headers(ORG_A.token)
+    )
+    accepted_at = store.load(sent.get_json()["data"]["delivery_id"]).received_at
+    time.sleep(1.5)  # DmTracker down, or a backlog: the reply is delivered later
+    start_worker()
+    (received,) = wait_until(sandbox.requests)
+
+    stamped = datetime.fromisoformat(received["body"]["message_date"].replace("Z", "+00:00"))
+    assert abs(stamped.timestamp() - accepted_at) < 0.1
+    assert time.time() - stamped.timestamp() >= 1.5
+
+
+def test_a_given_message_date_is_kept(client, sandbox, start_worker) -> None:  # type: ignore[no-untyped-def]
+    body = {**DEFAULT_REPLY, "message_date": "2026-01-31T14:00:00Z"}
+    client.post("/api/v1/contact/default-reply", json=body, headers=headers(ORG_A.token))
+    start_worker()
+    (received,) = wait_until(sandbox.requests)
+    assert received["body"]["message_date"] == "2026-01-31T14:00:00.000Z"
