@@ -5,28 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from relay.admin.queries import DeliveryQuery, dead_letters
-from relay.delivery import DEAD
 from relay.store import Store
 
 
 def replay(store: Store, ids: Iterable[str]) -> list[str]:
     """Send every listed dead letter again with a fresh attempt budget; return their ids."""
-    replayed = []
-    for delivery in store.iter_deliveries(dict.fromkeys(ids)):
-        if delivery.state == DEAD:
-            store.replay(delivery)
-            replayed.append(delivery.id)
-    return replayed
+    return [delivery_id for delivery_id in dict.fromkeys(ids) if store.replay(delivery_id)]
 
 
 def purge(store: Store, ids: Iterable[str]) -> list[str]:
     """Forget every listed dead letter; return their ids."""
-    purged = []
-    for delivery in store.iter_deliveries(dict.fromkeys(ids)):
-        if delivery.state == DEAD:
-            store.purge(delivery.id)
-            purged.append(delivery.id)
-    return purged
+    return [delivery_id for delivery_id in dict.fromkeys(ids) if store.purge(delivery_id)]
 
 
 def matching_ids(store: Store, query: DeliveryQuery) -> list[str]:

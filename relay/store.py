@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import redis
@@ -33,15 +33,15 @@ for _, chain in ipairs(KEYS) do
     return 0
   end
 end
+redis.call('SREM', ARGV[2], ARGV[1])  -- a requeued copy may still be marked parked
 return 1
 """
 
 # Leave every chain; wake each parked successor that now heads all of its chains.
-_FINISH = """
-local id, parked, prefix, queue_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+_RELEASE_CHAINS = """
 local woken = {}
-for _, chain in ipairs(KEYS) do redis.call('LREM', chain, 1, id) end
-for _, chain in ipairs(KEYS) do
+for _, chain in ipairs(chains) do redis.call('LREM', chain, 1, id) end
+for _, chain in ipairs(chains) do
   local head = redis.call('LINDEX', chain, 0)
   if head and redis.call('SISMEMBER', parked, head) == 1 then
     local raw = redis.call('GET', prefix .. ':d:' .. head)
@@ -61,6 +61,28 @@ for _, chain in ipairs(KEYS) do
 end
 return woken
 """
+_RELEASE = (
+    """
+local id, parked, prefix, queue_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local chains = KEYS
+"""
+    + _RELEASE_CHAINS
+)
+
+# Record a final state and leave the chains in one step: a crash between the two would leave
+# a finished delivery heading its chains, and every later one for the contact parked forever.
+_FINISH = (
+    """
+local id, parked, prefix, queue_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local record, pending, job, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+redis.call('SET', record, ARGV[5], 'EX', ARGV[6])
+redis.call('SREM', pending, id)
+redis.call('EXPIRE', job, ARGV[7])
+if ARGV[8] ~= '' then redis.call('ZADD', dead, ARGV[8], id) end
+local chains = {unpack(KEYS, 5)}
+"""
+    + _RELEASE_CHAINS
+)
 
 # Move due scheduled deliveries onto their queue; atomic, so several workers never double.
 _MOVE_DUE = """
@@ -76,22 +98,54 @@ end
 return moved
 """
 
+# Put a delivery taken from a processing list back on its queue, unless something else will
+# run it: finished, parked behind its predecessor, scheduled, or already queued again.
+_REQUEUE_IF_LOST = """
+local function requeue_if_lost(id)
+  local raw = redis.call('GET', prefix .. ':d:' .. id)
+  if not raw then return 0 end
+  local delivery = cjson.decode(raw)
+  local queue = queue_prefix .. delivery['org_id']
+  if delivery['state'] == 'delivered' or delivery['state'] == 'dead'
+    or redis.call('SISMEMBER', parked, id) == 1
+    or redis.call('ZSCORE', scheduled_prefix .. delivery['org_id'], id)
+    or redis.call('LPOS', queue, id) then
+    return 0
+  end
+  redis.call('RPUSH', queue, id)
+  return 1
+end
+"""
+_PREAMBLE = """
+local prefix, queue_prefix, scheduled_prefix, parked = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+"""
+
 # Give a dead worker's in-flight deliveries back to their queues.
-_REQUEUE_PROCESSING = """
-local prefix, queue_prefix = ARGV[1], ARGV[2]
+_REQUEUE_PROCESSING = (
+    _PREAMBLE
+    + _REQUEUE_IF_LOST
+    + """
 local count = 0
 while true do
   local id = redis.call('LPOP', KEYS[1])
   if not id then break end
-  local raw = redis.call('GET', prefix .. ':d:' .. id)
-  if raw then
-    redis.call('RPUSH', queue_prefix .. cjson.decode(raw)['org_id'], id)
-    count = count + 1
-  end
+  count = count + requeue_if_lost(id)
 end
-redis.call('SREM', KEYS[2], ARGV[3])
+redis.call('SREM', KEYS[2], ARGV[5])
 return count
 """
+)
+
+# Give back one delivery of our own processing list that no thread works on; only if it is
+# still listed, so a thread that just finished it does not see it queued again.
+_REQUEUE_ONE = (
+    _PREAMBLE
+    + _REQUEUE_IF_LOST
+    + """
+if redis.call('LREM', KEYS[1], 1, ARGV[5]) == 0 then return 0 end
+return requeue_if_lost(ARGV[5])
+"""
+)
 
 
 @dataclass(frozen=True)
@@ -115,9 +169,11 @@ class Store:
         self.prefix = prefix
         self._queues: dict[str, Queue] = {}
         self._try_start = connection.register_script(_TRY_START)
+        self._release = connection.register_script(_RELEASE)
         self._finish = connection.register_script(_FINISH)
         self._move_due = connection.register_script(_MOVE_DUE)
         self._requeue_processing = connection.register_script(_REQUEUE_PROCESSING)
+        self._requeue_one = connection.register_script(_REQUEUE_ONE)
 
     # -- keys ---------------------------------------------------------------------------------
     def key(self, *parts: str) -> str:
@@ -210,6 +266,10 @@ class Store:
         for chain in delivery.contact_keys:
             pipe.rpush(chain, delivery.id)
         self._link_identities(pipe, delivery)
+        self._enqueue(pipe, delivery)
+
+    def _enqueue(self, pipe: redis.client.Pipeline, delivery: Delivery) -> None:
+        """Queue the RQ job of a delivery (JSON, no token), inside the caller's transaction."""
         self.queue(delivery.org_id).enqueue_call(
             TASK,
             args=(delivery.id,),
@@ -260,16 +320,12 @@ class Store:
         """Take a finished delivery out of its chains and requeue successors it unblocks."""
         if not delivery.contact_keys:
             return []
-        woken = self._finish(
-            keys=delivery.contact_keys,
-            args=[
-                delivery.id,
-                self.key("parked"),
-                self.prefix,
-                Queue.redis_queue_namespace_prefix + "dmrelay-",
-            ],
-        )
+        woken = self._release(keys=delivery.contact_keys, args=self._chain_args(delivery))
         return [_text(item) for item in woken]
+
+    def _chain_args(self, delivery: Delivery) -> list[str]:
+        queue_prefix = Queue.redis_queue_namespace_prefix + "dmrelay-"
+        return [delivery.id, self.key("parked"), self.prefix, queue_prefix]
 
     # -- worker side --------------------------------------------------------------------------
     def load(self, delivery_id: str) -> Delivery | None:
@@ -305,16 +361,14 @@ class Store:
         delivery.state = state
         delivery.finished_at = time.time()
         delivery.next_attempt_at = None
-        with self.redis.pipeline() as pipe:
-            pipe.set(self.delivery_key(delivery.id), delivery.to_json(), ex=retention_seconds)
-            pipe.srem(self.key("pending"), delivery.id)
-            # Let RQ's job record lapse rather than delete it: a stock `rq worker` running the
-            # same task still updates it after the task returns.
-            pipe.expire(f"rq:job:{delivery.id}", JOB_RECORD_GRACE_SECONDS)
-            if state == DEAD:
-                pipe.zadd(self.key("dead"), {delivery.id: delivery.finished_at})
-            pipe.execute()
-        return self.release_chains(delivery)
+        # Let RQ's job record lapse rather than delete it: a stock `rq worker` running the
+        # same task still updates it after the task returns.
+        keys = [self.delivery_key(delivery.id), self.key("pending"), f"rq:job:{delivery.id}"]
+        keys += [self.key("dead"), *delivery.contact_keys]
+        dead_at = repr(delivery.finished_at) if state == DEAD else ""
+        record: list[str | int] = [delivery.to_json(), retention_seconds, JOB_RECORD_GRACE_SECONDS]
+        woken = self._finish(keys=keys, args=[*self._chain_args(delivery), *record, dead_at])
+        return [_text(item) for item in woken]
 
     # -- statistics ---------------------------------------------------------------------------
     def record(
@@ -435,14 +489,17 @@ class Store:
         """Return the ids in a worker's processing list."""
         return [_text(i) for i in self.redis.lrange(self.processing_key(worker), 0, -1)]
 
-    def requeue_one(self, delivery_id: str, worker: str) -> None:
-        """Move one delivery from a worker's processing list back to its queue."""
-        delivery = self.load(delivery_id)
-        with self.redis.pipeline() as pipe:
-            pipe.lrem(self.processing_key(worker), 1, delivery_id)
-            if delivery is not None:
-                pipe.rpush(self.queue(delivery.org_id).key, delivery_id)
-            pipe.execute()
+    def requeue_one(self, delivery_id: str, worker: str) -> bool:
+        """Move one delivery from a worker's processing list back to its queue if lost."""
+        return bool(
+            self._requeue_one(
+                keys=[self.processing_key(worker)], args=[*self._requeue_args(), delivery_id]
+            )
+        )
+
+    def _requeue_args(self) -> list[str]:
+        namespace = Queue.redis_queue_namespace_prefix
+        return [self.prefix, namespace + "dmrelay-", "rq:scheduled:dmrelay-", self.key("parked")]
 
     def forget_worker(self, worker: str) -> None:
         """Leave the worker registry on a clean exit."""
@@ -463,7 +520,7 @@ class Store:
         return int(
             self._requeue_processing(
                 keys=[self.processing_key(worker), self.key("workers")],
-                args=[self.prefix, Queue.redis_queue_namespace_prefix + "dmrelay-", worker],
+                args=[*self._requeue_args(), worker],
             )
         )
 
@@ -499,36 +556,49 @@ class Store:
                 if raw:
                     yield Delivery.from_json(raw)
 
-    def replay(self, delivery: Delivery) -> None:
+    def replay(self, delivery_id: str) -> bool:
         """Send a dead letter again with a fresh attempt budget, at the end of its chains."""
+        return self._if_still_dead(delivery_id, self._replay)
+
+    def purge(self, delivery_id: str) -> bool:
+        """Forget a dead letter."""
+        return self._if_still_dead(delivery_id, self._purge)
+
+    def _if_still_dead(
+        self, delivery_id: str, action: Callable[[redis.client.Pipeline, Delivery], None]
+    ) -> bool:
+        """Run a replay or purge only if the delivery is dead and nobody changes it meanwhile."""
+        # Two operators replaying (or one purging) the same letter at once must not queue it
+        # twice or forget it while it is queued: the loser's transaction fails and stops.
+        with self.redis.pipeline() as pipe:
+            try:
+                pipe.watch(self.delivery_key(delivery_id))
+                raw = pipe.get(self.delivery_key(delivery_id))
+                delivery = Delivery.from_json(raw) if raw else None
+                if delivery is None or delivery.state != DEAD:
+                    return False
+                pipe.multi()  # RQ's enqueue_call calls multi() itself, which needs it first
+                action(pipe, delivery)
+                pipe.execute()
+            except redis.WatchError:
+                return False
+        return True
+
+    def _replay(self, pipe: redis.client.Pipeline, delivery: Delivery) -> None:
         delivery.state, delivery.reason = "queued", None
         delivery.attempts_used, delivery.replays = 0, delivery.replays + 1
         delivery.finished_at = delivery.next_attempt_at = None
-        with self.redis.pipeline() as pipe:
-            pipe.multi()  # RQ's enqueue_call calls multi() itself, which needs it first
-            pipe.zrem(self.key("dead"), delivery.id)
-            pipe.set(self.delivery_key(delivery.id), delivery.to_json())
-            pipe.sadd(self.key("pending"), delivery.id)
-            for chain in delivery.contact_keys:
-                pipe.rpush(chain, delivery.id)
-            self.queue(delivery.org_id).enqueue_call(
-                TASK,
-                args=(delivery.id,),
-                job_id=delivery.id,
-                result_ttl=0,
-                ttl=None,
-                pipeline=pipe,
-                description=f"deliver {delivery.endpoint} {delivery.id}",
-            )
-            pipe.execute()
+        pipe.zrem(self.key("dead"), delivery.id)
+        pipe.set(self.delivery_key(delivery.id), delivery.to_json())
+        pipe.sadd(self.key("pending"), delivery.id)
+        for chain in delivery.contact_keys:
+            pipe.rpush(chain, delivery.id)
+        self._enqueue(pipe, delivery)
 
-    def purge(self, delivery_id: str) -> None:
-        """Forget a dead letter."""
-        with self.redis.pipeline() as pipe:
-            pipe.zrem(self.key("dead"), delivery_id)
-            pipe.zrem(self.key("index"), delivery_id)
-            pipe.delete(self.delivery_key(delivery_id))
-            pipe.execute()
+    def _purge(self, pipe: redis.client.Pipeline, delivery: Delivery) -> None:
+        pipe.zrem(self.key("dead"), delivery.id)
+        pipe.zrem(self.key("index"), delivery.id)
+        pipe.delete(self.delivery_key(delivery.id))
 
 
 def _stat_key(field: bytes) -> tuple[str, str, str]:

@@ -48,7 +48,10 @@ class Deliverer:
     def process(self, delivery_id: str) -> str:
         """Take one delivery as far as it can go now; return what happened."""
         delivery = self.store.load(delivery_id)
-        if delivery is None or delivery.state in (DELIVERED, DEAD):
+        if delivery is None:
+            return GONE
+        if delivery.state in (DELIVERED, DEAD):
+            self.store.release_chains(delivery)  # idempotent; frees a contact left blocked
             return GONE
         try:
             outcome = self._advance(delivery)
@@ -101,12 +104,18 @@ class Deliverer:
         now = time.time()
         verdict = policy.classify(reply, delivery.endpoint, now - delivery.received_at)
         delivery.attempts.append(_attempt(reply, verdict, now, self.secrets))
+        _log_attempt(delivery, reply, verdict)
+        fate = self._decide(delivery, reply, verdict, now)
+        # Statistics only once the fate is stored: a Redis blip here must not send it again.
         outcome = "delivered" if verdict == policy.DELIVERED else "failed"
-        self.store.record(delivery.org_id, delivery.endpoint, outcome, reply.latency_ms)
+        self._record(delivery, outcome, reply.latency_ms)
         self.metrics.observe(
             "dmrelay_attempt_seconds", reply.latency_ms / 1000, endpoint=delivery.endpoint
         )
-        _log_attempt(delivery, reply, verdict)
+        return fate
+
+    def _decide(self, delivery: Delivery, reply: Reply, verdict: str, now: float) -> str:
+        """Deliver, retry or dead-letter according to the verdict on the reply."""
         if verdict == policy.DELIVERED:
             self.store.finish(delivery, DELIVERED, self.settings.delivered_retention_seconds)
             return DELIVERED
@@ -145,9 +154,16 @@ class Deliverer:
     def _dead(self, delivery: Delivery, reason: str) -> str:
         delivery.reason = reason
         self.store.finish(delivery, DEAD, self.settings.dead_letter_retention_seconds)
-        self.store.record(delivery.org_id, delivery.endpoint, "dead")
+        self._record(delivery, "dead")
         log.warning("dead letter %s (%s): %s", delivery.id, delivery.endpoint, reason)
         return DEAD
+
+    def _record(self, delivery: Delivery, outcome: str, latency_ms: float | None = None) -> None:
+        """Count an outcome for the overview; best effort, like the metrics."""
+        try:
+            self.store.record(delivery.org_id, delivery.endpoint, outcome, latency_ms)
+        except redis.RedisError:
+            log.warning("statistics not recorded: Redis unavailable")
 
 
 def _attempt(reply: Reply, verdict: str, at: float, secrets: tuple[str, ...]) -> Attempt:

@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
@@ -47,7 +48,9 @@ class WorkerProcess:
         self.name = name or f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
         self.stopping = threading.Event()
         self._slots = threading.BoundedSemaphore(concurrency)
-        self._in_flight: set[str] = set()
+        # A count per id, not a set: a delivery rescheduled a moment ago can be taken again
+        # before the thread that scheduled it is done, and must still count as in flight.
+        self._in_flight: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._turn = 0
         self._next_heartbeat = 0.0
@@ -87,7 +90,7 @@ class WorkerProcess:
             self.stopping.wait(IDLE_SLEEP_SECONDS)
             return
         with self._lock:
-            self._in_flight.add(delivery_id)
+            self._in_flight[delivery_id] += 1
         pool.submit(self._run_one, delivery_id)
 
     def _take_next(self) -> str | None:
@@ -111,7 +114,7 @@ class WorkerProcess:
             log.exception("delivery %s failed inside the worker", delivery_id)
         finally:
             with self._lock:
-                self._in_flight.discard(delivery_id)
+                self._in_flight -= Counter({delivery_id: 1})  # drops it at zero
             self._slots.release()
 
     def _maintain(self) -> None:
@@ -136,9 +139,11 @@ class WorkerProcess:
 
     def _reclaim_orphans(self) -> None:
         """Requeue entries of our own processing list that no thread is working on."""
-        listed = self.store.processing(self.name)
+        # Look at the threads before the list: an id whose thread ended earlier has left the
+        # list already (done() runs first), and requeue_one requeues only what is still listed.
         with self._lock:
-            orphans = [d for d in listed if d not in self._in_flight]
+            working = set(self._in_flight)
+        orphans = [d for d in self.store.processing(self.name) if d not in working]
         for delivery_id in orphans:
             self.store.requeue_one(delivery_id, self.name)
 

@@ -1,0 +1,128 @@
+"""Crash windows and races around reclaim, finish and replay leave nothing stuck or doubled."""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+from relay.delivery import DEAD, DELIVERED
+from relay.store import Store
+from tests.conftest import ORG_A
+from tests.helpers import DEFAULT_REPLY, headers, wait_until
+
+URL = "/api/v1/contact/default-reply"
+WORKER = "gone-worker"
+
+
+def accept(client, **changes: str) -> str:  # type: ignore[no-untyped-def]
+    body = {**DEFAULT_REPLY, **changes}
+    response = client.post(URL, json=body, headers=headers(ORG_A.token))
+    return str(response.get_json()["data"]["delivery_id"])
+
+
+def queued(store: Store) -> list[str]:
+    return [i.decode() for i in store.redis.lrange(store.queue(ORG_A.id).key, 0, -1)]
+
+
+def take_into(store: Store, worker: str) -> str:
+    """Move the next queued delivery into a worker's processing list, as a worker would."""
+    taken = store.take(ORG_A.id, worker)
+    assert taken
+    return taken
+
+
+def test_a_finished_delivery_still_heading_its_chain_is_released_when_met_again(  # type: ignore[no-untyped-def]
+    client, store, sandbox, start_worker
+) -> None:
+    first, second = accept(client), accept(client, message_content="a follow-up")
+    # The state of a worker killed between recording the result and leaving the chain (the
+    # old two-step finish): `first` is delivered yet still heads the contact's chain.
+    take_into(store, WORKER)
+    delivery = store.load(first)
+    delivery.state = DELIVERED
+    store.save(delivery)
+    store.redis.lpush(store.queue(ORG_A.id).key, first)  # as the reclaim hands it back
+    start_worker()
+
+    wait_until(lambda: store.load(second).state == DELIVERED)
+    assert [r["body"]["message_content"] for r in sandbox.requests()] == ["a follow-up"]
+
+
+def test_finish_records_and_releases_in_one_step(client, store) -> None:  # type: ignore[no-untyped-def]
+    first, second = accept(client), accept(client, message_content="next")
+    for delivery_id in (first, second):
+        take_into(store, WORKER)
+        assert store.try_start(store.load(delivery_id)) is (delivery_id == first)
+
+    woken = store.finish(store.load(first), DEAD, retention_seconds=60)
+
+    assert woken == [second]
+    assert store.load(first).state == DEAD
+    assert store.dead_letter_ids() == [first]
+    assert 0 < store.redis.ttl(store.delivery_key(first)) <= 60
+    assert all(first not in store.redis.lrange(c, 0, -1) for c in store.load(first).contact_keys)
+    assert queued(store) == [second]
+
+
+def test_an_orphan_is_requeued_once_and_only_while_it_is_listed(client, store) -> None:  # type: ignore[no-untyped-def]
+    delivery_id = accept(client)
+    take_into(store, WORKER)
+
+    assert store.requeue_one(delivery_id, WORKER) is True
+    assert store.requeue_one(delivery_id, WORKER) is False  # its thread finished meanwhile
+    assert queued(store) == [delivery_id]
+    assert store.processing(WORKER) == []
+
+
+def test_reclaim_skips_what_something_else_will_run(client, store) -> None:  # type: ignore[no-untyped-def]
+    lost = accept(client, username="lost")
+    scheduled = accept(client, username="scheduled")
+    parked_first = accept(client, username="parked")
+    parked = accept(client, username="parked", message_content="second")
+    requeued = accept(client, username="already_queued")
+    finished = accept(client, username="finished")
+    for _ in range(6):
+        take_into(store, WORKER)
+    store.schedule(store.load(scheduled), time.time() + 3600)
+    assert store.try_start(store.load(parked)) is False
+    store.redis.rpush(store.queue(ORG_A.id).key, requeued)
+    store.finish(store.load(finished), DELIVERED, retention_seconds=60)
+    store.redis.sadd(store.key("workers"), WORKER)
+
+    assert store.requeue_processing(WORKER) == 2
+    assert sorted(queued(store)) == sorted([lost, parked_first, requeued])
+    assert queued(store).count(requeued) == 1
+
+
+def test_two_replays_of_one_dead_letter_at_once_queue_it_once(client, store, redis_server) -> None:  # type: ignore[no-untyped-def]
+    delivery_id = accept(client)
+    take_into(store, WORKER)
+    store.finish(store.load(delivery_id), DEAD, retention_seconds=60)
+    rival = Store(redis.Redis.from_url(redis_server.url))
+
+    def replay_while_a_rival_replays(pipe, delivery) -> None:  # type: ignore[no-untyped-def]
+        assert rival.replay(delivery_id) is True  # the rival commits first
+        store._replay(pipe, delivery)
+
+    assert store._if_still_dead(delivery_id, replay_while_a_rival_replays) is False
+    assert queued(store) == [delivery_id]
+    chains = store.load(delivery_id).contact_keys
+    assert all(store.redis.lrange(c, 0, -1).count(delivery_id.encode()) == 1 for c in chains)
+    assert store.purge(delivery_id) is False  # no longer dead: a purge leaves it alone
+    assert store.load(delivery_id) is not None
+
+
+def test_a_statistics_failure_after_delivery_does_not_send_it_again(  # type: ignore[no-untyped-def]
+    client, store, sandbox, start_worker, monkeypatch
+) -> None:
+    worker = start_worker()
+
+    def unreachable(*args: object, **kwargs: object) -> None:
+        raise redis.ConnectionError("blip")
+
+    monkeypatch.setattr(worker.deliverer.store, "record", unreachable)
+    delivery_id = accept(client)
+    wait_until(lambda: store.load(delivery_id).state == DELIVERED)
+    time.sleep(0.5)  # a resend would come from the orphan reclaim; give it the chance
+    assert len(sandbox.requests()) == 1
