@@ -211,7 +211,7 @@ def _dl_list(args: argparse.Namespace) -> int:
                     "endpoint": delivery.endpoint,
                     "status": last.status if last else None,
                     "reason": delivery.reason,
-                    "attempts": len(delivery.attempts),
+                    "attempts": delivery.attempt_count,
                     "dead_at": datetime.fromtimestamp(delivery.finished_at or 0, UTC).isoformat(),
                 }
             )

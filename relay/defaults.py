@@ -10,6 +10,7 @@ MAX_JSON_DEPTH = 32
 HTTP_CONNECT_TIMEOUT_SECONDS = 3.05
 HTTP_READ_TIMEOUT_SECONDS = 10.0
 RESPONSE_BODY_KEEP_BYTES = 2048
+ATTEMPTS_KEPT = 50
 
 # Retry schedule: full-jitter exponential backoff; 35 attempts span about a day on average.
 MAX_ATTEMPTS = 35

@@ -8,6 +8,8 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from relay import defaults
+
 # Delivery states, in the order a delivery usually passes through them.
 QUEUED = "queued"
 RETRYING = "retrying"
@@ -48,6 +50,7 @@ class Delivery:
     finished_at: float | None = None
     replays: int = 0
     holds_rate_slot: bool = False
+    attempts_omitted: int = 0
 
     @classmethod
     def new(cls, org_id: str, endpoint: str, payload: dict[str, Any], **extra: Any) -> Delivery:
@@ -71,6 +74,19 @@ class Delivery:
         data = json.loads(raw)
         data["attempts"] = [Attempt(**attempt) for attempt in data.get("attempts", [])]
         return cls(**data)
+
+    def add_attempt(self, attempt: Attempt) -> None:
+        """Log an attempt; past the limit, drop the oldest but the first, so the log stays small."""
+        # Hours of 429s (which use no attempt) would otherwise grow a record to megabytes.
+        self.attempts.append(attempt)
+        if len(self.attempts) > defaults.ATTEMPTS_KEPT:
+            del self.attempts[1]
+            self.attempts_omitted += 1
+
+    @property
+    def attempt_count(self) -> int:
+        """Return how many calls to DmTracker were made, logged or omitted."""
+        return self.attempts_omitted + len(self.attempts)
 
     @property
     def last_attempt(self) -> Attempt | None:

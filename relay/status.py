@@ -44,7 +44,7 @@ def status_view(delivery: Delivery) -> dict[str, Any]:
         "endpoint": ENDPOINTS[delivery.endpoint].path,
         "state": delivery.state,
         "received_at": iso_time(delivery.received_at),
-        "attempts": len(delivery.attempts),
+        "attempts": delivery.attempt_count,
         "next_attempt_at": (
             iso_time(delivery.next_attempt_at) if delivery.state == RETRYING else None
         ),

@@ -103,7 +103,7 @@ class Deliverer:
         """Record the attempt and deliver, retry or dead-letter."""
         now = time.time()
         verdict = policy.classify(reply, delivery.endpoint, now - delivery.received_at)
-        delivery.attempts.append(_attempt(reply, verdict, now, self.secrets))
+        delivery.add_attempt(_attempt(reply, verdict, now, self.secrets))
         _log_attempt(delivery, reply, verdict)
         fate = self._decide(delivery, reply, verdict, now)
         # Statistics only once the fate is stored: a Redis blip here must not send it again.
@@ -122,7 +122,8 @@ class Deliverer:
         if verdict == policy.THROTTLED:
             # A 429 is DmTracker asking us to wait; it does not use up an attempt.
             wait = policy.retry_after_seconds(reply, now)
-            wait = wait if wait is not None else self.backoff.ceiling(1)
+            if wait is None:  # no hint: back off further with each 429 in a row
+                wait = self.backoff.ceiling(_throttled_in_a_row(delivery))
             wait += self.rng.uniform(0, defaults.RATE_LIMIT_JITTER_SECONDS)
             return self._retry(delivery, now + wait, "throttled by DmTracker (429)")
         if verdict == policy.PERMANENT:
@@ -134,7 +135,7 @@ class Deliverer:
         """Count a bug or bad data as a used attempt, so a poison message ends as a dead letter."""
         now = time.time()
         reason = f"internal error: {type(error).__name__}"
-        delivery.attempts.append(Attempt(now, None, 0.0, policy.RETRY, "", reason))
+        delivery.add_attempt(Attempt(now, None, 0.0, policy.RETRY, "", reason))
         return self._use_attempt(delivery, reason, now)
 
     def _use_attempt(self, delivery: Delivery, reason: str, now: float) -> str:
@@ -171,6 +172,12 @@ def _attempt(reply: Reply, verdict: str, at: float, secrets: tuple[str, ...]) ->
     return Attempt(at, reply.status, reply.latency_ms, verdict, body, reply.error)
 
 
+def _throttled_in_a_row(delivery: Delivery) -> int:
+    """Return how many of the latest attempts were answered 429."""
+    outcomes = [attempt.outcome for attempt in reversed(delivery.attempts)]
+    return next((i for i, o in enumerate(outcomes) if o != policy.THROTTLED), len(outcomes))
+
+
 def _reason(reply: Reply) -> str:
     if reply.status is None:
         return f"DmTracker unreachable ({reply.error})"
@@ -190,7 +197,7 @@ def _log_attempt(delivery: Delivery, reply: Reply, verdict: str) -> None:
                 "request_id": delivery.request_id,
                 "organization": delivery.org_id,
                 "endpoint": delivery.endpoint,
-                "attempt": len(delivery.attempts),
+                "attempt": delivery.attempt_count,
                 "status": reply.status,
                 "error": reply.error,
                 "latency_ms": reply.latency_ms,

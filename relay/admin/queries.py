@@ -73,7 +73,7 @@ def delivery_view(delivery: Delivery, secrets: tuple[str, ...]) -> dict[str, Any
     """Return a delivery as JSON-ready data, credential-looking fields masked as on the pages."""
     view = asdict(delivery)
     view["payload"] = redact_json(view["payload"], secrets)
-    view["attempt_count"] = len(delivery.attempts)
+    view["attempt_count"] = delivery.attempt_count
     return view
 
 

@@ -393,3 +393,19 @@ def test_an_unexpected_error_is_a_page_that_reveals_nothing(
     assert "text/html" in response.content_type
     assert "secret detail" not in response.text
     assert ORG_A.token not in response.text
+
+
+def test_a_long_attempt_log_says_how_many_attempts_it_omits(
+    admin: FlaskClient, store: Store
+) -> None:
+    delivery = store.load(add_dead_letter(store))
+    for _ in range(60):
+        delivery.add_attempt(Attempt(time.time(), 429, 3.0, "throttled"))
+    store.save(delivery)
+
+    page = admin.get(f"/dashboard/deliveries/{delivery.id}").text
+    numbers = re.findall(r"<strong>#(\d+)</strong>", page)
+
+    assert "11 attempt(s) omitted from the log" in page
+    assert numbers[:2] == ["1", "13"] and numbers[-1] == "61"
+    assert "61 call(s) to DmTracker in all" in page

@@ -125,6 +125,21 @@ def test_429_does_not_consume_the_attempt_budget(client, store, sandbox, start_w
     assert [a.status for a in delivery.attempts] == [429] * 5 + [200]
 
 
+def test_429s_without_a_hint_wait_longer_each_time(  # type: ignore[no-untyped-def]
+    client, store, sandbox, settings, start_worker
+) -> None:
+    sandbox.fault(endpoint=DEFAULT_REPLY_PATH, status=429, count=-1, body={"error": "slow down"})
+    start_worker(with_settings(settings, backoff_base_seconds=1.0, backoff_cap_seconds=60.0))
+    delivery_id = post(client, DEFAULT_REPLY_PATH, DEFAULT_REPLY)
+    delivery = wait_until(lambda: (d := store.load(delivery_id)) and len(d.attempts) == 2 and d)
+
+    first, second = delivery.attempts
+    jitter = 0.5 + 0.3  # the relay's own jitter, and the worker's scheduling slack
+    assert 1.0 <= second.at - first.at <= 1.0 + jitter
+    assert 2.0 <= delivery.next_attempt_at - second.at <= 2.0 + 0.5
+    assert delivery.attempts_used == 0
+
+
 def test_a_retried_first_delivery_keeps_its_successors_behind_it(  # type: ignore[no-untyped-def]
     client, store, sandbox, start_worker
 ) -> None:
