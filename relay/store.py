@@ -443,9 +443,20 @@ class Store:
             "workers": len(workers),
         }
 
-    def recent_ids(self, limit: int) -> list[str]:
-        """Return up to `limit` delivery ids, newest first."""
-        return self._newest(self.key("index"), limit - 1)
+    def recent_ids(
+        self, limit: int, since: float | None = None, until: float | None = None
+    ) -> list[str]:
+        """Return up to `limit` ids of deliveries received in [since, until), newest first."""
+        newest = f"({until}" if until is not None else "+inf"
+        oldest = since if since is not None else "-inf"
+        found = self.redis.zrange(
+            self.key("index"), newest, oldest, desc=True, byscore=True, offset=0, num=limit
+        )
+        return [_text(i) for i in found]
+
+    def forget_index_before(self, received_before: float) -> int:
+        """Drop index entries of deliveries received before a time; return how many."""
+        return int(self.redis.zremrangebyscore(self.key("index"), "-inf", f"({received_before}"))
 
     def add_to_metrics(self, changes: Mapping[str, float]) -> None:
         """Add to the shared metric values (one hash for every process)."""

@@ -22,6 +22,8 @@ from workers.deliver import Deliverer
 log = logging.getLogger("dmrelay.worker")
 IDLE_SLEEP_SECONDS = 0.05
 REDIS_DOWN_SLEEP_SECONDS = 1.0
+# A record outlives its reception by its retention plus its time in retries (at most ~2 days).
+INDEX_GRACE_SECONDS = 2 * 24 * 3600
 
 
 class WorkerProcess:
@@ -128,6 +130,7 @@ class WorkerProcess:
                 self.alive_file.touch()  # for a container health check
             self._reclaim_dead_workers()
             self._reclaim_orphans()
+            self._forget_expired_index_entries()
             # Beat three times per TTL so one slow beat never looks like a death.
             self._next_heartbeat = now + self.heartbeat_ttl / 3
 
@@ -136,6 +139,12 @@ class WorkerProcess:
         for worker in self.store.dead_workers():
             count = self.store.requeue_processing(worker)
             log.warning("requeued %d deliveries of dead worker %s", count, worker)
+
+    def _forget_expired_index_entries(self) -> None:
+        """Keep the search index from growing forever: its records expire, its entries not."""
+        settings = self.deliverer.settings
+        kept = max(settings.delivered_retention_seconds, settings.dead_letter_retention_seconds)
+        self.store.forget_index_before(time.time() - kept - INDEX_GRACE_SECONDS)
 
     def _reclaim_orphans(self) -> None:
         """Requeue entries of our own processing list that no thread is working on."""

@@ -51,7 +51,8 @@ def _eq(wanted: Any, actual: Any) -> bool:
 
 def search(store: Store, query: DeliveryQuery, skip: int, take: int) -> tuple[list[Delivery], int]:
     """Return one page of matching deliveries, newest first, and how many match in all."""
-    matched = [d for d in store.iter_deliveries(store.recent_ids(SCAN_LIMIT)) if query.matches(d)]
+    ids = store.recent_ids(SCAN_LIMIT, query.since, query.until)
+    matched = [d for d in store.iter_deliveries(ids) if query.matches(d)]
     return matched[skip : skip + take], len(matched)
 
 

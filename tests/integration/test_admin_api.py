@@ -13,7 +13,7 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from relay.admin import api, tokens
+from relay.admin import api, queries, tokens
 from relay.delivery import DEAD, DELIVERED, RETRYING, Delivery
 from relay.settings import Org, Settings
 from relay.store import Store
@@ -270,6 +270,21 @@ def test_filters_by_received_time_in_iso_or_epoch_seconds(client: FlaskClient) -
     assert found(f"since={iso}") == [later]
     assert found(f"until={iso}") == [earlier]
     assert found(f"since={int(between) - 60}&until={between}") == [earlier]
+
+
+def test_a_time_range_reaches_past_the_newest_deliveries_a_search_scans(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(queries, "SCAN_LIMIT", 3)
+    oldest = reply(client, manychat_id="30")
+    time.sleep(0.05)
+    between = time.time()
+    newer = [reply(client, manychat_id=str(31 + i)) for i in range(5)]
+
+    listed = client.get(f"{ADMIN}/deliveries?until={between}", headers=READ)
+    assert ids(listed) == [oldest]
+    recent = client.get(f"{ADMIN}/deliveries", headers=READ)
+    assert ids(recent) == newer[::-1][:3]  # without a range, the newest SCAN_LIMIT
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from relay.delivery import DEAD, DELIVERED
 from relay.store import Store
 from tests.conftest import ORG_A
 from tests.helpers import DEFAULT_REPLY, headers, wait_until
+from workers.pool import INDEX_GRACE_SECONDS
 
 URL = "/api/v1/contact/default-reply"
 WORKER = "gone-worker"
@@ -126,3 +127,16 @@ def test_a_statistics_failure_after_delivery_does_not_send_it_again(  # type: ig
     wait_until(lambda: store.load(delivery_id).state == DELIVERED)
     time.sleep(0.5)  # a resend would come from the orphan reclaim; give it the chance
     assert len(sandbox.requests()) == 1
+
+
+def test_the_worker_forgets_index_entries_older_than_every_retention(  # type: ignore[no-untyped-def]
+    client, store, settings, start_worker
+) -> None:
+    recent = accept(client)
+    kept = max(settings.delivered_retention_seconds, settings.dead_letter_retention_seconds)
+    expired = time.time() - kept - INDEX_GRACE_SECONDS - 60
+    store.redis.zadd(store.key("index"), {"dlv_long_gone": expired})
+    start_worker()
+
+    wait_until(lambda: store.redis.zscore(store.key("index"), "dlv_long_gone") is None)
+    assert store.recent_ids(10) == [recent]
