@@ -17,10 +17,11 @@ def test_grants_up_to_the_limit_then_reserves_spaced_slots(redis_conn) -> None: 
     waits = [limiter.acquire(ORG, "create-contact", 60) for _ in range(5)]
 
     assert granted == [0.0] * 60
-    # The window is full for a minute; waiters get slots one second apart, not all at once.
-    assert 59 < waits[0] <= 60.1
+    # The window (a minute and a second of margin for latency) is full; waiters get slots
+    # a window/limit apart, not all at once.
+    assert 60 < waits[0] <= 61.1
     gaps = [round(later - earlier, 2) for earlier, later in itertools.pairwise(waits)]
-    assert all(0.95 <= gap <= 1.05 for gap in gaps), gaps
+    assert all(0.99 <= gap <= 1.05 for gap in gaps), gaps
 
 
 def test_another_organization_is_not_affected(redis_conn) -> None:  # type: ignore[no-untyped-def]
