@@ -53,6 +53,10 @@ class WorkerProcess:
         # A count per id, not a set: a delivery rescheduled a moment ago can be taken again
         # before the thread that scheduled it is done, and must still count as in flight.
         self._in_flight: Counter[str] = Counter()
+        self._org_in_flight: Counter[str] = Counter()
+        # No organization may hold every slot: an outage that makes its calls hang for the
+        # full timeout must leave room for the others.
+        self.org_cap = concurrency if len(org_ids) < 2 else max(1, concurrency * 3 // 4)
         self._lock = threading.Lock()
         self._turn = 0
         self._next_heartbeat = 0.0
@@ -82,31 +86,36 @@ class WorkerProcess:
             self._maintain()
             if not self._slots.acquire(timeout=0.1):
                 return
-            delivery_id = self._take_next()
+            taken = self._take_next()
         except redis.RedisError as error:
             log.warning("redis unavailable (%s); retrying", type(error).__name__)
             self.stopping.wait(REDIS_DOWN_SLEEP_SECONDS)
             return
-        if delivery_id is None:
+        if taken is None:
             self._slots.release()
             self.stopping.wait(IDLE_SLEEP_SECONDS)
             return
+        org_id, delivery_id = taken
         with self._lock:
             self._in_flight[delivery_id] += 1
-        pool.submit(self._run_one, delivery_id)
+            self._org_in_flight[org_id] += 1
+        pool.submit(self._run_one, org_id, delivery_id)
 
-    def _take_next(self) -> str | None:
+    def _take_next(self) -> tuple[str, str] | None:
         """Take the next delivery, starting each time from the next organization."""
         count = len(self.org_ids)
         for offset in range(count):
             org_id = self.org_ids[(self._turn + offset) % count]
+            with self._lock:
+                if self._org_in_flight[org_id] >= self.org_cap:
+                    continue
             delivery_id = self.store.take(org_id, self.name)
             if delivery_id:
                 self._turn = (self._turn + offset + 1) % count
-                return delivery_id
+                return org_id, delivery_id
         return None
 
-    def _run_one(self, delivery_id: str) -> None:
+    def _run_one(self, org_id: str, delivery_id: str) -> None:
         try:
             outcome = self.deliverer.process(delivery_id)
             log.debug("delivery %s: %s", delivery_id, outcome)
@@ -117,6 +126,7 @@ class WorkerProcess:
         finally:
             with self._lock:
                 self._in_flight -= Counter({delivery_id: 1})  # drops it at zero
+                self._org_in_flight -= Counter({org_id: 1})
             self._slots.release()
 
     def _maintain(self) -> None:

@@ -212,6 +212,23 @@ def test_a_throttled_organization_does_not_delay_another(  # type: ignore[no-unt
     assert time.monotonic() - started < 1.0
 
 
+def test_an_organization_whose_calls_hang_leaves_slots_for_another(  # type: ignore[no-untyped-def]
+    client, store, sandbox, start_worker
+) -> None:
+    # DmTracker hangs 2 s on create-contact, then fails: org A soon has a call in every slot
+    # it may take (6 of the 8), never all of them.
+    sandbox.fault(endpoint="organization/create-contact", status=504, count=-1, latency_ms=2000)
+    for i in range(20):
+        create_contact(client, f"lead_{i}")
+    start_worker()
+    wait_until(lambda: store.totals()["in_flight"] >= 6)
+
+    started = time.monotonic()
+    other = post(client, DEFAULT_REPLY_PATH, {**DEFAULT_REPLY, "page_name": "Page B"}, org=ORG_B)
+    settled(store, other, DELIVERED)
+    assert time.monotonic() - started < 1.0
+
+
 def test_a_delivery_that_breaks_the_worker_ends_as_a_dead_letter(  # type: ignore[no-untyped-def]
     client, store, start_worker
 ) -> None:
