@@ -400,13 +400,17 @@ class Store:
             for minute, bucket in zip(minutes_wanted, buckets, strict=True)
         ]
 
-    def counts_since(self, seconds: int) -> dict[tuple[str, str, str], int]:
-        """Sum the per-minute counters of the last `seconds`, by (org, endpoint, outcome)."""
+    def counts_since(self, seconds: int) -> tuple[dict[tuple[str, str, str], int], float]:
+        """Sum the counters of the last `seconds` by (org, endpoint, outcome), and the span.
+
+        Buckets are whole minutes, so the sum covers that many complete minutes plus the
+        current one so far; the span returned is what it really covers, for rates.
+        """
         totals: dict[tuple[str, str, str], int] = {}
-        for _, bucket in self.minute_counts(seconds // 60):
+        for _, bucket in self.minute_counts(seconds // 60 + 1):
             for key, count in bucket.items():
                 totals[key] = totals.get(key, 0) + count
-        return totals
+        return totals, seconds // 60 * 60 + time.time() % 60
 
     def latency_samples(self) -> list[float]:
         """Return the most recent DmTracker call latencies, in milliseconds."""

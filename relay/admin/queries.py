@@ -94,14 +94,14 @@ def overview(store: Store, settings: Settings) -> dict[str, Any]:
 
 
 def _window(store: Store, seconds: int) -> dict[str, Any]:
-    counts = store.counts_since(seconds)
+    counts, span = store.counts_since(seconds)
     by_outcome: dict[str, int] = {}
     for (_, _, outcome), count in counts.items():
         by_outcome[outcome] = by_outcome.get(outcome, 0) + count
     return {
-        "seconds": seconds,
+        "seconds": round(span),
         "counts": by_outcome,
-        "per_minute": {k: round(v * 60 / seconds, 2) for k, v in by_outcome.items()},
+        "per_minute": {k: round(v * 60 / span, 2) for k, v in by_outcome.items()},
         "by_endpoint": _group(counts, 1),
         "by_organization": _group(counts, 0),
     }

@@ -557,6 +557,19 @@ def test_overview_has_totals_and_a_series(client: FlaskClient, outcomes: dict) -
     assert sum(minute.get("accepted", 0) for minute in data["series"]) == 3
 
 
+def test_the_last_minute_counts_a_whole_minute_not_just_the_current_one(
+    client: FlaskClient, store: Store
+) -> None:
+    previous_minute = int(time.time() // 60) - 1
+    store.redis.hincrby(store.key("stats", str(previous_minute)), f"{ORG_A.id}|x|delivered", 6)
+
+    minute = client.get(f"{ADMIN}/overview", headers=READ).get_json()["data"]["windows"]["minute"]
+
+    assert minute["counts"]["delivered"] == 6
+    assert 60 <= minute["seconds"] <= 120
+    assert minute["per_minute"]["delivered"] == pytest.approx(6 * 60 / minute["seconds"], 0.05)
+
+
 # -- the admin API's own rate limit ------------------------------------------------------------
 def test_rate_limit_headers_count_down_then_429(
     client: FlaskClient, monkeypatch: pytest.MonkeyPatch
