@@ -161,6 +161,10 @@ def queue_name(org_id: str) -> str:
     return f"dmrelay-{org_id}"
 
 
+# What the Lua scripts add an organization id to, to find its queue.
+QUEUE_KEY_PREFIX = Queue.redis_queue_namespace_prefix + queue_name("")
+
+
 class Store:
     """The only place that talks to Redis and RQ."""
 
@@ -324,8 +328,7 @@ class Store:
         return [_text(item) for item in woken]
 
     def _chain_args(self, delivery: Delivery) -> list[str]:
-        queue_prefix = Queue.redis_queue_namespace_prefix + "dmrelay-"
-        return [delivery.id, self.key("parked"), self.prefix, queue_prefix]
+        return [delivery.id, self.key("parked"), self.prefix, QUEUE_KEY_PREFIX]
 
     # -- worker side --------------------------------------------------------------------------
     def load(self, delivery_id: str) -> Delivery | None:
@@ -365,10 +368,9 @@ class Store:
         # same task still updates it after the task returns.
         keys = [self.delivery_key(delivery.id), self.key("pending"), f"rq:job:{delivery.id}"]
         keys += [self.key("dead"), *delivery.contact_keys]
-        dead_at = repr(delivery.finished_at) if state == DEAD else ""
-        record: list[str | int] = [delivery.to_json(), retention_seconds, JOB_RECORD_GRACE_SECONDS]
-        woken = self._finish(keys=keys, args=[*self._chain_args(delivery), *record, dead_at])
-        return [_text(item) for item in woken]
+        args: list[str | int] = [*self._chain_args(delivery), delivery.to_json(), retention_seconds]
+        args += [JOB_RECORD_GRACE_SECONDS, repr(delivery.finished_at) if state == DEAD else ""]
+        return [_text(item) for item in self._finish(keys=keys, args=args)]
 
     # -- statistics ---------------------------------------------------------------------------
     def record(
@@ -513,8 +515,7 @@ class Store:
         )
 
     def _requeue_args(self) -> list[str]:
-        namespace = Queue.redis_queue_namespace_prefix
-        return [self.prefix, namespace + "dmrelay-", "rq:scheduled:dmrelay-", self.key("parked")]
+        return [self.prefix, QUEUE_KEY_PREFIX, self.scheduled_key(""), self.key("parked")]
 
     def forget_worker(self, worker: str) -> None:
         """Leave the worker registry on a clean exit."""
