@@ -116,10 +116,7 @@ def overview() -> Response:
 @bp.get("/deliveries")
 def list_deliveries() -> Response:
     """Return one page of deliveries matching the filters, newest first."""
-    query = read_filters(request.args, LIST_FILTERS, extra=PAGE_PARAMETERS)
-    skip, take = read_page()
-    found, total = queries.search(current_store(), query, skip, take)
-    return page_response(found, total, skip, take)
+    return page_of(queries.search)
 
 
 @bp.get("/deliveries/<delivery_id>")
@@ -134,10 +131,7 @@ def get_delivery(delivery_id: str) -> Response:
 @bp.get("/dead-letters")
 def list_dead_letters() -> Response:
     """Return one page of dead letters matching the filters, newest first."""
-    query = read_filters(request.args, LIST_FILTERS, extra=PAGE_PARAMETERS)
-    skip, take = read_page()
-    found, total = queries.search_dead_letters(current_store(), query, skip, take)
-    return page_response(found, total, skip, take)
+    return page_of(queries.search_dead_letters)
 
 
 @bp.get("/dead-letters/<delivery_id>")
@@ -220,6 +214,7 @@ def no_dead_letter(delivery_id: str) -> NotFound:
 
 # -- filters and pagination ---------------------------------------------------------------------
 PAGE_PARAMETERS = frozenset({"skip", "take"})
+Search = Callable[[Store, queries.DeliveryQuery, int, int], tuple[list[Delivery], int]]
 
 
 def read_filter_body() -> dict[str, Any]:
@@ -249,8 +244,11 @@ def whole_number(name: str, default: int, *, minimum: int, maximum: int) -> int:
     return int(text)
 
 
-def page_response(found: list[Delivery], total: int, skip: int, take: int) -> Response:
-    """Answer one page of deliveries with the conventions' meta."""
+def page_of(search: Search) -> Response:
+    """Answer the page a search finds for the request's filters, with the conventions' meta."""
+    query = read_filters(request.args, LIST_FILTERS, extra=PAGE_PARAMETERS)
+    skip, take = read_page()
+    found, total = search(current_store(), query, skip, take)
     meta = {"total": total, "skip": skip, "take": take, "hasMore": skip + len(found) < total}
     secrets = current_settings().secrets()
     return jsonify(data=[queries.delivery_view(d, secrets) for d in found], meta=meta)
