@@ -189,7 +189,7 @@ class Stack:
 
     def pending(self) -> int:
         """Return the relay's count of accepted deliveries neither delivered nor dead."""
-        return int(self.connection.scard(self.store.key("pending")))
+        return self.store.pending_count()
 
     def workers_registered(self) -> int:
         """Return how many relay workers have sent a heartbeat."""

@@ -39,49 +39,60 @@ return 1
 
 # Leave every chain; wake each parked successor that now heads all of its chains.
 _RELEASE_CHAINS = """
-local woken = {}
-for _, chain in ipairs(chains) do redis.call('LREM', chain, 1, id) end
-for _, chain in ipairs(chains) do
-  local head = redis.call('LINDEX', chain, 0)
-  if head and redis.call('SISMEMBER', parked, head) == 1 then
-    local raw = redis.call('GET', prefix .. ':d:' .. head)
-    local ready = raw ~= false
-    if ready then
-      local next = cjson.decode(raw)
-      for _, other in ipairs(next['contact_keys']) do
-        if redis.call('LINDEX', other, 0) ~= head then ready = false end
-      end
+local id, parked, prefix, queue_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local function release(chains)
+  local woken = {}
+  for _, chain in ipairs(chains) do redis.call('LREM', chain, 1, id) end
+  for _, chain in ipairs(chains) do
+    local head = redis.call('LINDEX', chain, 0)
+    if head and redis.call('SISMEMBER', parked, head) == 1 then
+      local raw = redis.call('GET', prefix .. ':d:' .. head)
+      local ready = raw ~= false
       if ready then
-        redis.call('SREM', parked, head)
-        redis.call('RPUSH', queue_prefix .. next['org_id'], head)
-        table.insert(woken, head)
+        local next = cjson.decode(raw)
+        for _, other in ipairs(next['contact_keys']) do
+          if redis.call('LINDEX', other, 0) ~= head then ready = false end
+        end
+        if ready then
+          redis.call('SREM', parked, head)
+          redis.call('RPUSH', queue_prefix .. next['org_id'], head)
+          table.insert(woken, head)
+        end
       end
     end
   end
+  return woken
 end
-return woken
 """
-_RELEASE = (
-    """
-local id, parked, prefix, queue_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local chains = KEYS
+
+# Release a delivery found finished, unless it is no longer: a replay may have just put it
+# back at the end of its chains, and that entry must stay.
+_RELEASE_IF_FINISHED = (
+    _RELEASE_CHAINS
+    + """
+local raw = redis.call('GET', prefix .. ':d:' .. id)
+if raw then
+  local state = cjson.decode(raw)['state']
+  if state ~= 'delivered' and state ~= 'dead' then return {} end
+end
+return release(KEYS)
 """
-    + _RELEASE_CHAINS
 )
 
 # Record a final state and leave the chains in one step: a crash between the two would leave
 # a finished delivery heading its chains, and every later one for the contact parked forever.
+# The record is written last, so a failure before it leaves the delivery to run again.
 _FINISH = (
-    """
-local id, parked, prefix, queue_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+    _RELEASE_CHAINS
+    + """
 local record, pending, job, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-redis.call('SET', record, ARGV[5], 'EX', ARGV[6])
 redis.call('SREM', pending, id)
 redis.call('EXPIRE', job, ARGV[7])
 if ARGV[8] ~= '' then redis.call('ZADD', dead, ARGV[8], id) end
-local chains = {unpack(KEYS, 5)}
+local woken = release({unpack(KEYS, 5)})
+redis.call('SET', record, ARGV[5], 'EX', ARGV[6])
+return woken
 """
-    + _RELEASE_CHAINS
 )
 
 # Move due scheduled deliveries onto their queue; atomic, so several workers never double.
@@ -109,7 +120,7 @@ local function requeue_if_lost(id)
   if delivery['state'] == 'delivered' or delivery['state'] == 'dead'
     or redis.call('SISMEMBER', parked, id) == 1
     or redis.call('ZSCORE', scheduled_prefix .. delivery['org_id'], id)
-    or redis.call('LPOS', queue, id) then
+    or redis.call('LPOS', queue, id) then  -- O(queue length), but only when reclaiming
     return 0
   end
   redis.call('RPUSH', queue, id)
@@ -173,7 +184,7 @@ class Store:
         self.prefix = prefix
         self._queues: dict[str, Queue] = {}
         self._try_start = connection.register_script(_TRY_START)
-        self._release = connection.register_script(_RELEASE)
+        self._release_if_finished = connection.register_script(_RELEASE_IF_FINISHED)
         self._finish = connection.register_script(_FINISH)
         self._move_due = connection.register_script(_MOVE_DUE)
         self._requeue_processing = connection.register_script(_REQUEUE_PROCESSING)
@@ -247,7 +258,7 @@ class Store:
             existing = pipe.get(key)
             if existing:
                 return Accepted(_text(existing), duplicate=True)
-        if pipe.scard(self.key("pending")) >= max_pending:
+        if pipe.scard(self.key("pending-ids")) >= max_pending:
             raise ServiceUnavailable(
                 f"The relay holds {max_pending} undelivered messages, its limit; try again later."
             )
@@ -264,7 +275,7 @@ class Store:
         """Queue the commands that store, index, chain and enqueue a new delivery."""
         pipe.set(self.delivery_key(delivery.id), delivery.to_json())
         # A set, not a counter: a delivery finished twice (at-least-once) leaves it exact.
-        pipe.sadd(self.key("pending"), delivery.id)
+        pipe.sadd(self.key("pending-ids"), delivery.id)
         pipe.zadd(self.key("index"), {delivery.id: delivery.received_at})
         self._count(pipe, delivery.org_id, delivery.endpoint, "accepted")
         for chain in delivery.contact_keys:
@@ -320,12 +331,12 @@ class Store:
             self._try_start(keys=delivery.contact_keys, args=[delivery.id, self.key("parked")])
         )
 
-    def release_chains(self, delivery: Delivery) -> list[str]:
-        """Take a finished delivery out of its chains and requeue successors it unblocks."""
+    def release_if_finished(self, delivery: Delivery) -> list[str]:
+        """Take a delivery still finished out of its chains; requeue successors it unblocks."""
         if not delivery.contact_keys:
             return []
-        woken = self._release(keys=delivery.contact_keys, args=self._chain_args(delivery))
-        return [_text(item) for item in woken]
+        keys, args = delivery.contact_keys, self._chain_args(delivery)
+        return [_text(item) for item in self._release_if_finished(keys=keys, args=args)]
 
     def _chain_args(self, delivery: Delivery) -> list[str]:
         return [delivery.id, self.key("parked"), self.prefix, QUEUE_KEY_PREFIX]
@@ -366,7 +377,7 @@ class Store:
         delivery.next_attempt_at = None
         # Let RQ's job record lapse rather than delete it: a stock `rq worker` running the
         # same task still updates it after the task returns.
-        keys = [self.delivery_key(delivery.id), self.key("pending"), f"rq:job:{delivery.id}"]
+        keys = [self.delivery_key(delivery.id), self.key("pending-ids"), f"rq:job:{delivery.id}"]
         keys += [self.key("dead"), *delivery.contact_keys]
         args: list[str | int] = [*self._chain_args(delivery), delivery.to_json(), retention_seconds]
         args += [JOB_RECORD_GRACE_SECONDS, repr(delivery.finished_at) if state == DEAD else ""]
@@ -435,7 +446,7 @@ class Store:
         """Return pending, parked, in-flight and dead-letter totals."""
         workers = [_text(w) for w in self.redis.smembers(self.key("workers"))]
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.scard(self.key("pending"))
+            pipe.scard(self.key("pending-ids"))
             pipe.scard(self.key("parked"))
             pipe.zcard(self.key("dead"))
             for worker in workers:
@@ -448,6 +459,10 @@ class Store:
             "in_flight": sum(in_flight),
             "workers": len(workers),
         }
+
+    def pending_count(self) -> int:
+        """Return how many accepted deliveries are not finished yet."""
+        return int(self.redis.scard(self.key("pending-ids")))
 
     def recent_ids(
         self, limit: int, since: float | None = None, until: float | None = None
@@ -606,7 +621,7 @@ class Store:
         delivery.finished_at = delivery.next_attempt_at = None
         pipe.zrem(self.key("dead"), delivery.id)
         pipe.set(self.delivery_key(delivery.id), delivery.to_json())
-        pipe.sadd(self.key("pending"), delivery.id)
+        pipe.sadd(self.key("pending-ids"), delivery.id)
         for chain in delivery.contact_keys:
             pipe.rpush(chain, delivery.id)
         self._enqueue(pipe, delivery)

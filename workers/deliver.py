@@ -51,7 +51,7 @@ class Deliverer:
         if delivery is None:
             return GONE
         if delivery.state in (DELIVERED, DEAD):
-            self.store.release_chains(delivery)  # idempotent; frees a contact left blocked
+            self.store.release_if_finished(delivery)  # frees a contact an old crash blocked
             return GONE
         try:
             outcome = self._advance(delivery)

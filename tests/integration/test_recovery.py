@@ -50,6 +50,21 @@ def test_a_finished_delivery_still_heading_its_chain_is_released_when_met_again(
     assert [r["body"]["message_content"] for r in sandbox.requests()] == ["a follow-up"]
 
 
+def test_a_stale_copy_of_a_dead_letter_leaves_its_replay_in_the_chain(  # type: ignore[no-untyped-def]
+    client, store, sandbox, start_worker
+) -> None:
+    delivery_id = accept(client)
+    take_into(store, WORKER)
+    store.finish(store.load(delivery_id), DEAD, retention_seconds=60)
+    stale = store.load(delivery_id)  # a leftover copy of the job loads it: dead, so GONE
+    assert store.replay(delivery_id)  # meanwhile an operator replays it
+
+    assert store.release_if_finished(stale) == []
+    assert all(store.redis.lrange(c, 0, -1) == [delivery_id.encode()] for c in stale.contact_keys)
+    start_worker()
+    wait_until(lambda: store.load(delivery_id).state == DELIVERED)
+
+
 def test_finish_records_and_releases_in_one_step(client, store) -> None:  # type: ignore[no-untyped-def]
     first, second = accept(client), accept(client, message_content="next")
     for delivery_id in (first, second):
