@@ -17,6 +17,7 @@ from relay.store import Store
 
 BUCKETS_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
+log = logging.getLogger(__name__)
 COUNTERS = {
     "dmrelay_http_requests": (
         "HTTP requests answered, by route and status.",
@@ -35,7 +36,6 @@ COUNTERS = {
         ("organization", "endpoint"),
     ),
 }
-log = logging.getLogger(__name__)
 HISTOGRAMS = {
     "dmrelay_enqueue_seconds": ("Time to store and enqueue an accepted request.", ("endpoint",)),
     "dmrelay_attempt_seconds": ("Latency of calls to DmTracker.", ("endpoint",)),

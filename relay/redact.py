@@ -8,13 +8,12 @@ from typing import Any
 
 from relay import defaults
 
-# Values of fields and headers that look like credentials, in JSON or header form.
-_SECRET_FIELD = re.compile(
-    r'(?i)("?(?:x-org-auth-token|authorization|token|secret|password|api[_-]?key)"?\s*[:=]\s*"?)'
-    r'([^"\s,}]+)'
-)
+# Names of fields and headers that look like credentials; their values are masked.
+_CREDENTIAL_NAMES = r"x-org-auth-token|authorization|token|secret|password|api[_-]?key"
+_SECRET_NAME = re.compile(f"(?i){_CREDENTIAL_NAMES}")
+# Such a name with its value, in JSON or header form.
+_SECRET_FIELD = re.compile(rf'(?i)("?(?:{_CREDENTIAL_NAMES})"?\s*[:=]\s*"?)([^"\s,}}]+)')
 REDACTED = "[redacted]"
-_SECRET_NAME = re.compile(r"(?i)x-org-auth-token|authorization|token|secret|password|api[_-]?key")
 
 
 def redact(

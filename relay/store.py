@@ -112,6 +112,7 @@ return moved
 # Put a delivery taken from a processing list back on its queue, unless something else will
 # run it: finished, parked behind its predecessor, scheduled, or already queued again.
 _REQUEUE_IF_LOST = """
+local prefix, queue_prefix, scheduled_prefix, parked = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local function requeue_if_lost(id)
   local raw = redis.call('GET', prefix .. ':d:' .. id)
   if not raw then return 0 end
@@ -127,14 +128,10 @@ local function requeue_if_lost(id)
   return 1
 end
 """
-_PREAMBLE = """
-local prefix, queue_prefix, scheduled_prefix, parked = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-"""
 
 # Give a dead worker's in-flight deliveries back to their queues.
 _REQUEUE_PROCESSING = (
-    _PREAMBLE
-    + _REQUEUE_IF_LOST
+    _REQUEUE_IF_LOST
     + """
 local count = 0
 while true do
@@ -150,8 +147,7 @@ return count
 # Give back one delivery of our own processing list that no thread works on; only if it is
 # still listed, so a thread that just finished it does not see it queued again.
 _REQUEUE_ONE = (
-    _PREAMBLE
-    + _REQUEUE_IF_LOST
+    _REQUEUE_IF_LOST
     + """
 if redis.call('LREM', KEYS[1], 1, ARGV[5]) == 0 then return 0 end
 return requeue_if_lost(ARGV[5])
@@ -564,11 +560,11 @@ class Store:
     # -- dead letters -------------------------------------------------------------------------
     def dead_letter_ids(self) -> list[str]:
         """Return the ids of every dead letter still kept, newest first."""
-        return self._newest(self.key("dead"), -1)
+        return self._newest(self.key("dead"))
 
-    def _newest(self, index: str, last: int) -> list[str]:
+    def _newest(self, index: str) -> list[str]:
         """Return ids from an index, newest first, dropping those whose record expired."""
-        ids = [_text(i) for i in self.redis.zrange(index, 0, last, desc=True)]
+        ids = [_text(i) for i in self.redis.zrange(index, 0, -1, desc=True)]
         with self.redis.pipeline(transaction=False) as pipe:
             for delivery_id in ids:
                 pipe.exists(self.delivery_key(delivery_id))
