@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import requests
 
+from bench.harness import percentile_ms
 from relay.localredis import free_port, start_local_redis
 
 Call = Callable[[requests.Session, str, int], float]
@@ -137,19 +137,15 @@ def _measure(base: str, count: int, workers: int) -> list[tuple[str, list[float]
     ]
 
 
-def _percentile(samples: list[float], q: int) -> float:
-    return statistics.quantiles(samples, n=100, method="inclusive")[q - 1] * 1000
-
-
 def _print_table(rows: list[tuple[str, list[float], float]], args: argparse.Namespace) -> None:
     print(f"\nack latency, {args.requests} requests per row, gunicorn 2 workers x 8 threads\n")
     print("| case | p50 ms | p99 ms | req/s | p50 vs baseline |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for index, (name, samples, seconds) in enumerate(rows):
         baseline = rows[index - index % 2][1]
-        ratio = _percentile(samples, 50) / _percentile(baseline, 50)
+        ratio = percentile_ms(samples, 50) / percentile_ms(baseline, 50)
         print(
-            f"| {name} | {_percentile(samples, 50):.2f} | {_percentile(samples, 99):.2f} "
+            f"| {name} | {percentile_ms(samples, 50):.2f} | {percentile_ms(samples, 99):.2f} "
             f"| {len(samples) / seconds:.0f} | {ratio:.2f}x |"
         )
 
