@@ -10,6 +10,7 @@ from relay.delivery import DEAD, DELIVERED
 from relay.store import Store
 from tests.conftest import ORG_A
 from tests.helpers import DEFAULT_REPLY, headers, wait_until
+from tests.integration.test_ingest import queued_ids
 from workers.pool import INDEX_GRACE_SECONDS
 
 URL = "/api/v1/contact/default-reply"
@@ -20,10 +21,6 @@ def accept(client, **changes: str) -> str:  # type: ignore[no-untyped-def]
     body = {**DEFAULT_REPLY, **changes}
     response = client.post(URL, json=body, headers=headers(ORG_A.token))
     return str(response.get_json()["data"]["delivery_id"])
-
-
-def queued(store: Store) -> list[str]:
-    return [i.decode() for i in store.redis.lrange(store.queue(ORG_A.id).key, 0, -1)]
 
 
 def take_into(store: Store, worker: str) -> str:
@@ -78,7 +75,7 @@ def test_finish_records_and_releases_in_one_step(client, store) -> None:  # type
     assert store.dead_letter_ids() == [first]
     assert 0 < store.redis.ttl(store.delivery_key(first)) <= 60
     assert all(first not in store.redis.lrange(c, 0, -1) for c in store.load(first).contact_keys)
-    assert queued(store) == [second]
+    assert queued_ids(store.redis) == [second]
 
 
 def test_an_orphan_is_requeued_once_and_only_while_it_is_listed(client, store) -> None:  # type: ignore[no-untyped-def]
@@ -87,7 +84,7 @@ def test_an_orphan_is_requeued_once_and_only_while_it_is_listed(client, store) -
 
     assert store.requeue_one(delivery_id, WORKER) is True
     assert store.requeue_one(delivery_id, WORKER) is False  # its thread finished meanwhile
-    assert queued(store) == [delivery_id]
+    assert queued_ids(store.redis) == [delivery_id]
     assert store.processing(WORKER) == []
 
 
@@ -107,8 +104,8 @@ def test_reclaim_skips_what_something_else_will_run(client, store) -> None:  # t
     store.redis.sadd(store.key("workers"), WORKER)
 
     assert store.requeue_processing(WORKER) == 2
-    assert sorted(queued(store)) == sorted([lost, parked_first, requeued])
-    assert queued(store).count(requeued) == 1
+    assert sorted(queued_ids(store.redis)) == sorted([lost, parked_first, requeued])
+    assert queued_ids(store.redis).count(requeued) == 1
 
 
 def test_two_replays_of_one_dead_letter_at_once_queue_it_once(client, store, redis_server) -> None:  # type: ignore[no-untyped-def]
@@ -122,7 +119,7 @@ def test_two_replays_of_one_dead_letter_at_once_queue_it_once(client, store, red
         store._replay(pipe, delivery)
 
     assert store._if_still_dead(delivery_id, replay_while_a_rival_replays) is False
-    assert queued(store) == [delivery_id]
+    assert queued_ids(store.redis) == [delivery_id]
     chains = store.load(delivery_id).contact_keys
     assert all(store.redis.lrange(c, 0, -1).count(delivery_id.encode()) == 1 for c in chains)
     assert store.purge(delivery_id) is False  # no longer dead: a purge leaves it alone
