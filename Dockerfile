@@ -13,4 +13,4 @@ USER dmrelay
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
   CMD ["dmrelay", "healthcheck"]
-CMD ["sh", "-c", "exec gunicorn --config python:relay.gunicorn_conf 'relay.app:create_app()'"]
+CMD ["dmrelay", "web"]

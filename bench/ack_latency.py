@@ -20,7 +20,7 @@ from pathlib import Path
 import requests
 
 from bench.harness import percentile_ms
-from relay.localredis import free_port, start_local_redis
+from relay.devtools.localredis import free_port, start_local_redis
 
 Call = Callable[[requests.Session, str, int], float]
 
@@ -62,9 +62,8 @@ def _start_web(redis_url: str, port: int) -> subprocess.Popen:
         "DMTRACKER_BASE_URL": "http://127.0.0.1:9/api/v1",
         "WEB_CONCURRENCY": "2",
     }
-    command = [sys.executable, "-m", "gunicorn", "-c", "python:relay.gunicorn_conf"]
     return subprocess.Popen(
-        [*command, "relay.app:create_app()"],
+        [sys.executable, "-m", "relay", "web"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

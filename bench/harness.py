@@ -30,11 +30,11 @@ import requests
 from flask.testing import FlaskClient
 from rq.registry import FailedJobRegistry
 
-from relay.app import create_app
-from relay.delivery import Delivery
-from relay.localredis import LocalRedis, free_port, start_local_redis
-from relay.settings import Org, Settings
-from relay.store import Store, queue_name
+from relay.config import Org, Settings
+from relay.core.delivery import Delivery
+from relay.devtools.localredis import LocalRedis, free_port, start_local_redis
+from relay.storage.store import Store, queue_name
+from relay.web.app import create_app
 
 ORG_A = Org("aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa", "bench-token-a-0123456789", "Bench A")
 ORG_B = Org("bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb", "bench-token-b-0123456789", "Bench B")

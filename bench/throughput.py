@@ -54,8 +54,8 @@ from bench.harness import (
     username_of,
     wait_until,
 )
-from relay.delivery import DEAD, DELIVERED
-from relay.settings import Org
+from relay.config import Org
+from relay.core.delivery import DEAD, DELIVERED
 
 THROUGHPUT_LATENCY_MS = 200
 FAIRNESS_LATENCY_MS = 50

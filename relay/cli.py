@@ -14,16 +14,16 @@ from typing import TypeVar
 
 from marshmallow import ValidationError
 
-from relay import deadletters
-from relay.admin import tokens
-from relay.admin.filters import to_epoch
-from relay.admin.queries import DeliveryQuery, dead_letters
-from relay.endpoints import ENDPOINTS
-from relay.errors import ConfigError
+from relay.config import Settings, load_orgs, load_settings, read_secret_key
+from relay.core.endpoints import ENDPOINTS
+from relay.core.errors import ConfigError
+from relay.core.schemas import to_manychat_id, to_username
 from relay.logs import configure_logging
-from relay.schemas import to_manychat_id, to_username
-from relay.settings import Settings, load_orgs, load_settings, read_secret_key
-from relay.store import Store, connect
+from relay.storage import deadletters
+from relay.storage.queries import DeliveryQuery, dead_letters
+from relay.storage.store import Store, connect
+from relay.web.admin import tokens
+from relay.web.admin.filters import to_epoch
 
 HEALTHY_BEAT_SECONDS = 60
 T = TypeVar("T")
@@ -109,14 +109,13 @@ def _checked(convert: Callable[[object], T]) -> Callable[[str], T]:
 
 def _web(args: argparse.Namespace) -> int:
     load_settings()  # fail here with one clear line rather than inside gunicorn
-    app = "relay.app:create_app()"
-    os.execvp(  # noqa: S606 - replace this process with gunicorn, no shell
-        "gunicorn", ["gunicorn", "--config", "python:relay.gunicorn_conf", app]
-    )
+    # The one place that spells out gunicorn: the Procfile, the Dockerfile and devrun call this.
+    command = [sys.executable, "-m", "gunicorn", "--config", "python:relay.gunicorn_conf"]
+    os.execv(sys.executable, [*command, "relay.web.app:create_app()"])  # noqa: S606 - no shell
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from workers.runtime import run_worker
+    from workers.bootstrap import run_worker
 
     settings = load_settings()
     configure_logging()  # only long-running commands log; the others print their results
@@ -125,7 +124,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _sandbox(args: argparse.Namespace) -> int:
-    from relay.sandbox import SandboxOrg, serve
+    from relay.devtools.sandbox import SandboxOrg, serve
 
     # The sandbox needs only the organizations: no Redis, no secret.
     orgs = [SandboxOrg(org.id, org.token) for org in load_orgs(os.environ)]
@@ -141,13 +140,13 @@ def _sandbox(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from relay.devrun import run_local
+    from relay.devtools.devrun import run_local
 
     return run_local(args.port)
 
 
 def _health(args: argparse.Namespace) -> int:
-    from workers.runtime import ALIVE_FILE
+    from workers.bootstrap import ALIVE_FILE
 
     url = f"http://127.0.0.1:{os.environ.get('PORT', '8000')}/healthz"
     try:
@@ -160,7 +159,7 @@ def _health(args: argparse.Namespace) -> int:
 
 
 def _schedule(args: argparse.Namespace) -> int:
-    from workers.policy import Backoff, schedule_table
+    from relay.core.policy import Backoff, schedule_table
 
     settings = load_settings()
     backoff = Backoff(settings.backoff_base_seconds, settings.backoff_cap_seconds)

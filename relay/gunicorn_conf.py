@@ -20,9 +20,9 @@ errorlog = "-"
 
 def on_starting(server: object) -> None:
     """Stop with one clear line when the configuration is wrong."""
-    from relay.errors import ConfigError
+    from relay.config import load_settings
+    from relay.core.errors import ConfigError
     from relay.logs import configure_logging
-    from relay.settings import load_settings
 
     configure_logging()
     try:

@@ -6,8 +6,8 @@ import functools
 from collections.abc import Iterable
 from typing import Any
 
-from relay.errors import ConfigError
-from relay.redact import REDACTED
+from relay.core.errors import ConfigError
+from relay.core.redact import REDACTED
 
 
 def init_sentry(dsn: str | None, component: str, secrets: Iterable[str]) -> bool:

@@ -13,12 +13,12 @@ import redis
 import requests
 from werkzeug.serving import make_server
 
-from relay.app import create_app
-from relay.localredis import LocalRedis, free_port, start_local_redis
-from relay.sandbox import SandboxOrg, SandboxServer, create_sandbox_app
-from relay.settings import Org, Settings
-from relay.store import Store
-from workers.runtime import build_worker
+from relay.config import Org, Settings
+from relay.devtools.localredis import LocalRedis, free_port, start_local_redis
+from relay.devtools.sandbox import SandboxOrg, SandboxServer, create_sandbox_app
+from relay.storage.store import Store
+from relay.web.app import create_app
+from workers.bootstrap import build_worker
 
 ORG_A = Org("11111111-1111-4111-8111-111111111111", "token-a-0123456789", "Page A")
 ORG_B = Org("22222222-2222-4222-8222-222222222222", "token-b-0123456789", "Page B")

@@ -2,39 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
 
-from relay.auth import TOKEN_HEADER
-from relay.endpoints import Endpoint
-
-
-@dataclass(frozen=True)
-class Reply:
-    """What DmTracker answered, or why it could not be reached."""
-
-    status: int | None
-    body: str
-    latency_ms: float
-    headers: dict[str, str] = field(default_factory=dict)
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        """Return True for a 2xx answer."""
-        return self.status is not None and 200 <= self.status < 300
-
-    def json(self) -> Any:
-        """Return the body parsed as JSON, or None."""
-        try:
-            return json.loads(self.body)
-        except ValueError:
-            return None
+from relay.core.endpoints import TOKEN_HEADER, Endpoint
+from relay.core.reply import Reply
 
 
 class DmTrackerClient:

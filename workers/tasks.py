@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import functools
 
-from relay.settings import load_settings
-from workers.deliver import Deliverer
-from workers.runtime import build_deliverer
+from relay.config import load_settings
+from workers.bootstrap import build_deliverer
+from workers.deliverer import Deliverer
 
 
 @functools.cache

@@ -13,7 +13,7 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from relay.admin import tokens
+from relay.web.admin import tokens
 from tests.conftest import ORG_A, SECRET
 from tests.helpers import DEFAULT_REPLY, headers
 

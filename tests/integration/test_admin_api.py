@@ -13,10 +13,11 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from relay.admin import api, queries, tokens
-from relay.delivery import DEAD, DELIVERED, RETRYING, Delivery
-from relay.settings import Org, Settings
-from relay.store import Store
+from relay.config import Org, Settings
+from relay.core.delivery import DEAD, DELIVERED, RETRYING, Delivery
+from relay.storage import queries
+from relay.storage.store import Store
+from relay.web.admin import api, tokens
 from tests.conftest import ORG_A, ORG_B, SECRET, Sandbox, with_settings
 from tests.helpers import DEFAULT_REPLY, headers, wait_until
 

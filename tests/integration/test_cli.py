@@ -7,7 +7,7 @@ import json
 import pytest
 
 from relay import cli
-from relay.delivery import DEAD, DELIVERED
+from relay.core.delivery import DEAD, DELIVERED
 from tests.conftest import ORG_A, ORG_B, SECRET
 from tests.helpers import DEFAULT_REPLY, headers, wait_until
 
@@ -82,10 +82,10 @@ def test_schedule_prints_the_retry_table(env, capsys) -> None:  # type: ignore[n
 
 
 def test_healthcheck_sees_web_or_worker(monkeypatch, relay_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from workers import runtime
+    from workers import bootstrap
 
     alive = tmp_path / "alive"
-    monkeypatch.setattr(runtime, "ALIVE_FILE", alive)
+    monkeypatch.setattr(bootstrap, "ALIVE_FILE", alive)
     monkeypatch.setenv("PORT", relay_url.rsplit(":", 1)[1])
     assert cli.main(["healthcheck"]) == 0
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from relay.delivery import DELIVERED
+from relay.core.delivery import DELIVERED
 from tests.conftest import ORG_A, ORG_B, SECRET
 from tests.helpers import DEFAULT_REPLY, headers, wait_until
 
@@ -121,9 +121,9 @@ def test_sigkill_is_recovered_by_another_worker_within_bounds(  # type: ignore[n
 def test_worker_reconnects_after_redis_restarts(settings, sandbox, tmp_path) -> None:  # type: ignore[no-untyped-def]
     import redis
 
-    from relay.app import create_app
-    from relay.localredis import start_local_redis
-    from relay.store import Store
+    from relay.devtools.localredis import start_local_redis
+    from relay.storage.store import Store
+    from relay.web.app import create_app
     from tests.conftest import RunningWorker, with_settings
 
     server = start_local_redis(tmp_path / "redis", persist=True)

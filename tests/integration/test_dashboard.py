@@ -11,9 +11,10 @@ import jwt
 import pytest
 from flask.testing import FlaskClient
 
-from relay.admin import queries, tokens
-from relay.delivery import DEAD, QUEUED, Attempt, Delivery
-from relay.store import Store, fingerprint
+from relay.core.delivery import DEAD, QUEUED, Attempt, Delivery
+from relay.storage import queries
+from relay.storage.store import Store, fingerprint
+from relay.web.admin import tokens
 from tests.conftest import ORG_A, ORG_B, SECRET
 from tests.helpers import DEFAULT_REPLY, headers, wait_until
 

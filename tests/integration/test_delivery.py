@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from relay.delivery import DEAD, DELIVERED, RETRYING
+from relay.core.delivery import DEAD, DELIVERED, RETRYING
 from tests.conftest import ORG_A, ORG_B, with_settings
 from tests.helpers import DEFAULT_REPLY, headers, wait_until
 

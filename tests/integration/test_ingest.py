@@ -9,7 +9,7 @@ import zlib
 import pytest
 import redis
 
-from relay.delivery import Delivery
+from relay.core.delivery import Delivery
 from tests.conftest import ORG_A, ORG_B
 from tests.helpers import DEFAULT_REPLY, headers
 
@@ -327,7 +327,7 @@ def test_a_delivery_finished_twice_frees_one_place_in_the_depth_limit(client, st
 
 def test_redis_down_answers_503_not_500(settings) -> None:  # type: ignore[no-untyped-def]
 
-    from relay.app import create_app
+    from relay.web.app import create_app
     from tests.conftest import with_settings
 
     app = create_app(with_settings(settings, redis_url="redis://127.0.0.1:1/0"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 
-from workers.ratelimit import RateLimiter
+from relay.storage.ratelimit import RateLimiter
 
 ORG = "11111111-1111-4111-8111-111111111111"
 OTHER = "22222222-2222-4222-8222-222222222222"

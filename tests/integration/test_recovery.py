@@ -6,12 +6,12 @@ import time
 
 import redis
 
-from relay.delivery import DEAD, DELIVERED
-from relay.store import Store
+from relay.core.delivery import DEAD, DELIVERED
+from relay.storage.store import Store
 from tests.conftest import ORG_A
 from tests.helpers import DEFAULT_REPLY, headers, wait_until
 from tests.integration.test_ingest import queued_ids
-from workers.pool import INDEX_GRACE_SECONDS
+from workers.process import INDEX_GRACE_SECONDS
 
 URL = "/api/v1/contact/default-reply"
 WORKER = "gone-worker"

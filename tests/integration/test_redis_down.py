@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from flask.testing import FlaskClient
 
-from relay.admin import tokens
-from relay.app import create_app
-from relay.settings import Settings
+from relay.config import Settings
+from relay.web.admin import tokens
+from relay.web.app import create_app
 from tests.conftest import ORG_A, SECRET, with_settings
 from tests.helpers import headers
 from tests.integration.test_dashboard import sign_in

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from relay.app import create_app
-from relay.localredis import free_port, redis_server_binary
-from relay.settings import Settings
-from relay.store import connect
+from relay.config import Settings
+from relay.devtools.localredis import free_port, redis_server_binary
+from relay.storage.store import connect
+from relay.web.app import create_app
 from tests.conftest import ORG_A, RunningWorker, with_settings
 from tests.helpers import DEFAULT_REPLY, headers, wait_until
 

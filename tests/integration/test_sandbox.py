@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from relay.sandbox import SandboxOrg, SandboxServer, create_sandbox_app, print_request_line
+from relay.devtools.sandbox import SandboxOrg, SandboxServer, create_sandbox_app, print_request_line
 
 ORG = SandboxOrg("11111111-1111-4111-8111-111111111111", "sandbox-token-one")
 OTHER = SandboxOrg("22222222-2222-4222-8222-222222222222", "sandbox-token-two")

@@ -17,8 +17,8 @@ from tests.helpers import DEFAULT_REPLY
 
 SCRIPT = """
 import sys
-from relay.app import create_app
-from relay.settings import load_settings
+from relay.web.app import create_app
+from relay.config import load_settings
 
 app = create_app(load_settings())
 def broken(*args, **kwargs):

@@ -6,10 +6,10 @@ import json
 import logging
 import re
 
-from relay.admin import tokens
-from relay.app import create_app
-from relay.delivery import DELIVERED
+from relay.core.delivery import DELIVERED
 from relay.logs import JsonFormatter
+from relay.web.admin import tokens
+from relay.web.app import create_app
 from tests.conftest import ORG_A, SECRET, with_settings
 from tests.helpers import DEFAULT_REPLY, headers, wait_until
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from relay import defaults
-from relay.delivery import Attempt, Delivery
+from relay.core import defaults
+from relay.core.delivery import Attempt, Delivery
 
 
 def test_the_attempt_log_keeps_the_first_and_the_latest_attempts() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from relay.placeholders import is_blank, is_placeholder
+from relay.core.placeholders import is_blank, is_placeholder
 
 
 @pytest.mark.parametrize(

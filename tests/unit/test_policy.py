@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from workers import policy
-from workers.dmtracker import Reply
+from relay.core import policy
+from relay.core.reply import Reply
 
 
 def reply(status: int | None, body: str = "", headers: dict[str, str] | None = None) -> Reply:
@@ -59,7 +59,7 @@ def test_backoff_has_full_jitter_within_the_ceiling() -> None:
 
 
 def test_default_schedule_spans_about_a_day() -> None:
-    from relay import defaults
+    from relay.core import defaults
 
     table = policy.schedule_table(
         defaults.MAX_ATTEMPTS,

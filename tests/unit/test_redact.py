@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from relay.redact import REDACTED, redact, redact_json, truncate_utf8
+from relay.core.redact import REDACTED, redact, redact_json, truncate_utf8
 
 
 def test_known_secret_is_removed_anywhere() -> None:

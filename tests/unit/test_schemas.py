@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from relay.endpoints import ENDPOINTS
-from relay.errors import FieldError
-from relay.schemas import SCHEMAS, Validated, validate
+from relay.core.endpoints import ENDPOINTS
+from relay.core.errors import FieldError
+from relay.core.schemas import SCHEMAS, Validated, validate
 
 ORG = "11111111-1111-4111-8111-111111111111"
 CONTACT = "a1b2c3d4-0000-4000-8000-00000000abcd"

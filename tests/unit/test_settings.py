@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from relay.errors import ConfigError
-from relay.settings import load_settings
+from relay.config import load_settings
+from relay.core.errors import ConfigError
 
 ORG = {"id": "11111111-1111-4111-8111-111111111111", "token": "tok-123", "page_name": "P"}
 BASE = {

@@ -10,8 +10,8 @@ import jwt
 import pytest
 
 from relay import cli
-from relay.admin import tokens
-from relay.errors import Forbidden, Unauthorized
+from relay.core.errors import Forbidden, Unauthorized
+from relay.web.admin import tokens
 
 SECRET = "unit-secret-" + "0123456789abcdef" * 4  # long enough for HS512 too
 

@@ -13,9 +13,9 @@ from redis.retry import Retry
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from relay import defaults
-from relay.delivery import DEAD, Delivery
-from relay.errors import ServiceUnavailable
+from relay.core import defaults
+from relay.core.delivery import DEAD, Delivery
+from relay.core.errors import ServiceUnavailable
 
 TASK = "workers.tasks.deliver"
 LATENCY_SAMPLES = 1000

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from relay import defaults
+from relay.core import defaults
 
 # Delivery states, in the order a delivery usually passes through them.
 QUEUED = "queued"

@@ -27,14 +27,14 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from relay import deadletters
-from relay.admin import queries, tokens
-from relay.admin.filters import BULK_FILTERS, LIST_FILTERS, read_filters
-from relay.context import current_settings, current_store
-from relay.delivery import DEAD, Delivery
-from relay.errors import BadRequest, NotFound, TooManyRequests, Unauthorized
-from relay.ingest import read_json_body
-from relay.store import Store
+from relay.core.delivery import DEAD, Delivery
+from relay.core.errors import BadRequest, NotFound, TooManyRequests, Unauthorized
+from relay.storage import deadletters, queries
+from relay.storage.store import Store
+from relay.web.admin import tokens
+from relay.web.admin.filters import BULK_FILTERS, LIST_FILTERS, read_filters
+from relay.web.context import current_settings, current_store
+from relay.web.ingest import read_json_body
 
 log = logging.getLogger("dmrelay.admin")
 bp = Blueprint("admin_api", __name__, url_prefix="/api/v1/admin")

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from relay import defaults
+from relay.core import defaults
 
 # Names of fields and headers that look like credentials; their values are masked.
 _CREDENTIAL_NAMES = r"x-org-auth-token|authorization|token|secret|password|api[_-]?key"

@@ -11,8 +11,8 @@ from typing import Any, ClassVar
 from marshmallow import INCLUDE, Schema, ValidationError, fields, pre_load, validates_schema
 from marshmallow.validate import Email
 
-from relay.errors import FieldError
-from relay.placeholders import is_blank, is_placeholder
+from relay.core.errors import FieldError
+from relay.core.placeholders import is_blank, is_placeholder
 
 REQUIRED = "is required."
 PLACEHOLDER = "is an unrendered ManyChat placeholder."

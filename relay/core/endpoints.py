@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+TOKEN_HEADER = "x-org-auth-token"  # noqa: S105 - a header name, not a secret
+
 
 @dataclass(frozen=True)
 class Endpoint:

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from relay import defaults
-from relay.endpoints import ENDPOINTS
-from relay.errors import ConfigError
+from relay.core import defaults
+from relay.core.endpoints import ENDPOINTS
+from relay.core.errors import ConfigError
 
 MIN_SECRET_CHARS = 32  # HS256 wants a key of at least 256 bits
 

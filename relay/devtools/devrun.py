@@ -14,8 +14,8 @@ from pathlib import Path
 
 import requests
 
-from relay.admin import tokens
-from relay.localredis import LocalRedis, free_port, start_local_redis
+from relay.devtools.localredis import LocalRedis, free_port, start_local_redis
+from relay.web.admin import tokens
 
 STATE_DIR = Path(".dmrelay")
 
@@ -30,12 +30,7 @@ def run_local(port: int) -> int:
         if not env.get("DMTRACKER_BASE_URL"):
             children.append(_start_sandbox(env))
         env["PORT"] = str(port)
-        children.append(
-            _spawn(
-                ["-m", "gunicorn", "-c", "python:relay.gunicorn_conf", "relay.app:create_app()"],
-                env,
-            )
-        )
+        children.append(_spawn(["-m", "relay", "web"], env))
         children.append(_spawn(["-m", "relay", "worker"], env))
         _wait_http(f"http://127.0.0.1:{port}/readyz", children)
         _print_banner(env, port, demo)

@@ -8,7 +8,7 @@ from typing import Any
 
 import jwt
 
-from relay.errors import Forbidden, Unauthorized
+from relay.core.errors import Forbidden, Unauthorized
 
 READ = "relay:read"
 ADMIN = "relay:admin"

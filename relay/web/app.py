@@ -10,16 +10,17 @@ import uuid
 import redis
 from flask import Flask, Response, g, request
 
-from relay import defaults, ingest, ops
-from relay.admin import api as admin_api
-from relay.admin import dashboard
-from relay.context import current_metrics
-from relay.error_handlers import register_error_handlers
-from relay.metrics import Metrics
+from relay.config import Settings, load_settings
+from relay.core import defaults
 from relay.sentry import init_sentry
-from relay.settings import Settings, load_settings
-from relay.status import bp as delivery_status_bp
-from relay.store import Store, connect
+from relay.storage.metrics import Metrics
+from relay.storage.store import Store, connect
+from relay.web import ingest, ops
+from relay.web.admin import api as admin_api
+from relay.web.context import current_metrics
+from relay.web.dashboard import views as dashboard
+from relay.web.error_handlers import register_error_handlers
+from relay.web.status import bp as delivery_status_bp
 
 log = logging.getLogger("dmrelay.web")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")

@@ -8,16 +8,16 @@ import time
 
 import redis
 
-from relay import defaults
-from relay.delivery import DEAD, DELIVERED, RETRYING, Attempt, Delivery
-from relay.endpoints import ENDPOINTS
-from relay.metrics import Metrics
-from relay.redact import redact
-from relay.settings import Settings
-from relay.store import Store
-from workers import policy
-from workers.dmtracker import DmTrackerClient, Reply
-from workers.ratelimit import RateLimiter
+from relay.config import Settings
+from relay.core import defaults, policy
+from relay.core.delivery import DEAD, DELIVERED, RETRYING, Attempt, Delivery
+from relay.core.endpoints import ENDPOINTS
+from relay.core.redact import redact
+from relay.core.reply import Reply
+from relay.storage.metrics import Metrics
+from relay.storage.ratelimit import RateLimiter
+from relay.storage.store import Store
+from workers.dmtracker import DmTrackerClient
 
 log = logging.getLogger("dmrelay.delivery")
 

@@ -16,8 +16,8 @@ from types import FrameType
 
 import redis
 
-from relay import defaults
-from workers.deliver import Deliverer
+from relay.core import defaults
+from workers.deliverer import Deliverer
 
 log = logging.getLogger("dmrelay.worker")
 IDLE_SLEEP_SECONDS = 0.05

@@ -13,11 +13,11 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from relay.auth import TOKEN_HEADER, organization_for_token
-from relay.context import current_settings, current_store
-from relay.delivery import DEAD, RETRYING, Attempt, Delivery
-from relay.endpoints import ENDPOINTS
-from relay.errors import NotFound
+from relay.core.delivery import DEAD, RETRYING, Attempt, Delivery
+from relay.core.endpoints import ENDPOINTS, TOKEN_HEADER
+from relay.core.errors import NotFound
+from relay.web.auth import organization_for_token
+from relay.web.context import current_settings, current_store
 
 bp = Blueprint("delivery_status", __name__, url_prefix="/api/v1")
 

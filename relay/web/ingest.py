@@ -9,14 +9,15 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from relay import defaults
-from relay.auth import TOKEN_HEADER, organization_for_token
-from relay.context import current_metrics, current_settings, current_store
-from relay.delivery import Delivery
-from relay.errors import BadRequest, FieldError, Forbidden, UnsupportedMediaType
-from relay.schemas import to_timestamp, validate
-from relay.settings import Org, Settings
-from relay.store import fingerprint
+from relay.config import Org, Settings
+from relay.core import defaults
+from relay.core.delivery import Delivery
+from relay.core.endpoints import TOKEN_HEADER
+from relay.core.errors import BadRequest, FieldError, Forbidden, UnsupportedMediaType
+from relay.core.schemas import to_timestamp, validate
+from relay.storage.store import fingerprint
+from relay.web.auth import organization_for_token
+from relay.web.context import current_metrics, current_settings, current_store
 
 bp = Blueprint("ingest", __name__, url_prefix="/api/v1")
 

@@ -9,11 +9,18 @@ from typing import Any
 
 from marshmallow import ValidationError
 
-from relay.admin import queries
-from relay.delivery import STATES
-from relay.endpoints import ENDPOINTS
-from relay.errors import BadRequest
-from relay.schemas import choice, to_manychat_id, to_natural, to_timestamp, to_username, to_uuid
+from relay.core.delivery import STATES
+from relay.core.endpoints import ENDPOINTS
+from relay.core.errors import BadRequest
+from relay.core.schemas import (
+    choice,
+    to_manychat_id,
+    to_natural,
+    to_timestamp,
+    to_username,
+    to_uuid,
+)
+from relay.storage import queries
 
 _EPOCH_SECONDS = re.compile(r"[0-9]{1,12}(\.[0-9]+)?")
 

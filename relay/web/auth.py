@@ -5,10 +5,8 @@ from __future__ import annotations
 import hmac
 from collections.abc import Iterable
 
-from relay.errors import Unauthorized
-from relay.settings import Org
-
-TOKEN_HEADER = "x-org-auth-token"  # noqa: S105 - a header name, not a secret
+from relay.config import Org
+from relay.core.errors import Unauthorized
 
 
 def organization_for_token(token: str | None, orgs: Iterable[Org]) -> Org:

@@ -6,8 +6,8 @@ import email.utils
 import random
 from dataclasses import dataclass
 
-from relay import defaults
-from workers.dmtracker import Reply
+from relay.core import defaults
+from relay.core.reply import Reply
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 NOT_FOUND_MAY_BE_EARLY = frozenset({"update-tags", "contact-status"})

@@ -34,17 +34,18 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as Redirect
 
-from relay import deadletters, defaults
-from relay.admin import queries, tokens
-from relay.admin.filters import LIST_FILTERS, read_filters
-from relay.context import current_settings, current_store
-from relay.delivery import STATES, Delivery
-from relay.endpoints import ENDPOINTS
-from relay.error_handlers import redis_unavailable
-from relay.errors import BadRequest, HttpError, NotFound
-from relay.redact import redact
-from relay.settings import Settings
-from workers.policy import Backoff, schedule_table
+from relay.config import Settings
+from relay.core import defaults
+from relay.core.delivery import STATES, Delivery
+from relay.core.endpoints import ENDPOINTS
+from relay.core.errors import BadRequest, HttpError, NotFound
+from relay.core.policy import Backoff, schedule_table
+from relay.core.redact import redact
+from relay.storage import deadletters, queries
+from relay.web.admin import tokens
+from relay.web.admin.filters import LIST_FILTERS, read_filters
+from relay.web.context import current_settings, current_store
+from relay.web.error_handlers import redis_unavailable
 
 PAGE_NUMBER = re.compile(r"[0-9]{1,6}")
 
@@ -52,8 +53,8 @@ bp = Blueprint(
     "dashboard",
     __name__,
     url_prefix="/dashboard",
-    template_folder="../templates",
-    static_folder="../static/dashboard",
+    template_folder="templates",
+    static_folder="static",
     static_url_path="/static",
 )
 

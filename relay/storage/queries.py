@@ -8,10 +8,10 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from relay.delivery import DEAD, Delivery
-from relay.redact import redact_json
-from relay.settings import Settings
-from relay.store import Store
+from relay.config import Settings
+from relay.core.delivery import DEAD, Delivery
+from relay.core.redact import redact_json
+from relay.storage.store import Store
 
 SCAN_LIMIT = 50_000  # newest deliveries a search looks through
 WINDOWS_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}

@@ -9,7 +9,7 @@ import redis
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from relay.errors import HttpError, ServiceUnavailable
+from relay.core.errors import HttpError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 ADMIN_PREFIX = "/api/v1/admin"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from relay.admin.queries import DeliveryQuery, dead_letters
-from relay.store import Store
+from relay.storage.queries import DeliveryQuery, dead_letters
+from relay.storage.store import Store
 
 
 def replay(store: Store, ids: Iterable[str]) -> list[str]:

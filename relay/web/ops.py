@@ -7,11 +7,11 @@ import hmac
 from flask import Blueprint, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from relay import metrics
-from relay.admin import tokens
-from relay.context import current_settings, current_store
-from relay.errors import Unauthorized
-from relay.settings import Settings
+from relay.config import Settings
+from relay.core.errors import Unauthorized
+from relay.storage import metrics
+from relay.web.admin import tokens
+from relay.web.context import current_settings, current_store
 
 bp = Blueprint("ops", __name__)
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import redis
 
+from relay.config import Settings
 from relay.sentry import init_sentry
-from relay.settings import Settings
-from relay.store import Store, connect
-from workers.deliver import Deliverer
+from relay.storage.ratelimit import RateLimiter
+from relay.storage.store import Store, connect
+from workers.deliverer import Deliverer
 from workers.dmtracker import DmTrackerClient
-from workers.pool import WorkerProcess
-from workers.ratelimit import RateLimiter
+from workers.process import WorkerProcess
 
 ALIVE_FILE = Path(tempfile.gettempdir()) / "dmrelay-worker.alive"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import current_app
 
-from relay.metrics import Metrics
-from relay.settings import Settings
-from relay.store import Store
+from relay.config import Settings
+from relay.storage.metrics import Metrics
+from relay.storage.store import Store
 
 
 def current_settings() -> Settings:
