@@ -20,8 +20,9 @@ from relay.core.errors import ConfigError
 from relay.core.schemas import to_manychat_id, to_username
 from relay.logs import configure_logging
 from relay.storage import deadletters
+from relay.storage.connection import connect
 from relay.storage.queries import DeliveryQuery, dead_letters
-from relay.storage.store import Store, connect
+from relay.storage.store import Store
 from relay.web.admin import tokens
 from relay.web.admin.filters import to_epoch
 

@@ -60,9 +60,124 @@ class Settings:
         return next((org for org in self.orgs if org.id == org_id), None)
 
 
+@dataclass(frozen=True)
+class Number:
+    """One numeric environment variable: the Settings field it fills, its default and bound."""
+
+    env: str
+    field: str
+    kind: type[int] | type[float]
+    default: float
+    minimum: float = 0
+    strict: bool = False  # the value must be above the minimum, not equal to it
+
+    def read(self, env: Mapping[str, str]) -> float:
+        """Return the variable's value, or its default when unset; raise ConfigError if bad."""
+        raw = env.get(self.env, "").strip()
+        if not raw:
+            return self.default
+        try:
+            value = self.kind(raw)
+        except ValueError:
+            noun = "a whole number" if self.kind is int else "a number"
+            raise ConfigError(self.env, f"must be {noun}, got {raw!r}") from None
+        if value < self.minimum or (self.strict and value == self.minimum):
+            relation = "greater than" if self.strict else "at least"
+            raise ConfigError(self.env, f"must be {relation} {self.kind(self.minimum)}")
+        return value
+
+
+# Every numeric setting, once: name, field, type, default and bound. The README's
+# configuration table is checked against this table and VARIABLES by a test.
+NUMBERS = (
+    Number(
+        "DMRELAY_DEDUP_WINDOW_SECONDS", "dedup_window_seconds", int, defaults.DEDUP_WINDOW_SECONDS
+    ),
+    Number(
+        "DMRELAY_MAX_PENDING_DELIVERIES",
+        "max_pending_deliveries",
+        int,
+        defaults.MAX_PENDING_DELIVERIES,
+    ),
+    Number("DMRELAY_MAX_ATTEMPTS", "max_attempts", int, defaults.MAX_ATTEMPTS, 1),
+    Number(
+        "DMRELAY_BACKOFF_BASE_SECONDS",
+        "backoff_base_seconds",
+        float,
+        defaults.BACKOFF_BASE_SECONDS,
+        strict=True,
+    ),
+    Number(
+        "DMRELAY_BACKOFF_CAP_SECONDS",
+        "backoff_cap_seconds",
+        float,
+        defaults.BACKOFF_CAP_SECONDS,
+        strict=True,
+    ),
+    Number(
+        "DMRELAY_HTTP_CONNECT_TIMEOUT_SECONDS",
+        "http_connect_timeout_seconds",
+        float,
+        defaults.HTTP_CONNECT_TIMEOUT_SECONDS,
+        strict=True,
+    ),
+    Number(
+        "DMRELAY_HTTP_READ_TIMEOUT_SECONDS",
+        "http_read_timeout_seconds",
+        float,
+        defaults.HTTP_READ_TIMEOUT_SECONDS,
+        strict=True,
+    ),
+    Number("DMRELAY_WORKER_CONCURRENCY", "worker_concurrency", int, defaults.WORKER_CONCURRENCY, 1),
+    Number(
+        "DMRELAY_WORKER_HEARTBEAT_TTL_SECONDS",
+        "worker_heartbeat_ttl_seconds",
+        int,
+        defaults.WORKER_HEARTBEAT_TTL_SECONDS,
+        3,
+    ),
+    Number(
+        "DMRELAY_WORKER_SHUTDOWN_GRACE_SECONDS",
+        "worker_shutdown_grace_seconds",
+        float,
+        defaults.WORKER_SHUTDOWN_GRACE_SECONDS,
+        strict=True,
+    ),
+    Number(
+        "DMRELAY_DELIVERED_RETENTION_SECONDS",
+        "delivered_retention_seconds",
+        int,
+        defaults.DELIVERED_RETENTION_SECONDS,
+    ),
+    Number(
+        "DMRELAY_DEAD_LETTER_RETENTION_SECONDS",
+        "dead_letter_retention_seconds",
+        int,
+        defaults.DEAD_LETTER_RETENTION_SECONDS,
+    ),
+)
+
+# Every variable the relay reads: the numbers above and those with readers of their own.
+VARIABLES = (
+    "PORT",
+    "WEB_CONCURRENCY",
+    "DMRELAY_WEB_THREADS",
+    "REDIS_URL",
+    "DMTRACKER_BASE_URL",
+    "DMRELAY_ORGS",
+    "DMRELAY_ORGS_FILE",
+    "DMRELAY_SECRET_KEY",
+    "DMRELAY_METRICS_TOKEN",
+    "SENTRY_DSN",
+    "DMRELAY_RATE_LIMITS",
+    *(number.env for number in NUMBERS),
+)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and check every variable; raise ConfigError naming the first bad one."""
     env = os.environ if env is None else env
+    numbers: dict[str, Any] = {number.field: number.read(env) for number in NUMBERS}
     return Settings(
         redis_url=_required(env, "REDIS_URL"),
         secret_key=read_secret_key(env),
@@ -70,44 +185,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         dmtracker_base_url=_url(env, "DMTRACKER_BASE_URL", defaults.DMTRACKER_BASE_URL),
         metrics_token=env.get("DMRELAY_METRICS_TOKEN") or None,
         sentry_dsn=env.get("SENTRY_DSN") or None,
-        dedup_window_seconds=_int(
-            env, "DMRELAY_DEDUP_WINDOW_SECONDS", defaults.DEDUP_WINDOW_SECONDS
-        ),
-        max_pending_deliveries=_int(
-            env, "DMRELAY_MAX_PENDING_DELIVERIES", defaults.MAX_PENDING_DELIVERIES
-        ),
-        max_attempts=_int(env, "DMRELAY_MAX_ATTEMPTS", defaults.MAX_ATTEMPTS, minimum=1),
-        backoff_base_seconds=_float(
-            env, "DMRELAY_BACKOFF_BASE_SECONDS", defaults.BACKOFF_BASE_SECONDS
-        ),
-        backoff_cap_seconds=_float(
-            env, "DMRELAY_BACKOFF_CAP_SECONDS", defaults.BACKOFF_CAP_SECONDS
-        ),
-        http_connect_timeout_seconds=_float(
-            env, "DMRELAY_HTTP_CONNECT_TIMEOUT_SECONDS", defaults.HTTP_CONNECT_TIMEOUT_SECONDS
-        ),
-        http_read_timeout_seconds=_float(
-            env, "DMRELAY_HTTP_READ_TIMEOUT_SECONDS", defaults.HTTP_READ_TIMEOUT_SECONDS
-        ),
         rate_limits_per_minute=_rate_limits(env),
-        worker_concurrency=_int(
-            env, "DMRELAY_WORKER_CONCURRENCY", defaults.WORKER_CONCURRENCY, minimum=1
-        ),
-        worker_heartbeat_ttl_seconds=_int(
-            env,
-            "DMRELAY_WORKER_HEARTBEAT_TTL_SECONDS",
-            defaults.WORKER_HEARTBEAT_TTL_SECONDS,
-            minimum=3,
-        ),
-        worker_shutdown_grace_seconds=_float(
-            env, "DMRELAY_WORKER_SHUTDOWN_GRACE_SECONDS", defaults.WORKER_SHUTDOWN_GRACE_SECONDS
-        ),
-        delivered_retention_seconds=_int(
-            env, "DMRELAY_DELIVERED_RETENTION_SECONDS", defaults.DELIVERED_RETENTION_SECONDS
-        ),
-        dead_letter_retention_seconds=_int(
-            env, "DMRELAY_DEAD_LETTER_RETENTION_SECONDS", defaults.DEAD_LETTER_RETENTION_SECONDS
-        ),
+        **numbers,
     )
 
 
@@ -132,32 +211,6 @@ def _url(env: Mapping[str, str], name: str, default: str) -> str:
     if not value.startswith(("http://", "https://")):
         raise ConfigError(name, "must be an http:// or https:// URL")
     return value.rstrip("/")
-
-
-def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(name, f"must be a whole number, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(name, f"must be at least {minimum}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(name, f"must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(name, "must be greater than 0")
-    return value
 
 
 def _rate_limits(env: Mapping[str, str]) -> dict[str, int]:

@@ -9,8 +9,9 @@ import redis
 
 from relay.config import Settings
 from relay.sentry import init_sentry
+from relay.storage.connection import connect
 from relay.storage.ratelimit import RateLimiter
-from relay.storage.store import Store, connect
+from relay.storage.store import Store
 from workers.deliverer import Deliverer
 from workers.dmtracker import DmTrackerClient
 from workers.process import WorkerProcess

@@ -8,8 +8,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import redis
-from redis.backoff import ExponentialWithJitterBackoff
-from redis.retry import Retry
 from rq import Queue
 from rq.serializers import JSONSerializer
 
@@ -641,18 +639,3 @@ def _text(value: bytes | str | object) -> str:
 def fingerprint(org_id: str, endpoint: str, body: str) -> str:
     """Return the dedup fingerprint of a normalized request."""
     return hashlib.sha256(f"{org_id}\n{endpoint}\n{body}".encode()).hexdigest()
-
-
-def connect(url: str) -> redis.Redis:
-    """Open a Redis client for a URL; rediss:// accepts Heroku's self-signed certificates."""
-    # Fail fast when Redis is down: ManyChat gives up after about 10 s, and a quick 503
-    # tells the caller more than a hung request. A brief blip is retried with jitter.
-    options: dict[str, object] = {
-        "health_check_interval": 30,
-        "socket_connect_timeout": 2,
-        "socket_timeout": 5,
-        "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=2),
-    }
-    if url.startswith("rediss://") and "ssl_cert_reqs" not in url:
-        options["ssl_cert_reqs"] = None
-    return redis.Redis.from_url(url, **options)

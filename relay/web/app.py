@@ -13,8 +13,9 @@ from flask import Flask, Response, g, request
 from relay.config import Settings, load_settings
 from relay.core import defaults
 from relay.sentry import init_sentry
+from relay.storage.connection import connect
 from relay.storage.metrics import Metrics
-from relay.storage.store import Store, connect
+from relay.storage.store import Store
 from relay.web import ingest, ops
 from relay.web.admin import api as admin_api
 from relay.web.context import current_metrics

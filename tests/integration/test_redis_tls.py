@@ -13,7 +13,7 @@ import redis
 
 from relay.config import Settings
 from relay.devtools.localredis import free_port, redis_server_binary
-from relay.storage.store import connect
+from relay.storage.connection import connect
 from relay.web.app import create_app
 from tests.conftest import ORG_A, RunningWorker, with_settings
 from tests.helpers import DEFAULT_REPLY, headers, wait_until

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from relay.config import load_settings
+from relay.config import NUMBERS, VARIABLES, load_settings
 from relay.core.errors import ConfigError
 
 ORG = {"id": "11111111-1111-4111-8111-111111111111", "token": "tok-123", "page_name": "P"}
@@ -97,3 +99,17 @@ def test_worker_start_up_fails_with_one_line_and_no_traceback() -> None:
         "dmrelay: configuration error: DMRELAY_ORGS: is not set (nor DMRELAY_ORGS_FILE)"
     )
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_readme_configuration_table_names_every_variable_and_no_other() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Configuration", 1)[1].split("\n\n", 2)[1]
+    first_cells = [line.split("|")[1] for line in table.splitlines()[2:]]
+    documented = {name for cell in first_cells for name in re.findall(r"`([A-Z_]+)`", cell)}
+    assert documented == set(VARIABLES)
+
+
+def test_every_number_has_its_default_when_unset() -> None:
+    settings = load_settings(BASE)
+    for number in NUMBERS:
+        assert getattr(settings, number.field) == number.default, number.env
