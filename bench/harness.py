@@ -33,7 +33,8 @@ from rq.registry import FailedJobRegistry
 from relay.config import Org, Settings
 from relay.core.delivery import Delivery
 from relay.devtools.localredis import LocalRedis, free_port, start_local_redis
-from relay.storage.store import Store, queue_name
+from relay.storage.keys import queue_name
+from relay.storage.store import Store
 from relay.web.app import create_app
 
 ORG_A = Org("aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa", "bench-token-a-0123456789", "Bench A")
@@ -189,11 +190,11 @@ class Stack:
 
     def pending(self) -> int:
         """Return the relay's count of accepted deliveries neither delivered nor dead."""
-        return self.store.pending_count()
+        return self.store.stats.pending_count()
 
     def workers_registered(self) -> int:
         """Return how many relay workers have sent a heartbeat."""
-        return int(self.connection.scard(self.store.key("workers")))
+        return int(self.connection.scard(self.store.keys.key("workers")))
 
     def rq_failed(self, org: Org) -> int:
         """Return how many jobs of the organization's queue RQ holds as failed."""
@@ -208,7 +209,7 @@ class Stack:
 
     def deliveries(self, ids: list[str]) -> dict[str, Delivery]:
         """Load the deliveries still stored, by id."""
-        return {d.id: d for d in self.store.iter_deliveries(ids)}
+        return {d.id: d for d in self.store.history.iter_deliveries(ids)}
 
 
 @contextmanager

@@ -456,11 +456,11 @@ def _ids_still_held(stack: Stack) -> set[str]:
     redis_ = stack.connection
     held: set[Any] = set()
     for org in stack.orgs:
-        held.update(redis_.lrange(stack.store.queue(org.id).key, 0, -1))
-        held.update(redis_.zrange(stack.store.scheduled_key(org.id), 0, -1))
-    for key in redis_.scan_iter(match=stack.store.key("processing", "*"), count=1000):
+        held.update(redis_.lrange(stack.store.keys.queue(org.id), 0, -1))
+        held.update(redis_.zrange(stack.store.keys.scheduled(org.id), 0, -1))
+    for key in redis_.scan_iter(match=stack.store.keys.key("processing", "*"), count=1000):
         held.update(redis_.lrange(key, 0, -1))
-    held.update(redis_.smembers(stack.store.key("parked")))
+    held.update(redis_.smembers(stack.store.keys.key("parked")))
     return {raw.decode() if isinstance(raw, bytes) else str(raw) for raw in held}
 
 

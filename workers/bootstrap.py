@@ -28,7 +28,7 @@ def build_deliverer(settings: Settings, connection: redis.Redis | None = None) -
         read_timeout_seconds=settings.http_read_timeout_seconds,
         pool_size=settings.worker_concurrency,
     )
-    return Deliverer(store, client, RateLimiter(store.redis, store.prefix), settings)
+    return Deliverer(store, client, RateLimiter(store.redis, store.keys), settings)
 
 
 def build_worker(

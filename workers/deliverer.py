@@ -47,11 +47,13 @@ class Deliverer:
 
     def process(self, delivery_id: str) -> str:
         """Take one delivery as far as it can go now; return what happened."""
-        delivery = self.store.load(delivery_id)
+        delivery = self.store.history.load(delivery_id)
         if delivery is None:
             return GONE
         if delivery.state in (DELIVERED, DEAD):
-            self.store.release_if_finished(delivery)  # frees a contact an old crash blocked
+            self.store.ordering.release_if_finished(
+                delivery
+            )  # frees a contact an old crash blocked
             return GONE
         try:
             outcome = self._advance(delivery)
@@ -70,7 +72,7 @@ class Deliverer:
 
     def _advance(self, delivery: Delivery) -> str:
         """Pass the order gate and the rate-limit gate, then call DmTracker."""
-        if not self.store.try_start(delivery):
+        if not self.store.ordering.try_start(delivery):
             return PARKED
         org = self.settings.org_by_id(delivery.org_id)
         if org is None:
@@ -96,7 +98,7 @@ class Deliverer:
                 "dmrelay_rate_limit_waits", organization=delivery.org_id, endpoint=delivery.endpoint
             )
             delivery.state = RETRYING if delivery.attempts else delivery.state
-            self.store.schedule(delivery, time.time() + wait)
+            self.store.schedule.put(delivery, time.time() + wait)
         return wait > 0
 
     def _settle(self, delivery: Delivery, reply: Reply) -> str:
@@ -117,7 +119,9 @@ class Deliverer:
     def _decide(self, delivery: Delivery, reply: Reply, verdict: str, now: float) -> str:
         """Deliver, retry or dead-letter according to the verdict on the reply."""
         if verdict == policy.DELIVERED:
-            self.store.finish(delivery, DELIVERED, self.settings.delivered_retention_seconds)
+            self.store.history.finish(
+                delivery, DELIVERED, self.settings.delivered_retention_seconds
+            )
             return DELIVERED
         if verdict == policy.THROTTLED:
             # A 429 is DmTracker asking us to wait; it does not use up an attempt.
@@ -149,12 +153,12 @@ class Deliverer:
 
     def _retry(self, delivery: Delivery, at: float, reason: str) -> str:
         delivery.state, delivery.reason = RETRYING, reason
-        self.store.schedule(delivery, at)
+        self.store.schedule.put(delivery, at)
         return RETRYING
 
     def _dead(self, delivery: Delivery, reason: str) -> str:
         delivery.reason = reason
-        self.store.finish(delivery, DEAD, self.settings.dead_letter_retention_seconds)
+        self.store.history.finish(delivery, DEAD, self.settings.dead_letter_retention_seconds)
         self._record(delivery, "dead")
         log.warning("dead letter %s (%s): %s", delivery.id, delivery.endpoint, reason)
         return DEAD
@@ -162,7 +166,7 @@ class Deliverer:
     def _record(self, delivery: Delivery, outcome: str, latency_ms: float | None = None) -> None:
         """Count an outcome for the overview; best effort, like the metrics."""
         try:
-            self.store.record(delivery.org_id, delivery.endpoint, outcome, latency_ms)
+            self.store.stats.record(delivery.org_id, delivery.endpoint, outcome, latency_ms)
         except redis.RedisError:
             log.warning("statistics not recorded: Redis unavailable")
 

@@ -109,7 +109,7 @@ class WorkerProcess:
             with self._lock:
                 if self._org_in_flight[org_id] >= self.org_cap:
                     continue
-            delivery_id = self.store.take(org_id, self.name)
+            delivery_id = self.store.inflight.take(org_id, self.name)
             if delivery_id:
                 self._turn = (self._turn + offset + 1) % count
                 return org_id, delivery_id
@@ -119,7 +119,7 @@ class WorkerProcess:
         try:
             outcome = self.deliverer.process(delivery_id)
             log.debug("delivery %s: %s", delivery_id, outcome)
-            self.store.done(delivery_id, self.name)
+            self.store.inflight.done(delivery_id, self.name)
         except Exception:
             # Left in the processing list: _reclaim_orphans hands it back to its queue.
             log.exception("delivery %s failed inside the worker", delivery_id)
@@ -132,10 +132,10 @@ class WorkerProcess:
     def _maintain(self) -> None:
         now = time.monotonic()
         if now >= self._next_schedule_poll:
-            self.store.move_due(self.org_ids)
+            self.store.schedule.move_due(self.org_ids)
             self._next_schedule_poll = now + defaults.SCHEDULER_POLL_SECONDS
         if now >= self._next_heartbeat:
-            self.store.heartbeat(self.name, self.heartbeat_ttl)
+            self.store.inflight.heartbeat(self.name, self.heartbeat_ttl)
             if self.alive_file:
                 self.alive_file.touch()  # for a container health check
             self._reclaim_dead_workers()
@@ -146,15 +146,15 @@ class WorkerProcess:
 
     def _reclaim_dead_workers(self) -> None:
         """Requeue what workers that died without a goodbye had in flight."""
-        for worker in self.store.dead_workers():
-            count = self.store.requeue_processing(worker)
+        for worker in self.store.inflight.dead_workers():
+            count = self.store.inflight.requeue_processing(worker)
             log.warning("requeued %d deliveries of dead worker %s", count, worker)
 
     def _forget_expired_index_entries(self) -> None:
         """Keep the search index from growing forever: its records expire, its entries not."""
         settings = self.deliverer.settings
         kept = max(settings.delivered_retention_seconds, settings.dead_letter_retention_seconds)
-        self.store.forget_index_before(time.time() - kept - INDEX_GRACE_SECONDS)
+        self.store.history.forget_index_before(time.time() - kept - INDEX_GRACE_SECONDS)
 
     def _reclaim_orphans(self) -> None:
         """Requeue entries of our own processing list that no thread is working on."""
@@ -162,9 +162,9 @@ class WorkerProcess:
         # list already (done() runs first), and requeue_one requeues only what is still listed.
         with self._lock:
             working = set(self._in_flight)
-        orphans = [d for d in self.store.processing(self.name) if d not in working]
+        orphans = [d for d in self.store.inflight.processing(self.name) if d not in working]
         for delivery_id in orphans:
-            self.store.requeue_one(delivery_id, self.name)
+            self.store.inflight.requeue_one(delivery_id, self.name)
 
     def _drain(self) -> None:
         """Give deliveries in flight the grace period to finish."""
@@ -178,8 +178,8 @@ class WorkerProcess:
     def _hand_back(self) -> None:
         """Put back anything still in flight and leave the worker registry."""
         try:
-            count = self.store.requeue_processing(self.name)
-            self.store.forget_worker(self.name)
+            count = self.store.inflight.requeue_processing(self.name)
+            self.store.inflight.forget_worker(self.name)
         except redis.RedisError:
             log.exception("could not hand back in-flight deliveries; others will reclaim them")
             return

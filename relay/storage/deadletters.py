@@ -1,21 +1,102 @@
-"""Replay and purge dead letters by id; choosing them by filter is the read model's job."""
+"""Dead letters: the index of deliveries that gave up, and replaying or purging them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
+import redis
+
+from relay.core.delivery import DEAD, Delivery
+from relay.storage.codec import text
+from relay.storage.keys import Keys
+from relay.storage.ordering import Ordering
 from relay.storage.queries import DeliveryQuery, dead_letters
-from relay.storage.store import Store
+from relay.storage.queue import Queues
+
+if TYPE_CHECKING:
+    from relay.storage.store import Store
+
+
+class DeadLetters:
+    """The dead-letter registry: what an operator inspects, replays or forgets."""
+
+    def __init__(
+        self, connection: redis.Redis, keys: Keys, ordering: Ordering, queues: Queues
+    ) -> None:
+        self.redis = connection
+        self.keys = keys
+        self.ordering = ordering
+        self.queues = queues
+
+    def ids(self) -> list[str]:
+        """Return the ids of every dead letter still kept, newest first."""
+        ids = [text(i) for i in self.redis.zrange(self.keys.dead, 0, -1, desc=True)]
+        with self.redis.pipeline(transaction=False) as pipe:
+            for delivery_id in ids:
+                pipe.exists(self.keys.delivery(delivery_id))
+            alive = pipe.execute()
+        # Retention is each record's TTL; the index forgets what has expired.
+        gone = [i for i, exists in zip(ids, alive, strict=True) if not exists]
+        if gone:
+            self.redis.zrem(self.keys.dead, *gone)
+        return [i for i, exists in zip(ids, alive, strict=True) if exists]
+
+    def replay(self, delivery_id: str) -> bool:
+        """Send a dead letter again with a fresh attempt budget, at the end of its chains."""
+        return self.if_still_dead(delivery_id, self.queue_replay)
+
+    def purge(self, delivery_id: str) -> bool:
+        """Forget a dead letter."""
+        return self.if_still_dead(delivery_id, self.queue_purge)
+
+    def if_still_dead(
+        self, delivery_id: str, action: Callable[[redis.client.Pipeline, Delivery], None]
+    ) -> bool:
+        """Run a replay or purge only if the delivery is dead and nobody changes it meanwhile."""
+        # Two operators replaying (or one purging) the same letter at once must not queue it
+        # twice or forget it while it is queued: the loser's transaction fails and stops.
+        key = self.keys.delivery(delivery_id)
+        with self.redis.pipeline() as pipe:
+            try:
+                pipe.watch(key)
+                raw = pipe.get(key)
+                delivery = Delivery.from_json(raw) if raw else None
+                if delivery is None or delivery.state != DEAD:
+                    return False
+                pipe.multi()  # RQ's enqueue_call calls multi() itself, which needs it first
+                action(pipe, delivery)
+                pipe.execute()
+            except redis.WatchError:
+                return False
+        return True
+
+    def queue_replay(self, pipe: redis.client.Pipeline, delivery: Delivery) -> None:
+        """Queue the commands that give a dead letter a fresh start."""
+        delivery.state, delivery.reason = "queued", None
+        delivery.attempts_used, delivery.replays = 0, delivery.replays + 1
+        delivery.finished_at = delivery.next_attempt_at = None
+        pipe.zrem(self.keys.dead, delivery.id)
+        pipe.set(self.keys.delivery(delivery.id), delivery.to_json())
+        pipe.sadd(self.keys.pending, delivery.id)
+        self.ordering.join(pipe, delivery)
+        self.queues.enqueue(pipe, delivery)
+
+    def queue_purge(self, pipe: redis.client.Pipeline, delivery: Delivery) -> None:
+        """Queue the commands that forget a dead letter."""
+        pipe.zrem(self.keys.dead, delivery.id)
+        pipe.zrem(self.keys.index, delivery.id)
+        pipe.delete(self.keys.delivery(delivery.id))
 
 
 def replay(store: Store, ids: Iterable[str]) -> list[str]:
     """Send every listed dead letter again with a fresh attempt budget; return their ids."""
-    return [delivery_id for delivery_id in dict.fromkeys(ids) if store.replay(delivery_id)]
+    return [delivery_id for delivery_id in dict.fromkeys(ids) if store.dead.replay(delivery_id)]
 
 
 def purge(store: Store, ids: Iterable[str]) -> list[str]:
     """Forget every listed dead letter; return their ids."""
-    return [delivery_id for delivery_id in dict.fromkeys(ids) if store.purge(delivery_id)]
+    return [delivery_id for delivery_id in dict.fromkeys(ids) if store.dead.purge(delivery_id)]
 
 
 def matching_ids(store: Store, query: DeliveryQuery) -> list[str]:

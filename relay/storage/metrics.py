@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -13,7 +13,9 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from relay.config import Settings
-from relay.storage.store import Store
+
+if TYPE_CHECKING:
+    from relay.storage.store import Store
 
 BUCKETS_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -63,7 +65,7 @@ class Metrics:
     def _add(self, changes: dict[str, float]) -> None:
         # Best effort: a message already queued must not be answered 503 for a lost count.
         try:
-            self.store.add_to_metrics(changes)
+            self.store.stats.add_to_metrics(changes)
         except redis.RedisError:
             log.warning("metrics not recorded: Redis unavailable")
 
@@ -87,7 +89,7 @@ class RedisCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         """Yield every metric family."""
-        values = self.store.read_metrics()
+        values = self.store.stats.read_metrics()
         yield from self._counters(values)
         yield from self._histograms(values)
         yield from self._gauges()
@@ -112,8 +114,8 @@ class RedisCollector(Collector):
 
     def _gauges(self) -> Iterator[GaugeMetricFamily]:
         org_ids = [org.id for org in self.settings.orgs]
-        depths = self.store.depths(org_ids)
-        totals = self.store.totals()
+        depths = self.store.stats.depths(org_ids)
+        totals = self.store.stats.totals()
         queued = GaugeMetricFamily(
             "dmrelay_queue_depth", "Deliveries waiting on the queue.", labels=["organization"]
         )

@@ -6,12 +6,14 @@ import statistics
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from relay.config import Settings
 from relay.core.delivery import DEAD, Delivery
 from relay.core.redact import redact_json
-from relay.storage.store import Store
+
+if TYPE_CHECKING:
+    from relay.storage.store import Store
 
 SCAN_LIMIT = 50_000  # newest deliveries a search looks through
 WINDOWS_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
@@ -51,14 +53,14 @@ def _eq(wanted: Any, actual: Any) -> bool:
 
 def search(store: Store, query: DeliveryQuery, skip: int, take: int) -> tuple[list[Delivery], int]:
     """Return one page of matching deliveries, newest first, and how many match in all."""
-    ids = store.recent_ids(SCAN_LIMIT, query.since, query.until)
-    matched = [d for d in store.iter_deliveries(ids) if query.matches(d)]
+    ids = store.history.recent_ids(SCAN_LIMIT, query.since, query.until)
+    matched = [d for d in store.history.iter_deliveries(ids) if query.matches(d)]
     return matched[skip : skip + take], len(matched)
 
 
 def dead_letters(store: Store, query: DeliveryQuery) -> list[Delivery]:
     """Return every matching dead letter, newest first."""
-    dead = store.iter_deliveries(store.dead_letter_ids())
+    dead = store.history.iter_deliveries(store.dead.ids())
     return [d for d in dead if d.state == DEAD and query.matches(d)]
 
 
@@ -81,20 +83,20 @@ def delivery_view(delivery: Delivery, secrets: tuple[str, ...]) -> dict[str, Any
 def overview(store: Store, settings: Settings) -> dict[str, Any]:
     """Return what an operator wants first: depths, totals, rates, latency."""
     org_ids = [org.id for org in settings.orgs]
-    depths = store.depths(org_ids)
+    depths = store.stats.depths(org_ids)
     return {
         "generated_at": time.time(),
-        "totals": store.totals(),
+        "totals": store.stats.totals(),
         "queued": sum(d["queued"] for d in depths.values()),
         "scheduled_retries": sum(d["scheduled"] for d in depths.values()),
         "organizations": depths,
         "windows": {name: _window(store, seconds) for name, seconds in WINDOWS_SECONDS.items()},
-        "latency_ms": latency_percentiles(store.latency_samples()),
+        "latency_ms": latency_percentiles(store.stats.latency_samples()),
     }
 
 
 def _window(store: Store, seconds: int) -> dict[str, Any]:
-    counts, span = store.counts_since(seconds)
+    counts, span = store.stats.counts_since(seconds)
     by_outcome: dict[str, int] = {}
     for (_, _, outcome), count in counts.items():
         by_outcome[outcome] = by_outcome.get(outcome, 0) + count
@@ -128,7 +130,7 @@ def latency_percentiles(samples: Iterable[float]) -> dict[str, float | None]:
 def throughput_series(store: Store, minutes: int = 60) -> list[dict[str, Any]]:
     """Return per-minute counts by outcome for a chart, oldest first."""
     series = []
-    for minute, bucket in store.minute_counts(minutes):
+    for minute, bucket in store.stats.minute_counts(minutes):
         counts: dict[str, int] = {}
         for (_, _, outcome), count in bucket.items():
             counts[outcome] = counts.get(outcome, 0) + count

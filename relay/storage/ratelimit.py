@@ -6,54 +6,27 @@ import uuid
 
 import redis
 
+from relay.storage import lua
+from relay.storage.keys import Keys
+
 # A second more than DmTracker's minute: a permit is counted when the request leaves, DmTracker
 # counts it when it arrives, and arrivals shift with latency. Costs 1/61 of the rate.
 WINDOW_SECONDS = 61.0
-
-# KEYS: the log of sends in the window, the next free wake-up slot.
-# ARGV: window, limit, reserved (1 if the caller was given a slot), member.
-# Time comes from Redis itself, so workers on machines with skewed clocks agree.
-# Returns 0 to go now, or the seconds to wait: the caller's reserved slot, spaced so that
-# waiters wake one by one instead of all at once.
-_ACQUIRE = """
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
-local window, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
-local reserved = ARGV[3] == '1'
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local count = redis.call('ZCARD', KEYS[1])
-local cursor = tonumber(redis.call('GET', KEYS[2]) or '0')
-if count < limit and (reserved or cursor <= now) then
-  redis.call('ZADD', KEYS[1], now, ARGV[4])
-  redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000))
-  return '0'
-end
-local free_at = now
-if count >= limit then
-  free_at = tonumber(redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]) + window
-end
-local wake = math.max(free_at, cursor)
-local spacing = window / limit
-local keep_ms = math.ceil((wake + spacing - now + window) * 1000)
-redis.call('SET', KEYS[2], tostring(wake + spacing), 'PX', keep_ms)
-return tostring(wake - now)
-"""
 
 
 class RateLimiter:
     """Hand out send permits per organization and endpoint, never more than the limit."""
 
-    def __init__(self, connection: redis.Redis, prefix: str) -> None:
-        self.prefix = prefix
-        self._acquire = connection.register_script(_ACQUIRE)
+    def __init__(self, connection: redis.Redis, keys: Keys) -> None:
+        self.keys = keys
+        self._acquire = lua.register(connection, "rate_limit")
 
     def acquire(
         self, org_id: str, endpoint: str, per_minute: int, *, reserved: bool = False
     ) -> float:
         """Take a permit now (return 0) or reserve a later slot (return seconds to wait)."""
-        base = f"{self.prefix}:rl:{org_id}:{endpoint}"
         wait = self._acquire(
-            keys=[f"{base}:log", f"{base}:cursor"],
+            keys=list(self.keys.rate_limit(org_id, endpoint)),
             args=[WINDOW_SECONDS, per_minute, int(reserved), uuid.uuid4().hex],
         )
         return float(wait)

@@ -15,7 +15,7 @@ from relay.core.delivery import Delivery
 from relay.core.endpoints import TOKEN_HEADER
 from relay.core.errors import BadRequest, FieldError, Forbidden, UnsupportedMediaType
 from relay.core.schemas import to_timestamp, validate
-from relay.storage.store import fingerprint
+from relay.storage.intake import fingerprint
 from relay.web.auth import organization_for_token
 from relay.web.context import current_metrics, current_settings, current_store
 
@@ -68,7 +68,7 @@ def ingest(endpoint: str) -> Response:
     )
     store = current_store()
     started = time.perf_counter()
-    accepted = store.accept(
+    accepted = store.intake.accept(
         delivery,
         same_request,
         window_seconds=settings.dedup_window_seconds,

@@ -29,7 +29,7 @@ def delivery_status(delivery_id: str) -> Response:
     org = organization_for_token(request.headers.get(TOKEN_HEADER), settings.orgs)
     g.org_id = org.id
     store = current_store()
-    delivery = store.load(delivery_id)
+    delivery = store.history.load(delivery_id)
     if delivery is None or delivery.org_id != org.id:
         raise NotFound("No delivery with this id is kept for this organization.")
     g.delivery_id = delivery.id

@@ -74,7 +74,7 @@ def settled(store: Store, delivery_id: str, state: str) -> Delivery:
     """Wait until the delivery reaches a state and return it."""
 
     def reached() -> Delivery | None:
-        delivery = store.load(delivery_id)
+        delivery = store.history.load(delivery_id)
         return delivery if delivery is not None and delivery.state == state else None
 
     found = wait_until(reached)
@@ -83,7 +83,7 @@ def settled(store: Store, delivery_id: str, state: str) -> Delivery:
 
 
 def state_of(store: Store, delivery_id: str) -> str | None:
-    delivery = store.load(delivery_id)
+    delivery = store.history.load(delivery_id)
     return delivery.state if delivery else None
 
 
@@ -500,7 +500,7 @@ def test_bulk_actions_refuse_bad_filters_and_change_nothing(
 
         assert response.status_code == 400
         assert error_of(response)["message"] == message
-    assert store.dead_letter_ids() == [outcomes["dead_422"], outcomes["dead_400"]]
+    assert store.dead.ids() == [outcomes["dead_422"], outcomes["dead_400"]]
 
 
 def test_bulk_actions_need_a_json_body(client: FlaskClient, outcomes: dict) -> None:
@@ -518,8 +518,8 @@ def test_purge_by_filter_forgets_only_the_matches(
     )
 
     assert response.get_json() == {"data": {"purged": [outcomes["dead_400"]], "count": 1}}
-    assert store.load(outcomes["dead_400"]) is None
-    assert store.dead_letter_ids() == [outcomes["dead_422"]]
+    assert store.history.load(outcomes["dead_400"]) is None
+    assert store.dead.ids() == [outcomes["dead_422"]]
 
 
 def test_purge_by_received_time_selects_what_the_list_shows(
@@ -541,7 +541,7 @@ def test_deleting_one_dead_letter(client: FlaskClient, store: Store, outcomes: d
     second = client.delete(path, headers=ADMIN_AUTH)
 
     assert first.get_json() == {"data": {"purged": [outcomes["dead_422"]], "count": 1}}
-    assert store.load(outcomes["dead_422"]) is None
+    assert store.history.load(outcomes["dead_422"]) is None
     assert second.status_code == 404
 
 
@@ -562,7 +562,7 @@ def test_the_last_minute_counts_a_whole_minute_not_just_the_current_one(
     client: FlaskClient, store: Store
 ) -> None:
     previous_minute = int(time.time() // 60) - 1
-    store.redis.hincrby(store.key("stats", str(previous_minute)), f"{ORG_A.id}|x|delivered", 6)
+    store.redis.hincrby(store.keys.key("stats", str(previous_minute)), f"{ORG_A.id}|x|delivered", 6)
 
     minute = client.get(f"{ADMIN}/overview", headers=READ).get_json()["data"]["windows"]["minute"]
 

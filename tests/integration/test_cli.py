@@ -26,7 +26,7 @@ def dead_letter(client, store, sandbox, body, status: int = 400) -> str:  # type
     sandbox.fault(endpoint="contact/default-reply", status=status, count=1)
     response = client.post("/api/v1/contact/default-reply", json=body, headers=headers(ORG_A.token))
     delivery_id = str(response.get_json()["data"]["delivery_id"])
-    wait_until(lambda: store.load(delivery_id).state == DEAD)
+    wait_until(lambda: store.history.load(delivery_id).state == DEAD)
     return delivery_id
 
 
@@ -51,12 +51,12 @@ def test_list_replay_and_purge_dead_letters(  # type: ignore[no-untyped-def]
 
     assert cli.main(["dead-letters", "replay", first]) == 0
     assert capsys.readouterr().out.splitlines() == ["replayed 1 dead letter(s)", first]
-    wait_until(lambda: store.load(first).state == DELIVERED)
-    assert store.load(first).attempts_used == 0
+    wait_until(lambda: store.history.load(first).state == DELIVERED)
+    assert store.history.load(first).attempts_used == 0
 
     assert cli.main(["dead-letters", "purge", "--all", "--endpoint", "default-reply"]) == 0
     assert capsys.readouterr().out.splitlines() == ["purged 1 dead letter(s)", second]
-    assert store.load(second) is None
+    assert store.history.load(second) is None
 
 
 @pytest.mark.parametrize(

@@ -66,7 +66,7 @@ def in_flight(redis_conn) -> int:  # type: ignore[no-untyped-def]
 
 
 def all_delivered(store, ids: list[str]) -> bool:  # type: ignore[no-untyped-def]
-    return all((d := store.load(i)) is not None and d.state == DELIVERED for i in ids)
+    return all((d := store.history.load(i)) is not None and d.state == DELIVERED for i in ids)
 
 
 def test_sigterm_lets_the_delivery_in_flight_finish(  # type: ignore[no-untyped-def]

@@ -13,7 +13,8 @@ from flask.testing import FlaskClient
 
 from relay.core.delivery import DEAD, QUEUED, Attempt, Delivery
 from relay.storage import queries
-from relay.storage.store import Store, fingerprint
+from relay.storage.intake import fingerprint
+from relay.storage.store import Store
 from relay.web.admin import tokens
 from tests.conftest import ORG_A, ORG_B, SECRET
 from tests.helpers import DEFAULT_REPLY, headers, wait_until
@@ -60,14 +61,14 @@ def add_dead_letter(
     """Store a delivery that DmTracker refused with a 400, as the worker would."""
     payload = {"organization_id": org_id, "manychat_id": "123456", "username": "john_doe"}
     delivery = Delivery.new(org_id, endpoint, {**payload, "message_content": message})
-    store.accept(
+    store.intake.accept(
         delivery, fingerprint(org_id, endpoint, delivery.id), window_seconds=60, max_pending=99
     )
     delivery.attempts.append(
         Attempt(time.time(), 400, 12.5, "permanent", '{"error":"Bad Request"}')
     )
     delivery.reason = "DmTracker answered 400"
-    store.finish(delivery, DEAD, 3600)
+    store.history.finish(delivery, DEAD, 3600)
     return delivery.id
 
 
@@ -79,8 +80,8 @@ def post_replay(client: FlaskClient, delivery_id: str, csrf: str | None) -> Any:
 
 def is_dead(store: Store, delivery_id: str) -> bool:
     """Return True if the delivery is still a dead letter."""
-    delivery = store.load(delivery_id)
-    return bool(delivery and delivery.state == DEAD and delivery_id in store.dead_letter_ids())
+    delivery = store.history.load(delivery_id)
+    return bool(delivery and delivery.state == DEAD and delivery_id in store.dead.ids())
 
 
 @pytest.fixture
@@ -253,7 +254,7 @@ def test_an_admin_replays_the_selected_dead_letters(admin: FlaskClient, store: S
     response = post_replay(admin, chosen, csrf_of(admin, "/dashboard/dead-letters"))
 
     assert response.status_code == 302
-    assert store.load(chosen).state == QUEUED  # type: ignore[union-attr]
+    assert store.history.load(chosen).state == QUEUED  # type: ignore[union-attr]
     assert is_dead(store, other)
     assert "Replayed 1 dead letter" in admin.get(response.headers["Location"]).text
 
@@ -271,7 +272,7 @@ def test_replay_all_matching_replays_only_what_the_filters_match(
 
     assert response.status_code == 302
     assert f"org_id={ORG_A.id}" in response.headers["Location"]
-    assert all(store.load(i).state == QUEUED for i in org_a)  # type: ignore[union-attr]
+    assert all(store.history.load(i).state == QUEUED for i in org_a)  # type: ignore[union-attr]
     assert is_dead(store, org_b)
 
 
@@ -284,8 +285,8 @@ def test_an_admin_purges_the_selected_dead_letters(admin: FlaskClient, store: St
     )
 
     assert response.status_code == 302
-    assert store.load(delivery_id) is None
-    assert delivery_id not in store.dead_letter_ids()
+    assert store.history.load(delivery_id) is None
+    assert delivery_id not in store.dead.ids()
 
 
 # -- what the pages show ----------------------------------------------------------------------
@@ -399,10 +400,10 @@ def test_an_unexpected_error_is_a_page_that_reveals_nothing(
 def test_a_long_attempt_log_says_how_many_attempts_it_omits(
     admin: FlaskClient, store: Store
 ) -> None:
-    delivery = store.load(add_dead_letter(store))
+    delivery = store.history.load(add_dead_letter(store))
     for _ in range(60):
         delivery.add_attempt(Attempt(time.time(), 429, 3.0, "throttled"))
-    store.save(delivery)
+    store.history.save(delivery)
 
     page = admin.get(f"/dashboard/deliveries/{delivery.id}").text
     numbers = re.findall(r"<strong>#(\d+)</strong>", page)

@@ -31,7 +31,7 @@ def create_contact(client, username: str) -> str:  # type: ignore[no-untyped-def
 
 
 def settled(store, delivery_id: str, state: str):  # type: ignore[no-untyped-def]
-    return wait_until(lambda: (d := store.load(delivery_id)) and d.state == state and d)
+    return wait_until(lambda: (d := store.history.load(delivery_id)) and d.state == state and d)
 
 
 @pytest.mark.parametrize("status", [408, 425, 500, 502, 503, 504])
@@ -71,7 +71,7 @@ def test_permanent_statuses_go_straight_to_dead_letters(  # type: ignore[no-unty
     assert len(delivery.attempts) == 1
     assert delivery.reason == f"DmTracker answered {status}"
     assert delivery.attempts[0].body == '{"error":"x"}' or '"error"' in delivery.attempts[0].body
-    assert delivery.id in store.dead_letter_ids()
+    assert delivery.id in store.dead.ids()
 
 
 def test_transient_failures_exhaust_into_a_dead_letter(
@@ -131,7 +131,9 @@ def test_429s_without_a_hint_wait_longer_each_time(  # type: ignore[no-untyped-d
     sandbox.fault(endpoint=DEFAULT_REPLY_PATH, status=429, count=-1, body={"error": "slow down"})
     start_worker(with_settings(settings, backoff_base_seconds=1.0, backoff_cap_seconds=60.0))
     delivery_id = post(client, DEFAULT_REPLY_PATH, DEFAULT_REPLY)
-    delivery = wait_until(lambda: (d := store.load(delivery_id)) and len(d.attempts) == 2 and d)
+    delivery = wait_until(
+        lambda: (d := store.history.load(delivery_id)) and len(d.attempts) == 2 and d
+    )
 
     first, second = delivery.attempts
     jitter = 0.5 + 0.3  # the relay's own jitter, and the worker's scheduling slack
@@ -160,8 +162,8 @@ def test_a_retried_first_delivery_keeps_its_successors_behind_it(  # type: ignor
         "update-tags-external",
         "contact-status",
     ]
-    assert store.load(first).state == DELIVERED
-    assert store.load(tags).state == DELIVERED
+    assert store.history.load(first).state == DELIVERED
+    assert store.history.load(tags).state == DELIVERED
 
 
 def test_unrelated_contacts_do_not_wait_for_each_other(
@@ -172,7 +174,7 @@ def test_unrelated_contacts_do_not_wait_for_each_other(
     other = create_contact(client, "someone_else")
     start_worker()
     settled(store, other, DELIVERED)
-    assert store.load(blocked).state in (RETRYING, DEAD)
+    assert store.history.load(blocked).state in (RETRYING, DEAD)
 
 
 def test_rate_limit_is_never_exceeded_by_several_workers(  # type: ignore[no-untyped-def]
@@ -189,7 +191,7 @@ def test_rate_limit_is_never_exceeded_by_several_workers(  # type: ignore[no-unt
     received = sandbox.requests()
     assert len(received) == 10
     assert all(r["status"] == 201 for r in received)
-    waiting = [store.load(i) for i in ids if store.load(i).state != DELIVERED]
+    waiting = [store.history.load(i) for i in ids if store.history.load(i).state != DELIVERED]
     assert len(waiting) == 6
     # Each waiter holds a reserved slot, spaced by the limit's interval (6 s for 10/min).
     slots = sorted(d.next_attempt_at for d in waiting)
@@ -221,7 +223,7 @@ def test_an_organization_whose_calls_hang_leaves_slots_for_another(  # type: ign
     for i in range(20):
         create_contact(client, f"lead_{i}")
     start_worker()
-    wait_until(lambda: store.totals()["in_flight"] >= 6)
+    wait_until(lambda: store.stats.totals()["in_flight"] >= 6)
 
     started = time.monotonic()
     other = post(client, DEFAULT_REPLY_PATH, {**DEFAULT_REPLY, "page_name": "Page B"}, org=ORG_B)

@@ -137,7 +137,7 @@ def test_a_late_reply_carries_the_time_it_was_accepted(
     sent = client.post(
         "/api/v1/contact/default-reply", json=DEFAULT_REPLY, headers=headers(ORG_A.token)
     )
-    accepted_at = store.load(sent.get_json()["data"]["delivery_id"]).received_at
+    accepted_at = store.history.load(sent.get_json()["data"]["delivery_id"]).received_at
     time.sleep(1.5)  # DmTracker down, or a backlog: the reply is delivered later
     start_worker()
     (received,) = wait_until(sandbox.requests)

@@ -28,7 +28,7 @@ def test_accepts_and_stores_a_normalized_delivery(client, redis_conn, store) -> 
     assert body["status"] == "queued"
     delivery_id = body["data"]["delivery_id"]
     assert queued_ids(redis_conn) == [delivery_id]
-    delivery = store.load(delivery_id)
+    delivery = store.history.load(delivery_id)
     assert delivery.endpoint == "default-reply"
     assert delivery.payload["username"] == "john_doe"
     assert delivery.payload["organization_id"] == ORG_A.id
@@ -319,10 +319,10 @@ def test_a_delivery_finished_twice_frees_one_place_in_the_depth_limit(client, st
         ).get_json()["data"]["delivery_id"]
         for i in range(2)
     ]
-    finished = store.load(ids[0])
-    store.finish(finished, "delivered", retention_seconds=60)
-    store.finish(finished, "delivered", retention_seconds=60)
-    assert store.totals()["pending"] == 1
+    finished = store.history.load(ids[0])
+    store.history.finish(finished, "delivered", retention_seconds=60)
+    store.history.finish(finished, "delivered", retention_seconds=60)
+    assert store.stats.totals()["pending"] == 1
 
 
 def test_redis_down_answers_503_not_500(settings) -> None:  # type: ignore[no-untyped-def]
@@ -347,7 +347,9 @@ def test_a_queued_message_is_answered_200_even_if_its_metrics_cannot_be_written(
     def unreachable(changes: dict) -> None:
         raise redis.ConnectionError("metrics store gone")
 
-    monkeypatch.setattr(app.extensions["dmrelay.metrics"].store, "add_to_metrics", unreachable)
+    monkeypatch.setattr(
+        app.extensions["dmrelay.metrics"].store.stats, "add_to_metrics", unreachable
+    )
     response = client.post(URL, json=DEFAULT_REPLY, headers=headers(ORG_A.token))
     assert response.status_code == 200
     assert queued_ids(redis_conn) == [response.get_json()["data"]["delivery_id"]]
@@ -367,7 +369,7 @@ def test_contact_status_accepts_post_and_put(client, store) -> None:  # type: ig
             "/api/v1/contact/contact-status", method=method, json=body, headers=headers(ORG_A.token)
         )
         assert response.status_code == 200, response.get_json()
-        delivery: Delivery = store.load(response.get_json()["data"]["delivery_id"])
+        delivery: Delivery = store.history.load(response.get_json()["data"]["delivery_id"])
         assert delivery.endpoint == "contact-status"
         assert delivery.payload["pipeline_stage"] == stage
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 
+from relay.storage.keys import Keys
 from relay.storage.ratelimit import RateLimiter
 
 ORG = "11111111-1111-4111-8111-111111111111"
@@ -12,7 +13,7 @@ OTHER = "22222222-2222-4222-8222-222222222222"
 
 
 def test_grants_up_to_the_limit_then_reserves_spaced_slots(redis_conn) -> None:  # type: ignore[no-untyped-def]
-    limiter = RateLimiter(redis_conn, "dmrelay")
+    limiter = RateLimiter(redis_conn, Keys("dmrelay"))
     granted = [limiter.acquire(ORG, "create-contact", 60) for _ in range(60)]
     waits = [limiter.acquire(ORG, "create-contact", 60) for _ in range(5)]
 
@@ -25,7 +26,7 @@ def test_grants_up_to_the_limit_then_reserves_spaced_slots(redis_conn) -> None: 
 
 
 def test_another_organization_is_not_affected(redis_conn) -> None:  # type: ignore[no-untyped-def]
-    limiter = RateLimiter(redis_conn, "dmrelay")
+    limiter = RateLimiter(redis_conn, Keys("dmrelay"))
     for _ in range(61):
         limiter.acquire(ORG, "create-contact", 60)
     assert limiter.acquire(OTHER, "create-contact", 60) == 0.0
@@ -33,7 +34,7 @@ def test_another_organization_is_not_affected(redis_conn) -> None:  # type: igno
 
 
 def test_never_more_than_the_limit_across_concurrent_callers(redis_conn) -> None:  # type: ignore[no-untyped-def]
-    limiters = [RateLimiter(redis_conn, "dmrelay") for _ in range(4)]
+    limiters = [RateLimiter(redis_conn, Keys("dmrelay")) for _ in range(4)]
     granted: list[float] = []
     lock = threading.Lock()
 
@@ -53,7 +54,7 @@ def test_never_more_than_the_limit_across_concurrent_callers(redis_conn) -> None
 
 
 def test_a_reserved_caller_is_let_through_ahead_of_newcomers(redis_conn) -> None:  # type: ignore[no-untyped-def]
-    limiter = RateLimiter(redis_conn, "dmrelay")
+    limiter = RateLimiter(redis_conn, Keys("dmrelay"))
     redis_conn.set(f"dmrelay:rl:{ORG}:create-contact:cursor", "9999999999")
     # A newcomer must queue behind the reserved slots; a caller holding a slot may go.
     assert limiter.acquire(ORG, "create-contact", 60) > 0

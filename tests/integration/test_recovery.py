@@ -25,7 +25,7 @@ def accept(client, **changes: str) -> str:  # type: ignore[no-untyped-def]
 
 def take_into(store: Store, worker: str) -> str:
     """Move the next queued delivery into a worker's processing list, as a worker would."""
-    taken = store.take(ORG_A.id, worker)
+    taken = store.inflight.take(ORG_A.id, worker)
     assert taken
     return taken
 
@@ -37,13 +37,13 @@ def test_a_finished_delivery_still_heading_its_chain_is_released_when_met_again(
     # The state of a worker killed between recording the result and leaving the chain (the
     # old two-step finish): `first` is delivered yet still heads the contact's chain.
     take_into(store, WORKER)
-    delivery = store.load(first)
+    delivery = store.history.load(first)
     delivery.state = DELIVERED
-    store.save(delivery)
-    store.redis.lpush(store.queue(ORG_A.id).key, first)  # as the reclaim hands it back
+    store.history.save(delivery)
+    store.redis.lpush(store.keys.queue(ORG_A.id), first)  # as the reclaim hands it back
     start_worker()
 
-    wait_until(lambda: store.load(second).state == DELIVERED)
+    wait_until(lambda: store.history.load(second).state == DELIVERED)
     assert [r["body"]["message_content"] for r in sandbox.requests()] == ["a follow-up"]
 
 
@@ -52,29 +52,31 @@ def test_a_stale_copy_of_a_dead_letter_leaves_its_replay_in_the_chain(  # type: 
 ) -> None:
     delivery_id = accept(client)
     take_into(store, WORKER)
-    store.finish(store.load(delivery_id), DEAD, retention_seconds=60)
-    stale = store.load(delivery_id)  # a leftover copy of the job loads it: dead, so GONE
-    assert store.replay(delivery_id)  # meanwhile an operator replays it
+    store.history.finish(store.history.load(delivery_id), DEAD, retention_seconds=60)
+    stale = store.history.load(delivery_id)  # a leftover copy of the job loads it: dead, so GONE
+    assert store.dead.replay(delivery_id)  # meanwhile an operator replays it
 
-    assert store.release_if_finished(stale) == []
+    assert store.ordering.release_if_finished(stale) == []
     assert all(store.redis.lrange(c, 0, -1) == [delivery_id.encode()] for c in stale.contact_keys)
     start_worker()
-    wait_until(lambda: store.load(delivery_id).state == DELIVERED)
+    wait_until(lambda: store.history.load(delivery_id).state == DELIVERED)
 
 
 def test_finish_records_and_releases_in_one_step(client, store) -> None:  # type: ignore[no-untyped-def]
     first, second = accept(client), accept(client, message_content="next")
     for delivery_id in (first, second):
         take_into(store, WORKER)
-        assert store.try_start(store.load(delivery_id)) is (delivery_id == first)
+        assert store.ordering.try_start(store.history.load(delivery_id)) is (delivery_id == first)
 
-    woken = store.finish(store.load(first), DEAD, retention_seconds=60)
+    woken = store.history.finish(store.history.load(first), DEAD, retention_seconds=60)
 
     assert woken == [second]
-    assert store.load(first).state == DEAD
-    assert store.dead_letter_ids() == [first]
-    assert 0 < store.redis.ttl(store.delivery_key(first)) <= 60
-    assert all(first not in store.redis.lrange(c, 0, -1) for c in store.load(first).contact_keys)
+    assert store.history.load(first).state == DEAD
+    assert store.dead.ids() == [first]
+    assert 0 < store.redis.ttl(store.keys.delivery(first)) <= 60
+    assert all(
+        first not in store.redis.lrange(c, 0, -1) for c in store.history.load(first).contact_keys
+    )
     assert queued_ids(store.redis) == [second]
 
 
@@ -82,10 +84,10 @@ def test_an_orphan_is_requeued_once_and_only_while_it_is_listed(client, store) -
     delivery_id = accept(client)
     take_into(store, WORKER)
 
-    assert store.requeue_one(delivery_id, WORKER) is True
-    assert store.requeue_one(delivery_id, WORKER) is False  # its thread finished meanwhile
+    assert store.inflight.requeue_one(delivery_id, WORKER) is True
+    assert store.inflight.requeue_one(delivery_id, WORKER) is False  # its thread finished meanwhile
     assert queued_ids(store.redis) == [delivery_id]
-    assert store.processing(WORKER) == []
+    assert store.inflight.processing(WORKER) == []
 
 
 def test_reclaim_skips_what_something_else_will_run(client, store) -> None:  # type: ignore[no-untyped-def]
@@ -97,13 +99,13 @@ def test_reclaim_skips_what_something_else_will_run(client, store) -> None:  # t
     finished = accept(client, username="finished")
     for _ in range(6):
         take_into(store, WORKER)
-    store.schedule(store.load(scheduled), time.time() + 3600)
-    assert store.try_start(store.load(parked)) is False
-    store.redis.rpush(store.queue(ORG_A.id).key, requeued)
-    store.finish(store.load(finished), DELIVERED, retention_seconds=60)
-    store.redis.sadd(store.key("workers"), WORKER)
+    store.schedule.put(store.history.load(scheduled), time.time() + 3600)
+    assert store.ordering.try_start(store.history.load(parked)) is False
+    store.redis.rpush(store.keys.queue(ORG_A.id), requeued)
+    store.history.finish(store.history.load(finished), DELIVERED, retention_seconds=60)
+    store.redis.sadd(store.keys.key("workers"), WORKER)
 
-    assert store.requeue_processing(WORKER) == 2
+    assert store.inflight.requeue_processing(WORKER) == 2
     assert sorted(queued_ids(store.redis)) == sorted([lost, parked_first, requeued])
     assert queued_ids(store.redis).count(requeued) == 1
 
@@ -111,19 +113,19 @@ def test_reclaim_skips_what_something_else_will_run(client, store) -> None:  # t
 def test_two_replays_of_one_dead_letter_at_once_queue_it_once(client, store, redis_server) -> None:  # type: ignore[no-untyped-def]
     delivery_id = accept(client)
     take_into(store, WORKER)
-    store.finish(store.load(delivery_id), DEAD, retention_seconds=60)
+    store.history.finish(store.history.load(delivery_id), DEAD, retention_seconds=60)
     rival = Store(redis.Redis.from_url(redis_server.url))
 
     def replay_while_a_rival_replays(pipe, delivery) -> None:  # type: ignore[no-untyped-def]
-        assert rival.replay(delivery_id) is True  # the rival commits first
-        store._replay(pipe, delivery)
+        assert rival.dead.replay(delivery_id) is True  # the rival commits first
+        store.dead.queue_replay(pipe, delivery)
 
-    assert store._if_still_dead(delivery_id, replay_while_a_rival_replays) is False
+    assert store.dead.if_still_dead(delivery_id, replay_while_a_rival_replays) is False
     assert queued_ids(store.redis) == [delivery_id]
-    chains = store.load(delivery_id).contact_keys
+    chains = store.history.load(delivery_id).contact_keys
     assert all(store.redis.lrange(c, 0, -1).count(delivery_id.encode()) == 1 for c in chains)
-    assert store.purge(delivery_id) is False  # no longer dead: a purge leaves it alone
-    assert store.load(delivery_id) is not None
+    assert store.dead.purge(delivery_id) is False  # no longer dead: a purge leaves it alone
+    assert store.history.load(delivery_id) is not None
 
 
 def test_a_statistics_failure_after_delivery_does_not_send_it_again(  # type: ignore[no-untyped-def]
@@ -134,9 +136,9 @@ def test_a_statistics_failure_after_delivery_does_not_send_it_again(  # type: ig
     def unreachable(*args: object, **kwargs: object) -> None:
         raise redis.ConnectionError("blip")
 
-    monkeypatch.setattr(worker.deliverer.store, "record", unreachable)
+    monkeypatch.setattr(worker.deliverer.store.stats, "record", unreachable)
     delivery_id = accept(client)
-    wait_until(lambda: store.load(delivery_id).state == DELIVERED)
+    wait_until(lambda: store.history.load(delivery_id).state == DELIVERED)
     time.sleep(0.5)  # a resend would come from the orphan reclaim; give it the chance
     assert len(sandbox.requests()) == 1
 
@@ -147,8 +149,8 @@ def test_the_worker_forgets_index_entries_older_than_every_retention(  # type: i
     recent = accept(client)
     kept = max(settings.delivered_retention_seconds, settings.dead_letter_retention_seconds)
     expired = time.time() - kept - INDEX_GRACE_SECONDS - 60
-    store.redis.zadd(store.key("index"), {"dlv_long_gone": expired})
+    store.redis.zadd(store.keys.key("index"), {"dlv_long_gone": expired})
     start_worker()
 
-    wait_until(lambda: store.redis.zscore(store.key("index"), "dlv_long_gone") is None)
-    assert store.recent_ids(10) == [recent]
+    wait_until(lambda: store.redis.zscore(store.keys.key("index"), "dlv_long_gone") is None)
+    assert store.history.recent_ids(10) == [recent]

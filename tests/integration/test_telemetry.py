@@ -102,7 +102,7 @@ def test_one_log_line_per_attempt(client, store, sandbox, start_worker, caplog) 
     )
     delivery_id = response.get_json()["data"]["delivery_id"]
     start_worker()
-    wait_until(lambda: store.load(delivery_id).state == DELIVERED)
+    wait_until(lambda: store.history.load(delivery_id).state == DELIVERED)
 
     lines = [
         json.loads(JsonFormatter().format(r))

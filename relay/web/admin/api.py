@@ -75,7 +75,7 @@ def charge_rate_limit(claims: dict[str, Any], *, writes: bool) -> None:
     """Count one request against the token's per-minute budget; raise 429 once it is spent."""
     kind, limit = ("writes", WRITES_PER_MINUTE) if writes else ("reads", READS_PER_MINUTE)
     bucket = f"admin-api:{kind}:{claims.get('sub', '')}:{claims.get('jti', '')}"
-    hits, resets_at = current_store().hit_window(bucket, RATE_WINDOW_SECONDS)
+    hits, resets_at = current_store().stats.hit_window(bucket, RATE_WINDOW_SECONDS)
     g.rate_limit_headers = {
         "X-RateLimit-Limit": str(limit),
         "X-RateLimit-Remaining": str(max(0, limit - hits)),
@@ -122,7 +122,7 @@ def list_deliveries() -> Response:
 @bp.get("/deliveries/<delivery_id>")
 def get_delivery(delivery_id: str) -> Response:
     """Return one delivery with its attempt log."""
-    delivery = current_store().load(delivery_id)
+    delivery = current_store().history.load(delivery_id)
     if delivery is None:
         raise NotFound(f"No delivery {delivery_id} is kept (it may have expired or been purged).")
     return jsonify(data=queries.delivery_view(delivery, current_settings().secrets()))
@@ -137,7 +137,7 @@ def list_dead_letters() -> Response:
 @bp.get("/dead-letters/<delivery_id>")
 def get_dead_letter(delivery_id: str) -> Response:
     """Return one dead letter with its attempt log."""
-    delivery = current_store().load(delivery_id)
+    delivery = current_store().history.load(delivery_id)
     if delivery is None or delivery.state != DEAD:
         raise no_dead_letter(delivery_id)
     return jsonify(data=queries.delivery_view(delivery, current_settings().secrets()))

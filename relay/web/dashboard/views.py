@@ -444,7 +444,7 @@ def deliveries() -> str:
 @bp.get("/deliveries/<delivery_id>")
 def delivery(delivery_id: str) -> str:
     """Show one delivery: its details, attempt timeline, request and response bodies."""
-    found = current_store().load(delivery_id)
+    found = current_store().history.load(delivery_id)
     if found is None:
         raise NotFound("No delivery with this id is kept (it may have expired or been purged).")
     return render_template(

@@ -1,0 +1,119 @@
+"""Every Redis key name the relay uses, spelled once."""
+
+from __future__ import annotations
+
+from rq import Queue
+
+from relay.core import defaults
+
+
+def queue_name(org_id: str) -> str:
+    """Return the RQ queue name of one organization (one queue each, for fairness)."""
+    return f"dmrelay-{org_id}"
+
+
+# What the Lua scripts add an organization id to, to find its queue.
+QUEUE_KEY_PREFIX = Queue.redis_queue_namespace_prefix + queue_name("")
+
+
+class Keys:
+    """Name the keys of one relay namespace (the prefix lets tests and tenants share a server)."""
+
+    def __init__(self, prefix: str = defaults.KEY_PREFIX) -> None:
+        self.prefix = prefix
+
+    def key(self, *parts: str) -> str:
+        """Return a key in the relay's namespace."""
+        return ":".join((self.prefix, *parts))
+
+    def delivery(self, delivery_id: str) -> str:
+        """Return the key of one delivery's record (JSON)."""
+        return self.key("d", delivery_id)
+
+    def queue(self, org_id: str) -> str:
+        """Return the RQ queue list of an organization."""
+        return QUEUE_KEY_PREFIX + org_id
+
+    def job(self, delivery_id: str) -> str:
+        """Return RQ's job hash of a delivery."""
+        return f"{Queue.job_class.redis_job_namespace_prefix}{delivery_id}"
+
+    def scheduled(self, org_id: str) -> str:
+        """Return the schedule (sorted set by due time) of an organization's retries."""
+        return f"rq:scheduled:{queue_name(org_id)}"
+
+    def scheduled_prefix(self) -> str:
+        """Return what the Lua scripts add an organization id to, to find its schedule."""
+        return self.scheduled("")
+
+    @property
+    def pending(self) -> str:
+        """Return the set of accepted, unfinished delivery ids."""
+        return self.key("pending-ids")
+
+    @property
+    def index(self) -> str:
+        """Return the sorted set of every kept delivery by reception time."""
+        return self.key("index")
+
+    @property
+    def dead(self) -> str:
+        """Return the sorted set of dead letters by the time they died."""
+        return self.key("dead")
+
+    @property
+    def parked(self) -> str:
+        """Return the set of deliveries waiting behind an earlier one of their contact."""
+        return self.key("parked")
+
+    def chain(self, org_id: str, identity: str) -> str:
+        """Return the ordering chain (list) of one contact identity."""
+        return self.key("chain", org_id, identity)
+
+    def alias(self, org_id: str, identity: str) -> str:
+        """Return the link from a manychat_id to the username it goes with."""
+        return self.key("alias", org_id, identity)
+
+    def dedup(self, org_id: str, fingerprint: str) -> str:
+        """Return the key that marks a request seen within the dedup window."""
+        return self.key("dedup", org_id, fingerprint)
+
+    def idempotency(self, org_id: str, digest: str) -> str:
+        """Return the key that remembers an Idempotency-Key."""
+        return self.key("idem", org_id, digest)
+
+    def stats(self, minute: int) -> str:
+        """Return one minute's outcome counters (hash)."""
+        return self.key("stats", str(minute))
+
+    @property
+    def latency(self) -> str:
+        """Return the list of recent DmTracker latencies."""
+        return self.key("latency")
+
+    @property
+    def metrics(self) -> str:
+        """Return the hash of metric values shared by every process."""
+        return self.key("metrics")
+
+    def hits(self, name: str, window: int) -> str:
+        """Return one fixed window's hit counter."""
+        return self.key("hits", name, str(window))
+
+    @property
+    def workers(self) -> str:
+        """Return the set of registered workers."""
+        return self.key("workers")
+
+    def worker(self, name: str) -> str:
+        """Return a worker's heartbeat key."""
+        return self.key("worker", name)
+
+    def processing(self, worker: str) -> str:
+        """Return the list of deliveries a worker has taken and not finished."""
+        return self.key("processing", worker)
+
+    def rate_limit(self, org_id: str, endpoint: str) -> tuple[str, str]:
+        """Return the rate limiter's send log and wake-slot cursor of an org and endpoint."""
+        base = self.key("rl", org_id, endpoint)
+        return f"{base}:log", f"{base}:cursor"

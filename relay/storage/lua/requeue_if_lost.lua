@@ -1,0 +1,21 @@
+-- Shared by requeue_processing.lua and requeue_one.lua (prepended to them, not run alone).
+-- ARGV[1]: the key prefix; ARGV[2]: the queue key prefix; ARGV[3]: the schedule key prefix;
+-- ARGV[4]: the parked set.
+-- requeue_if_lost(id): put a delivery taken from a processing list back on its queue, unless
+-- something else will run it: finished, parked behind its predecessor, scheduled, or already
+-- queued again. Returns 1 if requeued.
+local prefix, queue_prefix, scheduled_prefix, parked = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local function requeue_if_lost(id)
+  local raw = redis.call('GET', prefix .. ':d:' .. id)
+  if not raw then return 0 end
+  local delivery = cjson.decode(raw)
+  local queue = queue_prefix .. delivery['org_id']
+  if delivery['state'] == 'delivered' or delivery['state'] == 'dead'
+    or redis.call('SISMEMBER', parked, id) == 1
+    or redis.call('ZSCORE', scheduled_prefix .. delivery['org_id'], id)
+    or redis.call('LPOS', queue, id) then  -- O(queue length), but only when reclaiming
+    return 0
+  end
+  redis.call('RPUSH', queue, id)
+  return 1
+end

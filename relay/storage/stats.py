@@ -1,0 +1,132 @@
+"""Counters for the overview: outcomes per minute, latency samples, depths and totals."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+
+import redis
+
+from relay.storage.codec import text
+from relay.storage.keys import Keys
+
+LATENCY_SAMPLES = 1000
+STATS_RETENTION_SECONDS = 25 * 3600
+
+Counts = dict[tuple[str, str, str], int]
+
+
+class Stats:
+    """Read and write the numbers the dashboard, admin API and metrics show."""
+
+    def __init__(self, connection: redis.Redis, keys: Keys) -> None:
+        self.redis = connection
+        self.keys = keys
+
+    def count(self, pipe: redis.client.Pipeline, org_id: str, endpoint: str, outcome: str) -> None:
+        """Queue the commands that count one outcome in this minute's bucket."""
+        bucket = self.keys.stats(int(time.time() // 60))
+        pipe.hincrby(bucket, f"{org_id}|{endpoint}|{outcome}", 1)
+        pipe.expire(bucket, STATS_RETENTION_SECONDS)
+
+    def record(
+        self, org_id: str, endpoint: str, outcome: str, latency_ms: float | None = None
+    ) -> None:
+        """Count one outcome in this minute's bucket, and keep the latency sample."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            self.count(pipe, org_id, endpoint, outcome)
+            if latency_ms is not None:
+                pipe.lpush(self.keys.latency, latency_ms)
+                pipe.ltrim(self.keys.latency, 0, LATENCY_SAMPLES - 1)
+            pipe.execute()
+
+    def minute_counts(self, minutes: int) -> list[tuple[int, Counts]]:
+        """Return the last minutes' buckets, oldest first, keyed by (org, endpoint, outcome)."""
+        current = int(time.time() // 60)
+        minutes_wanted = range(current - max(1, minutes) + 1, current + 1)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for minute in minutes_wanted:
+                pipe.hgetall(self.keys.stats(minute))
+            buckets = pipe.execute()
+        return [
+            (minute, {_stat_key(field): int(count) for field, count in bucket.items()})
+            for minute, bucket in zip(minutes_wanted, buckets, strict=True)
+        ]
+
+    def counts_since(self, seconds: int) -> tuple[Counts, float]:
+        """Sum the counters of the last `seconds` by (org, endpoint, outcome), and the span.
+
+        Buckets are whole minutes, so the sum covers that many complete minutes plus the
+        current one so far; the span returned is what it really covers, for rates.
+        """
+        totals: Counts = {}
+        for _, bucket in self.minute_counts(seconds // 60 + 1):
+            for key, count in bucket.items():
+                totals[key] = totals.get(key, 0) + count
+        return totals, seconds // 60 * 60 + time.time() % 60
+
+    def latency_samples(self) -> list[float]:
+        """Return the most recent DmTracker call latencies, in milliseconds."""
+        return [float(v) for v in self.redis.lrange(self.keys.latency, 0, -1)]
+
+    def depths(self, org_ids: Iterable[str]) -> dict[str, dict[str, int]]:
+        """Return queued and scheduled counts per organization."""
+        org_ids = list(org_ids)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for org_id in org_ids:
+                pipe.llen(self.keys.queue(org_id))
+                pipe.zcard(self.keys.scheduled(org_id))
+            results = pipe.execute()
+        return {
+            org_id: {"queued": results[2 * i], "scheduled": results[2 * i + 1]}
+            for i, org_id in enumerate(org_ids)
+        }
+
+    def totals(self) -> dict[str, int]:
+        """Return pending, parked, in-flight and dead-letter totals."""
+        workers = [text(w) for w in self.redis.smembers(self.keys.workers)]
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.scard(self.keys.pending)
+            pipe.scard(self.keys.parked)
+            pipe.zcard(self.keys.dead)
+            for worker in workers:
+                pipe.llen(self.keys.processing(worker))
+            pending, parked, dead, *in_flight = pipe.execute()
+        return {
+            "pending": int(pending),
+            "parked": int(parked),
+            "dead_letters": int(dead),
+            "in_flight": sum(in_flight),
+            "workers": len(workers),
+        }
+
+    def pending_count(self) -> int:
+        """Return how many accepted deliveries are not finished yet."""
+        return int(self.redis.scard(self.keys.pending))
+
+    def add_to_metrics(self, changes: Mapping[str, float]) -> None:
+        """Add to the shared metric values (one hash for every process)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for field, amount in changes.items():
+                pipe.hincrbyfloat(self.keys.metrics, field, amount)
+            pipe.execute()
+
+    def read_metrics(self) -> dict[str, float]:
+        """Return every shared metric value."""
+        raw = self.redis.hgetall(self.keys.metrics)
+        return {text(field): float(value) for field, value in raw.items()}
+
+    def hit_window(self, name: str, window_seconds: int) -> tuple[int, int]:
+        """Count one hit in a fixed window; return (hits so far, epoch second it resets)."""
+        window = int(time.time() // window_seconds)
+        key = self.keys.hits(name, window)
+        with self.redis.pipeline() as pipe:
+            pipe.incr(key)
+            pipe.expire(key, window_seconds + 1)
+            hits, _ = pipe.execute()
+        return int(hits), (window + 1) * window_seconds
+
+
+def _stat_key(field: bytes) -> tuple[str, str, str]:
+    org_id, endpoint, outcome = text(field).split("|")
+    return org_id, endpoint, outcome
