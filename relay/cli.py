@@ -184,7 +184,7 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _store(settings: Settings) -> Store:
-    return Store(connect(settings.redis_url))
+    return Store(connect(settings.redis_url, 2, "dmrelay-cli"))
 
 
 def _query(args: argparse.Namespace) -> DeliveryQuery:

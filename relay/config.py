@@ -45,6 +45,8 @@ class Settings:
     http_read_timeout_seconds: float = defaults.HTTP_READ_TIMEOUT_SECONDS
     rate_limits_per_minute: Mapping[str, int] = field(default_factory=dict)
     worker_concurrency: int = defaults.WORKER_CONCURRENCY
+    web_redis_connections: int = defaults.WEB_REDIS_CONNECTIONS
+    worker_redis_connections: int = defaults.WORKER_REDIS_CONNECTIONS
     worker_heartbeat_ttl_seconds: int = defaults.WORKER_HEARTBEAT_TTL_SECONDS
     worker_shutdown_grace_seconds: float = defaults.WORKER_SHUTDOWN_GRACE_SECONDS
     delivered_retention_seconds: int = defaults.DELIVERED_RETENTION_SECONDS
@@ -129,6 +131,20 @@ NUMBERS = (
         strict=True,
     ),
     Number("DMRELAY_WORKER_CONCURRENCY", "worker_concurrency", int, defaults.WORKER_CONCURRENCY, 1),
+    Number(
+        "DMRELAY_WEB_REDIS_CONNECTIONS",
+        "web_redis_connections",
+        int,
+        defaults.WEB_REDIS_CONNECTIONS,
+        1,
+    ),
+    Number(
+        "DMRELAY_WORKER_REDIS_CONNECTIONS",
+        "worker_redis_connections",
+        int,
+        defaults.WORKER_REDIS_CONNECTIONS,
+        1,
+    ),
     Number(
         "DMRELAY_WORKER_HEARTBEAT_TTL_SECONDS",
         "worker_heartbeat_ttl_seconds",

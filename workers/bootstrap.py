@@ -21,7 +21,10 @@ ALIVE_FILE = Path(tempfile.gettempdir()) / "dmrelay-worker.alive"
 
 def build_deliverer(settings: Settings, connection: redis.Redis | None = None) -> Deliverer:
     """Return a Deliverer with its Redis store, limiter and DmTracker client."""
-    store = Store(connection or connect(settings.redis_url))
+    store = Store(
+        connection
+        or connect(settings.redis_url, settings.worker_redis_connections, "dmrelay-worker")
+    )
     client = DmTrackerClient(
         settings.dmtracker_base_url,
         connect_timeout_seconds=settings.http_connect_timeout_seconds,

@@ -44,6 +44,9 @@ class DeadLetters:
 
     def replay(self, delivery_id: str) -> bool:
         """Send a dead letter again with a fresh attempt budget, at the end of its chains."""
+        raw = self.redis.get(self.keys.delivery(delivery_id))
+        if raw:
+            self.queues.queue(Delivery.from_json(raw).org_id)  # before the transaction
         return self.if_still_dead(delivery_id, self.queue_replay)
 
     def purge(self, delivery_id: str) -> bool:

@@ -55,6 +55,7 @@ class Intake:
         """Store and enqueue a delivery once; a repeat within the window returns the first id."""
         dedup_keys = self._dedup_keys(delivery, fingerprint, window_seconds)
         try:
+            self.queues.queue(delivery.org_id)
             for _ in range(MAX_ACCEPT_TRIES):
                 with self.redis.pipeline() as pipe:
                     try:

@@ -21,11 +21,16 @@ class Queues:
         self._queues: dict[str, Queue] = {}
 
     def queue(self, org_id: str) -> Queue:
-        """Return the RQ queue of an organization (JSON serializer, never pickle)."""
+        """Return the RQ queue of an organization (JSON serializer, never pickle).
+
+        Call it once before a transaction that enqueues: the first call asks Redis a question.
+        """
         if org_id not in self._queues:
-            self._queues[org_id] = Queue(
-                queue_name(org_id), connection=self.redis, serializer=JSONSerializer
-            )
+            queue = Queue(queue_name(org_id), connection=self.redis, serializer=JSONSerializer)
+            # RQ asks the server's version on first enqueue, on a second connection: ask now,
+            # not while a transaction holds one, or a small pool deadlocks until its timeout.
+            queue.get_redis_server_version()
+            self._queues[org_id] = queue
         return self._queues[org_id]
 
     def enqueue(self, pipe: redis.client.Pipeline, delivery: Delivery) -> None:

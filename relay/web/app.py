@@ -38,7 +38,9 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
         SETTINGS=settings,
         MAX_CONTENT_LENGTH=defaults.MAX_BODY_BYTES,
     )
-    store = Store(connection or connect(settings.redis_url))
+    store = Store(
+        connection or connect(settings.redis_url, settings.web_redis_connections, "dmrelay-web")
+    )
     app.extensions["dmrelay.store"] = store
     app.extensions["dmrelay.metrics"] = Metrics(store)
     app.before_request(start_request)

@@ -60,7 +60,7 @@ def wait_for_tls_redis(process: subprocess.Popen, url: str, log: Path) -> None:
         if process.poll() is not None:
             pytest.skip(f"this redis-server cannot serve TLS: {log.read_text()[-200:]}")
         try:
-            connect(url).ping()
+            connect(url, 1).ping()
             return
         except redis.ConnectionError:
             time.sleep(0.05)
@@ -83,7 +83,7 @@ def test_a_message_goes_through_a_tls_redis_to_dmtracker(  # type: ignore[no-unt
         "/api/v1/contact/default-reply", json=DEFAULT_REPLY, headers=headers(ORG_A.token)
     )
     assert response.status_code == 200, response.get_json()
-    worker = RunningWorker(tls_settings, connect(tls_url)).start()
+    worker = RunningWorker(tls_settings, connect(tls_url, 6)).start()
     try:
         wait_until(lambda: sandbox.requests())
     finally:
