@@ -51,6 +51,7 @@ class Settings:
     worker_shutdown_grace_seconds: float = defaults.WORKER_SHUTDOWN_GRACE_SECONDS
     delivered_retention_seconds: int = defaults.DELIVERED_RETENTION_SECONDS
     dead_letter_retention_seconds: int = defaults.DEAD_LETTER_RETENTION_SECONDS
+    history_max_mb: int = defaults.HISTORY_MAX_MB
 
     def secrets(self) -> tuple[str, ...]:
         """Return every secret value, so reports and logs can mask them."""
@@ -171,6 +172,7 @@ NUMBERS = (
         int,
         defaults.DEAD_LETTER_RETENTION_SECONDS,
     ),
+    Number("DMRELAY_HISTORY_MAX_MB", "history_max_mb", int, defaults.HISTORY_MAX_MB, 1),
 )
 
 # Every variable the relay reads: the numbers above and those with readers of their own.

@@ -141,6 +141,7 @@ class WorkerProcess:
             self._reclaim_dead_workers()
             self._reclaim_orphans()
             self._forget_expired_index_entries()
+            self._trim_history()
             # Beat three times per TTL so one slow beat never looks like a death.
             self._next_heartbeat = now + self.heartbeat_ttl / 3
 
@@ -149,6 +150,13 @@ class WorkerProcess:
         for worker in self.store.inflight.dead_workers():
             count = self.store.inflight.requeue_processing(worker)
             log.warning("requeued %d deliveries of dead worker %s", count, worker)
+
+    def _trim_history(self) -> None:
+        """Keep delivered history within its memory budget, so it never crowds out leads."""
+        history = self.store.history
+        trimmed = history.trim(history.budget_bytes(self.deliverer.settings.history_max_mb))
+        if trimmed:
+            log.info("trimmed %d delivered records to stay within the history budget", trimmed)
 
     def _forget_expired_index_entries(self) -> None:
         """Keep the search index from growing forever: its records expire, its entries not."""

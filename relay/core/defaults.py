@@ -29,5 +29,7 @@ SCHEDULER_POLL_SECONDS = 0.2
 
 DELIVERED_RETENTION_SECONDS = 7 * 24 * 3600
 DEAD_LETTER_RETENTION_SECONDS = 30 * 24 * 3600
+# Delivered history's memory budget when Redis sets no maxmemory (else a quarter of it).
+HISTORY_MAX_MB = 64
 
 KEY_PREFIX = "dmrelay"

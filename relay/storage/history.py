@@ -7,13 +7,16 @@ from collections.abc import Iterable, Iterator
 
 import redis
 
-from relay.core.delivery import DEAD, Delivery
+from relay.core.delivery import DEAD, DELIVERED, Delivery
 from relay.storage import lua
 from relay.storage.codec import text
 from relay.storage.keys import Keys
 from relay.storage.ordering import Ordering
 
 JOB_RECORD_GRACE_SECONDS = 60
+TRIM_BATCH = 500
+SIZE_SAMPLE = 64
+HISTORY_SHARE_OF_MAXMEMORY = 0.25
 
 
 class History:
@@ -71,3 +74,83 @@ class History:
         args += [retention_seconds, JOB_RECORD_GRACE_SECONDS]
         args += [repr(delivery.finished_at) if state == DEAD else ""]
         return [text(item) for item in self._finish(keys=keys, args=args)]
+
+    def budget_bytes(self, fallback_mb: int) -> int:
+        """Return what delivered history may use: a quarter of maxmemory, else the fallback."""
+        maxmemory = int(self.redis.info("memory").get("maxmemory", 0))
+        if maxmemory:
+            return int(maxmemory * HISTORY_SHARE_OF_MAXMEMORY)
+        return fallback_mb * 1024 * 1024
+
+    def trim(self, budget_bytes: int) -> int:
+        """Delete the oldest delivered records while delivered history exceeds its budget.
+
+        Only delivered records go: queued, retrying and dead-lettered ones are the leads
+        themselves, and are never trimmed. Returns how many records were deleted.
+        """
+        delivered, average = self._delivered_estimate()
+        excess = delivered * average - budget_bytes
+        if excess <= 0:
+            return 0
+        return self._delete_oldest_delivered(int(excess // average) + 1)
+
+    def _delivered_estimate(self) -> tuple[int, float]:
+        """Return how many delivered records are kept, and their average size in bytes."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(self.keys.index)
+            pipe.scard(self.keys.pending)
+            pipe.zcard(self.keys.dead)
+            pipe.zrange(self.keys.index, 0, SIZE_SAMPLE - 1)
+            indexed, pending, dead, oldest = pipe.execute()
+        sizes = self._delivered_sizes([text(i) for i in oldest])
+        if not sizes:
+            return 0, 1.0
+        return max(0, indexed - pending - dead), sum(sizes) / len(sizes)
+
+    def _delivered_sizes(self, ids: list[str]) -> list[int]:
+        """Return the memory each delivered record among ids takes, with its index entry."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for delivery_id in ids:
+                pipe.get(self.keys.delivery(delivery_id))
+                pipe.memory_usage(self.keys.delivery(delivery_id))
+            replies = pipe.execute()
+        records, sizes = replies[0::2], replies[1::2]
+        # An index entry costs about as much as its id twice over (member and skiplist node).
+        return [
+            int(size) + 2 * len(delivery_id)
+            for delivery_id, raw, size in zip(ids, records, sizes, strict=True)
+            if raw and size and _is_delivered(raw)
+        ]
+
+    def _delete_oldest_delivered(self, wanted: int) -> int:
+        """Delete up to `wanted` delivered records, oldest received first; return how many."""
+        deleted, start = 0, 0
+        while deleted < wanted:
+            ids = [
+                text(i) for i in self.redis.zrange(self.keys.index, start, start + TRIM_BATCH - 1)
+            ]
+            if not ids:
+                break
+            records = self.redis.mget([self.keys.delivery(i) for i in ids])
+            doomed = [i for i, raw in zip(ids, records, strict=True) if raw and _is_delivered(raw)]
+            doomed = doomed[: wanted - deleted]
+            gone = [i for i, raw in zip(ids, records, strict=True) if not raw]
+            self._forget(doomed, gone)
+            deleted += len(doomed)
+            start += len(ids) - len(doomed) - len(gone)
+        return deleted
+
+    def _forget(self, doomed: list[str], expired: list[str]) -> None:
+        """Delete records and drop them, and index entries of expired ones, from the index."""
+        if not doomed and not expired:
+            return
+        with self.redis.pipeline(transaction=False) as pipe:
+            if doomed:
+                pipe.delete(*(self.keys.delivery(i) for i in doomed))
+            pipe.zrem(self.keys.index, *doomed, *expired)
+            pipe.execute()
+
+
+def _is_delivered(raw: bytes | str) -> bool:
+    """Return True when a stored record is in its delivered state."""
+    return Delivery.from_json(raw).state == DELIVERED
