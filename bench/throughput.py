@@ -55,7 +55,7 @@ from bench.harness import (
     wait_until,
 )
 from relay.config import Org
-from relay.core.delivery import DEAD, DELIVERED
+from relay.core.delivery import DeliveryState as State
 
 THROUGHPUT_LATENCY_MS = 200
 FAIRNESS_LATENCY_MS = 50
@@ -444,7 +444,7 @@ def _accounting(stack: Stack, ids: list[str]) -> dict[str, tuple[str, str]]:
         if delivery is None:
             outcome[delivery_id] = ("lost", "")
             continue
-        state = delivery.state if delivery.state in (DELIVERED, DEAD) else "pending"
+        state = delivery.state if delivery.state in (State.DELIVERED, State.DEAD) else "pending"
         if state == "pending" and delivery_id not in somewhere:
             state = "lost"
         outcome[delivery_id] = (state, delivery.payload["username"])
@@ -478,10 +478,10 @@ def _chaos_outcome(
     confirmed = Counter(username_of(e) for e in answered(journal, DEFAULT_REPLY_PATH))
     by_state = Counter(state for state, _ in outcome.values())
     unconfirmed = sum(
-        1 for state, user in outcome.values() if state == DELIVERED and not confirmed[user]
+        1 for state, user in outcome.values() if state == State.DELIVERED and not confirmed[user]
     )
     return ChaosRun(
-        name, len(ids), by_state[DELIVERED], by_state[DEAD], by_state["pending"],
+        name, len(ids), by_state[State.DELIVERED], by_state[State.DEAD], by_state["pending"],
         by_state["lost"], unconfirmed, sum(1 for n in confirmed.values() if n > 1),
         count_status(journal, 503), kills, exits, *times, drained, dict(by_state),
     )  # fmt: skip

@@ -10,8 +10,9 @@ import redis
 
 from relay.config import Settings
 from relay.core import defaults, policy
-from relay.core.delivery import DEAD, DELIVERED, RETRYING, Attempt, Delivery
+from relay.core.delivery import Attempt, Delivery, DeliveryState
 from relay.core.endpoints import ENDPOINTS
+from relay.core.policy import Verdict
 from relay.core.redact import redact
 from relay.core.reply import Reply
 from relay.storage.metrics import Metrics
@@ -50,7 +51,7 @@ class Deliverer:
         delivery = self.store.history.load(delivery_id)
         if delivery is None:
             return GONE
-        if delivery.state in (DELIVERED, DEAD):
+        if delivery.state in (DeliveryState.DELIVERED, DeliveryState.DEAD):
             self.store.ordering.release_if_finished(
                 delivery
             )  # frees a contact an old crash blocked
@@ -97,7 +98,7 @@ class Deliverer:
             self.metrics.count(
                 "dmrelay_rate_limit_waits", organization=delivery.org_id, endpoint=delivery.endpoint
             )
-            delivery.state = RETRYING if delivery.attempts else delivery.state
+            delivery.state = DeliveryState.RETRYING if delivery.attempts else delivery.state
             self.store.schedule.put(delivery, time.time() + wait)
         return wait > 0
 
@@ -109,28 +110,28 @@ class Deliverer:
         _log_attempt(delivery, reply, verdict)
         fate = self._decide(delivery, reply, verdict, now)
         # Statistics only once the fate is stored: a Redis blip here must not send it again.
-        outcome = "delivered" if verdict == policy.DELIVERED else "failed"
+        outcome = "delivered" if verdict == Verdict.DELIVERED else "failed"
         self._record(delivery, outcome, reply.latency_ms)
         self.metrics.observe(
             "dmrelay_attempt_seconds", reply.latency_ms / 1000, endpoint=delivery.endpoint
         )
         return fate
 
-    def _decide(self, delivery: Delivery, reply: Reply, verdict: str, now: float) -> str:
+    def _decide(self, delivery: Delivery, reply: Reply, verdict: Verdict, now: float) -> str:
         """Deliver, retry or dead-letter according to the verdict on the reply."""
-        if verdict == policy.DELIVERED:
+        if verdict == Verdict.DELIVERED:
             self.store.history.finish(
-                delivery, DELIVERED, self.settings.delivered_retention_seconds
+                delivery, DeliveryState.DELIVERED, self.settings.delivered_retention_seconds
             )
-            return DELIVERED
-        if verdict == policy.THROTTLED:
+            return DeliveryState.DELIVERED
+        if verdict == Verdict.THROTTLED:
             # A 429 is DmTracker asking us to wait; it does not use up an attempt.
             wait = policy.retry_after_seconds(reply, now)
             if wait is None:  # no hint: back off further with each 429 in a row
                 wait = self.backoff.ceiling(_throttled_in_a_row(delivery))
             wait += self.rng.uniform(0, defaults.RATE_LIMIT_JITTER_SECONDS)
             return self._retry(delivery, now + wait, "throttled by DmTracker (429)")
-        if verdict == policy.PERMANENT:
+        if verdict == Verdict.PERMANENT:
             delivery.attempts_used += 1
             return self._dead(delivery, _reason(reply))
         return self._use_attempt(delivery, _reason(reply), now)
@@ -139,7 +140,7 @@ class Deliverer:
         """Count a bug or bad data as a used attempt, so a poison message ends as a dead letter."""
         now = time.time()
         reason = f"internal error: {type(error).__name__}"
-        delivery.add_attempt(Attempt(now, None, 0.0, policy.RETRY, "", reason))
+        delivery.add_attempt(Attempt(now, None, 0.0, Verdict.RETRY, "", reason))
         return self._use_attempt(delivery, reason, now)
 
     def _use_attempt(self, delivery: Delivery, reason: str, now: float) -> str:
@@ -152,16 +153,18 @@ class Deliverer:
         return self._retry(delivery, now + delay, reason)
 
     def _retry(self, delivery: Delivery, at: float, reason: str) -> str:
-        delivery.state, delivery.reason = RETRYING, reason
+        delivery.state, delivery.reason = DeliveryState.RETRYING, reason
         self.store.schedule.put(delivery, at)
-        return RETRYING
+        return DeliveryState.RETRYING
 
     def _dead(self, delivery: Delivery, reason: str) -> str:
         delivery.reason = reason
-        self.store.history.finish(delivery, DEAD, self.settings.dead_letter_retention_seconds)
+        self.store.history.finish(
+            delivery, DeliveryState.DEAD, self.settings.dead_letter_retention_seconds
+        )
         self._record(delivery, "dead")
         log.warning("dead letter %s (%s): %s", delivery.id, delivery.endpoint, reason)
-        return DEAD
+        return DeliveryState.DEAD
 
     def _record(self, delivery: Delivery, outcome: str, latency_ms: float | None = None) -> None:
         """Count an outcome for the overview; best effort, like the metrics."""
@@ -171,7 +174,7 @@ class Deliverer:
             log.warning("statistics not recorded: Redis unavailable")
 
 
-def _attempt(reply: Reply, verdict: str, at: float, secrets: tuple[str, ...]) -> Attempt:
+def _attempt(reply: Reply, verdict: Verdict, at: float, secrets: tuple[str, ...]) -> Attempt:
     body = redact(reply.body, secrets=secrets)
     return Attempt(at, reply.status, reply.latency_ms, verdict, body, reply.error)
 
@@ -179,7 +182,7 @@ def _attempt(reply: Reply, verdict: str, at: float, secrets: tuple[str, ...]) ->
 def _throttled_in_a_row(delivery: Delivery) -> int:
     """Return how many of the latest attempts were answered 429."""
     outcomes = [attempt.outcome for attempt in reversed(delivery.attempts)]
-    return next((i for i, o in enumerate(outcomes) if o != policy.THROTTLED), len(outcomes))
+    return next((i for i, o in enumerate(outcomes) if o != Verdict.THROTTLED), len(outcomes))
 
 
 def _reason(reply: Reply) -> str:
@@ -188,7 +191,7 @@ def _reason(reply: Reply) -> str:
     return f"DmTracker answered {reply.status}"
 
 
-def _log_attempt(delivery: Delivery, reply: Reply, verdict: str) -> None:
+def _log_attempt(delivery: Delivery, reply: Reply, verdict: Verdict) -> None:
     """Write the one log line of an attempt: ids, status, latency; never the body or token."""
     log.info(
         "attempt %s %s: %s",

@@ -6,16 +6,23 @@ import json
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from relay.core import defaults
 
-# Delivery states, in the order a delivery usually passes through them.
-QUEUED = "queued"
-RETRYING = "retrying"
-DELIVERED = "delivered"
-DEAD = "dead"
-STATES = (QUEUED, RETRYING, DELIVERED, DEAD)
+
+class DeliveryState(StrEnum):
+    """Where a delivery stands, in the order it usually passes through them."""
+
+    # The values are stored in Redis and shown by the APIs: never change one.
+    QUEUED = "queued"
+    RETRYING = "retrying"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+
+
+STATES = tuple(DeliveryState)
 
 
 @dataclass
@@ -42,7 +49,7 @@ class Delivery:
     request_id: str = ""
     idempotency_key: str = ""
     contact_keys: list[str] = field(default_factory=list)
-    state: str = QUEUED
+    state: str = DeliveryState.QUEUED
     attempts: list[Attempt] = field(default_factory=list)
     attempts_used: int = 0
     next_attempt_at: float | None = None

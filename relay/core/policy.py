@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.utils
 import random
 from dataclasses import dataclass
+from enum import StrEnum
 
 from relay.core import defaults
 from relay.core.reply import Reply
@@ -12,10 +13,15 @@ from relay.core.reply import Reply
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 NOT_FOUND_MAY_BE_EARLY = frozenset({"update-tags", "contact-status"})
 
-DELIVERED = "delivered"
-THROTTLED = "throttled"
-RETRY = "retry"
-PERMANENT = "permanent"
+
+class Verdict(StrEnum):
+    """What the policy makes of one reply."""
+
+    # The values are stored in each attempt and shown by the APIs: never change one.
+    DELIVERED = "delivered"
+    THROTTLED = "throttled"
+    RETRY = "retry"
+    PERMANENT = "permanent"
 
 
 @dataclass(frozen=True)
@@ -34,18 +40,20 @@ class Backoff:
         return rng.uniform(0, self.ceiling(attempt))
 
 
-def classify(reply: Reply, endpoint: str, age_seconds: float) -> str:
+def classify(reply: Reply, endpoint: str, age_seconds: float) -> Verdict:
     """Return delivered, throttled, retry or permanent for one reply."""
     if reply.ok:
-        return DELIVERED
+        return Verdict.DELIVERED
     if reply.status == 429:
-        return THROTTLED
+        return Verdict.THROTTLED
     if reply.status is None or reply.status in TRANSIENT_STATUSES:
-        return RETRY
+        return Verdict.RETRY
     if reply.status == 404 and endpoint in NOT_FOUND_MAY_BE_EARLY:
         # The contact may not be created yet (an earlier delivery still on its way).
-        return RETRY if age_seconds < defaults.NOT_FOUND_GRACE_SECONDS else PERMANENT
-    return PERMANENT
+        return (
+            Verdict.RETRY if age_seconds < defaults.NOT_FOUND_GRACE_SECONDS else Verdict.PERMANENT
+        )
+    return Verdict.PERMANENT
 
 
 def retry_after_seconds(reply: Reply, now: float) -> float | None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from relay.core.delivery import DEAD, Delivery
+from relay.core.delivery import Delivery, DeliveryState
 from relay.storage.codec import text
 from relay.storage.keys import Keys
 from relay.storage.ordering import Ordering
@@ -65,7 +65,7 @@ class DeadLetters:
                 pipe.watch(key)
                 raw = pipe.get(key)
                 delivery = Delivery.from_json(raw) if raw else None
-                if delivery is None or delivery.state != DEAD:
+                if delivery is None or delivery.state != DeliveryState.DEAD:
                     return False
                 pipe.multi()  # RQ's enqueue_call calls multi() itself, which needs it first
                 action(pipe, delivery)
@@ -76,7 +76,7 @@ class DeadLetters:
 
     def queue_replay(self, pipe: redis.client.Pipeline, delivery: Delivery) -> None:
         """Queue the commands that give a dead letter a fresh start."""
-        delivery.state, delivery.reason = "queued", None
+        delivery.state, delivery.reason = DeliveryState.QUEUED, None
         delivery.attempts_used, delivery.replays = 0, delivery.replays + 1
         delivery.finished_at = delivery.next_attempt_at = None
         pipe.zrem(self.keys.dead, delivery.id)

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 
 import redis
 
-from relay.core.delivery import DEAD, DELIVERED, Delivery
+from relay.core.delivery import Delivery, DeliveryState
 from relay.storage import lua
 from relay.storage.codec import text
 from relay.storage.keys import Keys
@@ -61,7 +61,7 @@ class History:
         """Drop index entries of deliveries received before a time; return how many."""
         return int(self.redis.zremrangebyscore(self.keys.index, "-inf", f"({received_before}"))
 
-    def finish(self, delivery: Delivery, state: str, retention_seconds: int) -> list[str]:
+    def finish(self, delivery: Delivery, state: DeliveryState, retention_seconds: int) -> list[str]:
         """Record a final state, keep it for the retention period, unblock the contact."""
         delivery.state = state
         delivery.finished_at = time.time()
@@ -72,7 +72,7 @@ class History:
         keys += [self.keys.dead, *delivery.contact_keys]
         args: list[str | int] = [*self.ordering.chain_args(delivery), delivery.to_json()]
         args += [retention_seconds, JOB_RECORD_GRACE_SECONDS]
-        args += [repr(delivery.finished_at) if state == DEAD else ""]
+        args += [repr(delivery.finished_at) if state == DeliveryState.DEAD else ""]
         return [text(item) for item in self._finish(keys=keys, args=args)]
 
     def budget_bytes(self, fallback_mb: int) -> int:
@@ -153,4 +153,4 @@ class History:
 
 def _is_delivered(raw: bytes | str) -> bool:
     """Return True when a stored record is in its delivered state."""
-    return Delivery.from_json(raw).state == DELIVERED
+    return Delivery.from_json(raw).state == DeliveryState.DELIVERED

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from relay.config import Settings
-from relay.core.delivery import DEAD, Delivery
+from relay.core.delivery import Delivery, DeliveryState
 from relay.core.redact import redact_json
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def search(store: Store, query: DeliveryQuery, skip: int, take: int) -> tuple[li
 def dead_letters(store: Store, query: DeliveryQuery) -> list[Delivery]:
     """Return every matching dead letter, newest first."""
     dead = store.history.iter_deliveries(store.dead.ids())
-    return [d for d in dead if d.state == DEAD and query.matches(d)]
+    return [d for d in dead if d.state == DeliveryState.DEAD and query.matches(d)]
 
 
 def search_dead_letters(

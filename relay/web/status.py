@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from relay.core.delivery import DEAD, RETRYING, Attempt, Delivery
+from relay.core.delivery import Attempt, Delivery, DeliveryState
 from relay.core.endpoints import ENDPOINTS, TOKEN_HEADER
 from relay.core.errors import NotFound
 from relay.web.auth import organization_for_token
@@ -38,17 +38,15 @@ def delivery_status(delivery_id: str) -> Response:
 
 def status_view(delivery: Delivery) -> dict[str, Any]:
     """Return what an integrator needs to know about a delivery; never internal keys."""
-    last = delivery.last_attempt
+    last, retrying = delivery.last_attempt, delivery.state == DeliveryState.RETRYING
     return {
         "delivery_id": delivery.id,
         "endpoint": ENDPOINTS[delivery.endpoint].path,
         "state": delivery.state,
         "received_at": iso_time(delivery.received_at),
         "attempts": delivery.attempt_count,
-        "next_attempt_at": (
-            iso_time(delivery.next_attempt_at) if delivery.state == RETRYING else None
-        ),
-        "reason": delivery.reason if delivery.state in (RETRYING, DEAD) else None,
+        "next_attempt_at": iso_time(delivery.next_attempt_at) if retrying else None,
+        "reason": delivery.reason if retrying or delivery.state == DeliveryState.DEAD else None,
         "response": response_view(last) if last else None,
     }
 

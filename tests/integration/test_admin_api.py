@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from relay.config import Org, Settings
-from relay.core.delivery import DEAD, DELIVERED, RETRYING, Delivery
+from relay.core.delivery import Delivery, DeliveryState
 from relay.storage import queries
 from relay.storage.store import Store
 from relay.web.admin import api, tokens
@@ -114,10 +114,14 @@ def outcomes(
     """Produce, one after another: a 400 dead letter (A), a delivery (A), a 422 dead letter (B)."""
     start_worker()
     sandbox.fault(endpoint=DEFAULT_REPLY_PATH, status=400, count=1, body={"error": "bad"})
-    dead_400 = settled(store, reply(client, username="alice", manychat_id="1"), DEAD).id
-    delivered = settled(store, reply(client, username="bob", manychat_id="2"), DELIVERED).id
+    dead_400 = settled(
+        store, reply(client, username="alice", manychat_id="1"), DeliveryState.DEAD
+    ).id
+    delivered = settled(
+        store, reply(client, username="bob", manychat_id="2"), DeliveryState.DELIVERED
+    ).id
     sandbox.fault(endpoint=DEFAULT_REPLY_PATH, status=422, count=1)
-    dead_422 = settled(store, reply(client, ORG_B, "carol", "3"), DEAD).id
+    dead_422 = settled(store, reply(client, ORG_B, "carol", "3"), DeliveryState.DEAD).id
     return {"dead_400": dead_400, "delivered": delivered, "dead_422": dead_422}
 
 
@@ -165,7 +169,7 @@ def test_a_read_token_cannot_replay(client: FlaskClient, store: Store, outcomes:
         "FORBIDDEN",
         "This action needs the relay:admin scope.",
     )
-    assert state_of(store, outcomes["dead_400"]) == DEAD
+    assert state_of(store, outcomes["dead_400"]) == DeliveryState.DEAD
 
 
 @pytest.mark.parametrize(
@@ -338,13 +342,17 @@ def test_one_delivery_comes_with_its_attempt_log(
 ) -> None:
     start_worker()
     sandbox.fault(endpoint=DEFAULT_REPLY_PATH, status=503, count=1)
-    delivery_id = settled(store, reply(client), DELIVERED).id
+    delivery_id = settled(store, reply(client), DeliveryState.DELIVERED).id
 
     response = client.get(f"{ADMIN}/deliveries/{delivery_id}", headers=READ)
 
     assert response.status_code == 200
     data = response.get_json()["data"]
-    assert (data["id"], data["state"], data["org_id"]) == (delivery_id, DELIVERED, ORG_A.id)
+    assert (data["id"], data["state"], data["org_id"]) == (
+        delivery_id,
+        DeliveryState.DELIVERED,
+        ORG_A.id,
+    )
     assert data["attempt_count"] == 2
     assert [(a["status"], a["outcome"]) for a in data["attempts"]] == [
         (503, "retry"),
@@ -414,7 +422,7 @@ def test_replaying_one_dead_letter_delivers_it(
         response = client.post(f"{ADMIN}/dead-letters/{dead_id}/replay", headers=ADMIN_AUTH)
 
     assert response.get_json() == {"data": {"replayed": [dead_id], "count": 1}}
-    delivered = settled(store, dead_id, DELIVERED)
+    delivered = settled(store, dead_id, DeliveryState.DELIVERED)
     assert [a.status for a in delivered.attempts] == [400, 200]
     (line,) = [r for r in caplog.records if r.name == "dmrelay.admin"]
     assert line.getMessage() == "admin replayed 1 dead letter(s)"
@@ -442,8 +450,8 @@ def test_replay_by_filter_replays_only_the_matches(
     )
 
     assert response.get_json() == {"data": {"replayed": [outcomes["dead_422"]], "count": 1}}
-    settled(store, outcomes["dead_422"], DELIVERED)
-    assert state_of(store, outcomes["dead_400"]) == DEAD
+    settled(store, outcomes["dead_422"], DeliveryState.DELIVERED)
+    assert state_of(store, outcomes["dead_400"]) == DeliveryState.DEAD
 
 
 @pytest.mark.parametrize("body", [{"username": "@Alice"}, {"manychat_id": "1"}])
@@ -453,8 +461,8 @@ def test_replay_by_contact_replays_only_that_contact(
     response = client.post(f"{ADMIN}/dead-letters/replay", json=body, headers=ADMIN_AUTH)
 
     assert response.get_json() == {"data": {"replayed": [outcomes["dead_400"]], "count": 1}}
-    settled(store, outcomes["dead_400"], DELIVERED)
-    assert state_of(store, outcomes["dead_422"]) == DEAD
+    settled(store, outcomes["dead_400"], DeliveryState.DELIVERED)
+    assert state_of(store, outcomes["dead_422"]) == DeliveryState.DEAD
 
 
 def test_replay_with_an_empty_filter_replays_every_dead_letter(
@@ -466,8 +474,8 @@ def test_replay_with_an_empty_filter_replays_every_dead_letter(
         [outcomes["dead_400"], outcomes["dead_422"]]
     )
     assert response.get_json()["data"]["count"] == 2
-    settled(store, outcomes["dead_400"], DELIVERED)
-    settled(store, outcomes["dead_422"], DELIVERED)
+    settled(store, outcomes["dead_400"], DeliveryState.DELIVERED)
+    settled(store, outcomes["dead_422"], DeliveryState.DELIVERED)
 
 
 @pytest.mark.parametrize(
@@ -525,7 +533,7 @@ def test_purge_by_filter_forgets_only_the_matches(
 def test_purge_by_received_time_selects_what_the_list_shows(
     client: FlaskClient, store: Store, outcomes: dict
 ) -> None:
-    since = settled(store, outcomes["dead_422"], DEAD).received_at
+    since = settled(store, outcomes["dead_422"], DeliveryState.DEAD).received_at
     listed = ids(client.get(f"{ADMIN}/dead-letters?since={since}", headers=READ))
 
     response = client.post(f"{ADMIN}/dead-letters/purge", json={"since": since}, headers=ADMIN_AUTH)
@@ -630,7 +638,7 @@ def test_status_goes_from_queued_to_delivered_with_dmtracker_s_response(
 
     queued = status_of(client, delivery_id).get_json()
     start_worker()
-    settled(store, delivery_id, DELIVERED)
+    settled(store, delivery_id, DeliveryState.DELIVERED)
     delivered = status_of(client, delivery_id).get_json()
 
     assert queued == {
@@ -649,7 +657,7 @@ def test_status_goes_from_queued_to_delivered_with_dmtracker_s_response(
         },
     }
     data = delivered["data"]
-    assert (data["state"], data["attempts"], data["reason"]) == (DELIVERED, 1, None)
+    assert (data["state"], data["attempts"], data["reason"]) == (DeliveryState.DELIVERED, 1, None)
     assert data["response"]["status"] == 200
     assert data["response"]["body"]["message"] == "Contact processed successfully"
     assert data["response"]["body"]["data"]["username"] == "john_doe"
@@ -664,11 +672,11 @@ def test_status_of_a_retrying_delivery_says_when_and_why(
 ) -> None:
     start_worker(with_settings(settings, backoff_base_seconds=60, backoff_cap_seconds=120))
     sandbox.fault(endpoint=DEFAULT_REPLY_PATH, status=503, count=1)
-    delivery_id = settled(store, reply(client), RETRYING).id
+    delivery_id = settled(store, reply(client), DeliveryState.RETRYING).id
 
     data = status_of(client, delivery_id).get_json()["data"]
 
-    assert (data["state"], data["attempts"]) == (RETRYING, 1)
+    assert (data["state"], data["attempts"]) == (DeliveryState.RETRYING, 1)
     assert data["reason"] == "DmTracker answered 503"
     assert data["response"]["status"] == 503
     next_attempt = datetime.fromisoformat(data["next_attempt_at"].replace("Z", "+00:00"))
@@ -678,7 +686,7 @@ def test_status_of_a_retrying_delivery_says_when_and_why(
 def test_status_of_a_dead_letter_gives_the_reason(client: FlaskClient, outcomes: dict) -> None:
     data = status_of(client, outcomes["dead_400"]).get_json()["data"]
 
-    assert (data["state"], data["reason"]) == (DEAD, "DmTracker answered 400")
+    assert (data["state"], data["reason"]) == (DeliveryState.DEAD, "DmTracker answered 400")
     assert data["response"] == {"status": 400, "body": {"error": "bad"}}
 
 

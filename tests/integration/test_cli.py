@@ -7,7 +7,7 @@ import json
 import pytest
 
 from relay import cli
-from relay.core.delivery import DEAD, DELIVERED
+from relay.core.delivery import DeliveryState
 from tests.conftest import ORG_A, ORG_B, SECRET
 from tests.helpers import DEFAULT_REPLY, headers, wait_until
 
@@ -26,7 +26,7 @@ def dead_letter(client, store, sandbox, body, status: int = 400) -> str:  # type
     sandbox.fault(endpoint="contact/default-reply", status=status, count=1)
     response = client.post("/api/v1/contact/default-reply", json=body, headers=headers(ORG_A.token))
     delivery_id = str(response.get_json()["data"]["delivery_id"])
-    wait_until(lambda: store.history.load(delivery_id).state == DEAD)
+    wait_until(lambda: store.history.load(delivery_id).state == DeliveryState.DEAD)
     return delivery_id
 
 
@@ -51,7 +51,7 @@ def test_list_replay_and_purge_dead_letters(  # type: ignore[no-untyped-def]
 
     assert cli.main(["dead-letters", "replay", first]) == 0
     assert capsys.readouterr().out.splitlines() == ["replayed 1 dead letter(s)", first]
-    wait_until(lambda: store.history.load(first).state == DELIVERED)
+    wait_until(lambda: store.history.load(first).state == DeliveryState.DELIVERED)
     assert store.history.load(first).attempts_used == 0
 
     assert cli.main(["dead-letters", "purge", "--all", "--endpoint", "default-reply"]) == 0

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from relay.core.delivery import DELIVERED
+from relay.core.delivery import DeliveryState
 from tests.conftest import ORG_A, ORG_B, SECRET
 from tests.helpers import DEFAULT_REPLY, headers, wait_until
 
@@ -66,7 +66,9 @@ def in_flight(redis_conn) -> int:  # type: ignore[no-untyped-def]
 
 
 def all_delivered(store, ids: list[str]) -> bool:  # type: ignore[no-untyped-def]
-    return all((d := store.history.load(i)) is not None and d.state == DELIVERED for i in ids)
+    return all(
+        (d := store.history.load(i)) is not None and d.state == DeliveryState.DELIVERED for i in ids
+    )
 
 
 def test_sigterm_lets_the_delivery_in_flight_finish(  # type: ignore[no-untyped-def]

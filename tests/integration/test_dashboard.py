@@ -11,7 +11,7 @@ import jwt
 import pytest
 from flask.testing import FlaskClient
 
-from relay.core.delivery import DEAD, QUEUED, Attempt, Delivery
+from relay.core.delivery import Attempt, Delivery, DeliveryState
 from relay.storage import queries
 from relay.storage.intake import fingerprint
 from relay.storage.store import Store
@@ -68,7 +68,7 @@ def add_dead_letter(
         Attempt(time.time(), 400, 12.5, "permanent", '{"error":"Bad Request"}')
     )
     delivery.reason = "DmTracker answered 400"
-    store.history.finish(delivery, DEAD, 3600)
+    store.history.finish(delivery, DeliveryState.DEAD, 3600)
     return delivery.id
 
 
@@ -81,7 +81,9 @@ def post_replay(client: FlaskClient, delivery_id: str, csrf: str | None) -> Any:
 def is_dead(store: Store, delivery_id: str) -> bool:
     """Return True if the delivery is still a dead letter."""
     delivery = store.history.load(delivery_id)
-    return bool(delivery and delivery.state == DEAD and delivery_id in store.dead.ids())
+    return bool(
+        delivery and delivery.state == DeliveryState.DEAD and delivery_id in store.dead.ids()
+    )
 
 
 @pytest.fixture
@@ -254,7 +256,7 @@ def test_an_admin_replays_the_selected_dead_letters(admin: FlaskClient, store: S
     response = post_replay(admin, chosen, csrf_of(admin, "/dashboard/dead-letters"))
 
     assert response.status_code == 302
-    assert store.history.load(chosen).state == QUEUED  # type: ignore[union-attr]
+    assert store.history.load(chosen).state == DeliveryState.QUEUED  # type: ignore[union-attr]
     assert is_dead(store, other)
     assert "Replayed 1 dead letter" in admin.get(response.headers["Location"]).text
 
@@ -272,7 +274,7 @@ def test_replay_all_matching_replays_only_what_the_filters_match(
 
     assert response.status_code == 302
     assert f"org_id={ORG_A.id}" in response.headers["Location"]
-    assert all(store.history.load(i).state == QUEUED for i in org_a)  # type: ignore[union-attr]
+    assert all(store.history.load(i).state == DeliveryState.QUEUED for i in org_a)  # type: ignore[union-attr]
     assert is_dead(store, org_b)
 
 

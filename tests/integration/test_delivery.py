@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from relay.core.delivery import DEAD, DELIVERED, RETRYING
+from relay.core.delivery import DeliveryState
 from tests.conftest import ORG_A, ORG_B, with_settings
 from tests.helpers import DEFAULT_REPLY, headers, wait_until
 
@@ -40,7 +40,9 @@ def test_transient_statuses_are_retried_until_delivered(  # type: ignore[no-unty
 ) -> None:
     sandbox.fault(endpoint=DEFAULT_REPLY_PATH, status=status, count=2)
     start_worker()
-    delivery = settled(store, post(client, DEFAULT_REPLY_PATH, DEFAULT_REPLY), DELIVERED)
+    delivery = settled(
+        store, post(client, DEFAULT_REPLY_PATH, DEFAULT_REPLY), DeliveryState.DELIVERED
+    )
 
     assert [a.status for a in delivery.attempts] == [status, status, 200]
     assert [a.outcome for a in delivery.attempts] == ["retry", "retry", "delivered"]
@@ -53,7 +55,7 @@ def test_connection_errors_are_retried(client, store, settings, start_worker) ->
 
     unreachable = with_settings(settings, dmtracker_base_url=free_port_url(), max_attempts=2)
     start_worker(unreachable)
-    delivery = settled(store, post(client, DEFAULT_REPLY_PATH, DEFAULT_REPLY), DEAD)
+    delivery = settled(store, post(client, DEFAULT_REPLY_PATH, DEFAULT_REPLY), DeliveryState.DEAD)
 
     assert [a.status for a in delivery.attempts] == [None, None]
     assert delivery.attempts[0].error == "connection error"
@@ -66,7 +68,7 @@ def test_permanent_statuses_go_straight_to_dead_letters(  # type: ignore[no-unty
 ) -> None:
     sandbox.fault(endpoint=DEFAULT_REPLY_PATH, status=status, count=1, body={"error": "x"})
     start_worker()
-    delivery = settled(store, post(client, DEFAULT_REPLY_PATH, DEFAULT_REPLY), DEAD)
+    delivery = settled(store, post(client, DEFAULT_REPLY_PATH, DEFAULT_REPLY), DeliveryState.DEAD)
 
     assert len(delivery.attempts) == 1
     assert delivery.reason == f"DmTracker answered {status}"
@@ -79,7 +81,7 @@ def test_transient_failures_exhaust_into_a_dead_letter(
 ) -> None:  # type: ignore[no-untyped-def]
     sandbox.fault(endpoint=DEFAULT_REPLY_PATH, status=503, count=-1)
     start_worker()
-    delivery = settled(store, post(client, DEFAULT_REPLY_PATH, DEFAULT_REPLY), DEAD)
+    delivery = settled(store, post(client, DEFAULT_REPLY_PATH, DEFAULT_REPLY), DeliveryState.DEAD)
 
     assert [a.status for a in delivery.attempts] == [503, 503, 503, 503]
     assert delivery.reason == "gave up after 4 attempts: DmTracker answered 503"
@@ -88,7 +90,7 @@ def test_transient_failures_exhaust_into_a_dead_letter(
 def test_retries_wait_according_to_the_backoff(client, store, sandbox, start_worker) -> None:  # type: ignore[no-untyped-def]
     sandbox.fault(endpoint=DEFAULT_REPLY_PATH, status=503, count=-1)
     start_worker()
-    delivery = settled(store, post(client, DEFAULT_REPLY_PATH, DEFAULT_REPLY), DEAD)
+    delivery = settled(store, post(client, DEFAULT_REPLY_PATH, DEFAULT_REPLY), DeliveryState.DEAD)
 
     gaps = [b.at - a.at for a, b in zip(delivery.attempts, delivery.attempts[1:], strict=False)]
     # Ceilings 0.05, 0.1, 0.2 s (base 0.05, cap 0.2) plus scheduler polling (0.2 s).
@@ -108,7 +110,9 @@ def test_429_waits_as_asked_and_uses_no_attempt(  # type: ignore[no-untyped-def]
 ) -> None:
     sandbox.fault(endpoint=DEFAULT_REPLY_PATH, status=429, count=1, **fault)
     start_worker()
-    delivery = settled(store, post(client, DEFAULT_REPLY_PATH, DEFAULT_REPLY), DELIVERED)
+    delivery = settled(
+        store, post(client, DEFAULT_REPLY_PATH, DEFAULT_REPLY), DeliveryState.DELIVERED
+    )
 
     throttled, delivered = delivery.attempts
     assert (throttled.status, throttled.outcome) == (429, "throttled")
@@ -121,7 +125,9 @@ def test_429_does_not_consume_the_attempt_budget(client, store, sandbox, start_w
     # Five 429s with max_attempts=4 would dead-letter if 429s counted.
     sandbox.fault(endpoint=DEFAULT_REPLY_PATH, status=429, count=5, body={"retry_after": 0})
     start_worker()
-    delivery = settled(store, post(client, DEFAULT_REPLY_PATH, DEFAULT_REPLY), DELIVERED)
+    delivery = settled(
+        store, post(client, DEFAULT_REPLY_PATH, DEFAULT_REPLY), DeliveryState.DELIVERED
+    )
     assert [a.status for a in delivery.attempts] == [429] * 5 + [200]
 
 
@@ -155,15 +161,15 @@ def test_a_retried_first_delivery_keeps_its_successors_behind_it(  # type: ignor
     status = post(client, "contact/contact-status", {"manychat_id": "123456", "lead_status": "won"})
     start_worker()
 
-    settled(store, status, DELIVERED)
+    settled(store, status, DeliveryState.DELIVERED)
     arrived = [r for r in sandbox.requests() if r["status"] < 300]
     assert [r["path"].rsplit("/", 1)[1] for r in arrived] == [
         "default-reply",
         "update-tags-external",
         "contact-status",
     ]
-    assert store.history.load(first).state == DELIVERED
-    assert store.history.load(tags).state == DELIVERED
+    assert store.history.load(first).state == DeliveryState.DELIVERED
+    assert store.history.load(tags).state == DeliveryState.DELIVERED
 
 
 def test_unrelated_contacts_do_not_wait_for_each_other(
@@ -173,8 +179,8 @@ def test_unrelated_contacts_do_not_wait_for_each_other(
     blocked = post(client, DEFAULT_REPLY_PATH, DEFAULT_REPLY)
     other = create_contact(client, "someone_else")
     start_worker()
-    settled(store, other, DELIVERED)
-    assert store.history.load(blocked).state in (RETRYING, DEAD)
+    settled(store, other, DeliveryState.DELIVERED)
+    assert store.history.load(blocked).state in (DeliveryState.RETRYING, DeliveryState.DEAD)
 
 
 def test_rate_limit_is_never_exceeded_by_several_workers(  # type: ignore[no-untyped-def]
@@ -191,7 +197,9 @@ def test_rate_limit_is_never_exceeded_by_several_workers(  # type: ignore[no-unt
     received = sandbox.requests()
     assert len(received) == 10
     assert all(r["status"] == 201 for r in received)
-    waiting = [store.history.load(i) for i in ids if store.history.load(i).state != DELIVERED]
+    waiting = [
+        store.history.load(i) for i in ids if store.history.load(i).state != DeliveryState.DELIVERED
+    ]
     assert len(waiting) == 6
     # Each waiter holds a reserved slot, spaced by the limit's interval (6 s for 10/min).
     slots = sorted(d.next_attempt_at for d in waiting)
@@ -210,7 +218,7 @@ def test_a_throttled_organization_does_not_delay_another(  # type: ignore[no-unt
 
     started = time.monotonic()
     other = post(client, DEFAULT_REPLY_PATH, {**DEFAULT_REPLY, "page_name": "Page B"}, org=ORG_B)
-    settled(store, other, DELIVERED)
+    settled(store, other, DeliveryState.DELIVERED)
     assert time.monotonic() - started < 1.0
 
 
@@ -227,7 +235,7 @@ def test_an_organization_whose_calls_hang_leaves_slots_for_another(  # type: ign
 
     started = time.monotonic()
     other = post(client, DEFAULT_REPLY_PATH, {**DEFAULT_REPLY, "page_name": "Page B"}, org=ORG_B)
-    settled(store, other, DELIVERED)
+    settled(store, other, DeliveryState.DELIVERED)
     assert time.monotonic() - started < 1.0
 
 
@@ -240,7 +248,7 @@ def test_a_delivery_that_breaks_the_worker_ends_as_a_dead_letter(  # type: ignor
         raise RuntimeError("boom")
 
     worker.deliverer.client.send = explode
-    delivery = settled(store, post(client, DEFAULT_REPLY_PATH, DEFAULT_REPLY), DEAD)
+    delivery = settled(store, post(client, DEFAULT_REPLY_PATH, DEFAULT_REPLY), DeliveryState.DEAD)
 
     assert [a.error for a in delivery.attempts] == ["internal error: RuntimeError"] * 4
     assert delivery.reason == "gave up after 4 attempts: internal error: RuntimeError"

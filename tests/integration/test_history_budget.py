@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from relay.config import Settings
-from relay.core.delivery import DEAD, DELIVERED, QUEUED, Delivery
+from relay.core.delivery import Delivery, DeliveryState
 from relay.devtools.localredis import start_local_redis
 from relay.storage.store import Store
 from relay.web.app import create_app
@@ -31,7 +31,7 @@ def small_redis(tmp_path: Path) -> Iterator[redis.Redis]:
     server.stop()
 
 
-def keep(store: Store, count: int, state: str = DELIVERED) -> list[str]:
+def keep(store: Store, count: int, state: str = DeliveryState.DELIVERED) -> list[str]:
     """Store records as accept and finish leave them, in one round trip."""
     ids = []
     with store.redis.pipeline(transaction=False) as pipe:
@@ -40,9 +40,9 @@ def keep(store: Store, count: int, state: str = DELIVERED) -> list[str]:
             delivery = Delivery.new(ORG_A.id, "default-reply", payload, state=state)
             pipe.set(store.keys.delivery(delivery.id), delivery.to_json())
             pipe.zadd(store.keys.index, {delivery.id: delivery.received_at})
-            if state == DEAD:
+            if state == DeliveryState.DEAD:
                 pipe.zadd(store.keys.dead, {delivery.id: delivery.received_at})
-            elif state != DELIVERED:
+            elif state != DeliveryState.DELIVERED:
                 pipe.sadd(store.keys.pending, delivery.id)
             ids.append(delivery.id)
         pipe.execute()
@@ -59,7 +59,7 @@ def test_budget_is_a_quarter_of_maxmemory_else_the_setting(
 def test_trim_deletes_the_oldest_delivered_and_never_a_lead(small_redis: redis.Redis) -> None:
     store = Store(small_redis)
     oldest = keep(store, 300)
-    queued, dead = keep(store, 50, QUEUED), keep(store, 50, DEAD)
+    queued, dead = keep(store, 50, DeliveryState.QUEUED), keep(store, 50, DeliveryState.DEAD)
     newest = keep(store, 300)
     size = small_redis.memory_usage(store.keys.delivery(newest[0]))
     deleted = store.history.trim(budget_bytes=400 * size)
@@ -90,6 +90,8 @@ def test_history_never_crowds_out_new_leads_on_a_25mb_redis(
     delivery_id = response.get_json()["data"]["delivery_id"]
     worker = RunningWorker(custom, small_redis).start()
     try:
-        wait_until(lambda: (d := store.history.load(delivery_id)) and d.state == DELIVERED)
+        wait_until(
+            lambda: (d := store.history.load(delivery_id)) and d.state == DeliveryState.DELIVERED
+        )
     finally:
         worker.stop()

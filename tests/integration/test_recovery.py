@@ -6,7 +6,7 @@ import time
 
 import redis
 
-from relay.core.delivery import DEAD, DELIVERED
+from relay.core.delivery import DeliveryState
 from relay.storage.store import Store
 from tests.conftest import ORG_A
 from tests.helpers import DEFAULT_REPLY, headers, wait_until
@@ -38,12 +38,12 @@ def test_a_finished_delivery_still_heading_its_chain_is_released_when_met_again(
     # old two-step finish): `first` is delivered yet still heads the contact's chain.
     take_into(store, WORKER)
     delivery = store.history.load(first)
-    delivery.state = DELIVERED
+    delivery.state = DeliveryState.DELIVERED
     store.history.save(delivery)
     store.redis.lpush(store.keys.queue(ORG_A.id), first)  # as the reclaim hands it back
     start_worker()
 
-    wait_until(lambda: store.history.load(second).state == DELIVERED)
+    wait_until(lambda: store.history.load(second).state == DeliveryState.DELIVERED)
     assert [r["body"]["message_content"] for r in sandbox.requests()] == ["a follow-up"]
 
 
@@ -52,14 +52,14 @@ def test_a_stale_copy_of_a_dead_letter_leaves_its_replay_in_the_chain(  # type: 
 ) -> None:
     delivery_id = accept(client)
     take_into(store, WORKER)
-    store.history.finish(store.history.load(delivery_id), DEAD, retention_seconds=60)
+    store.history.finish(store.history.load(delivery_id), DeliveryState.DEAD, retention_seconds=60)
     stale = store.history.load(delivery_id)  # a leftover copy of the job loads it: dead, so GONE
     assert store.dead.replay(delivery_id)  # meanwhile an operator replays it
 
     assert store.ordering.release_if_finished(stale) == []
     assert all(store.redis.lrange(c, 0, -1) == [delivery_id.encode()] for c in stale.contact_keys)
     start_worker()
-    wait_until(lambda: store.history.load(delivery_id).state == DELIVERED)
+    wait_until(lambda: store.history.load(delivery_id).state == DeliveryState.DELIVERED)
 
 
 def test_finish_records_and_releases_in_one_step(client, store) -> None:  # type: ignore[no-untyped-def]
@@ -68,10 +68,12 @@ def test_finish_records_and_releases_in_one_step(client, store) -> None:  # type
         take_into(store, WORKER)
         assert store.ordering.try_start(store.history.load(delivery_id)) is (delivery_id == first)
 
-    woken = store.history.finish(store.history.load(first), DEAD, retention_seconds=60)
+    woken = store.history.finish(
+        store.history.load(first), DeliveryState.DEAD, retention_seconds=60
+    )
 
     assert woken == [second]
-    assert store.history.load(first).state == DEAD
+    assert store.history.load(first).state == DeliveryState.DEAD
     assert store.dead.ids() == [first]
     assert 0 < store.redis.ttl(store.keys.delivery(first)) <= 60
     assert all(
@@ -102,7 +104,9 @@ def test_reclaim_skips_what_something_else_will_run(client, store) -> None:  # t
     store.schedule.put(store.history.load(scheduled), time.time() + 3600)
     assert store.ordering.try_start(store.history.load(parked)) is False
     store.redis.rpush(store.keys.queue(ORG_A.id), requeued)
-    store.history.finish(store.history.load(finished), DELIVERED, retention_seconds=60)
+    store.history.finish(
+        store.history.load(finished), DeliveryState.DELIVERED, retention_seconds=60
+    )
     store.redis.sadd(store.keys.key("workers"), WORKER)
 
     assert store.inflight.requeue_processing(WORKER) == 2
@@ -113,7 +117,7 @@ def test_reclaim_skips_what_something_else_will_run(client, store) -> None:  # t
 def test_two_replays_of_one_dead_letter_at_once_queue_it_once(client, store, redis_server) -> None:  # type: ignore[no-untyped-def]
     delivery_id = accept(client)
     take_into(store, WORKER)
-    store.history.finish(store.history.load(delivery_id), DEAD, retention_seconds=60)
+    store.history.finish(store.history.load(delivery_id), DeliveryState.DEAD, retention_seconds=60)
     rival = Store(redis.Redis.from_url(redis_server.url))
 
     def replay_while_a_rival_replays(pipe, delivery) -> None:  # type: ignore[no-untyped-def]
@@ -138,7 +142,7 @@ def test_a_statistics_failure_after_delivery_does_not_send_it_again(  # type: ig
 
     monkeypatch.setattr(worker.deliverer.store.stats, "record", unreachable)
     delivery_id = accept(client)
-    wait_until(lambda: store.history.load(delivery_id).state == DELIVERED)
+    wait_until(lambda: store.history.load(delivery_id).state == DeliveryState.DELIVERED)
     time.sleep(0.5)  # a resend would come from the orphan reclaim; give it the chance
     assert len(sandbox.requests()) == 1
 

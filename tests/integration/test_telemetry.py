@@ -6,7 +6,7 @@ import json
 import logging
 import re
 
-from relay.core.delivery import DELIVERED
+from relay.core.delivery import DeliveryState
 from relay.logs import JsonFormatter
 from relay.web.admin import tokens
 from relay.web.app import create_app
@@ -61,7 +61,7 @@ def test_counts_add_up_across_processes_sharing_redis(  # type: ignore[no-untype
     text = wait_until(
         lambda: (
             (t := scrape(first))
-            and sample(t, "dmrelay_deliveries_total", outcome=DELIVERED) == 2
+            and sample(t, "dmrelay_deliveries_total", outcome=DeliveryState.DELIVERED) == 2
             and t
         )
     )
@@ -102,7 +102,7 @@ def test_one_log_line_per_attempt(client, store, sandbox, start_worker, caplog) 
     )
     delivery_id = response.get_json()["data"]["delivery_id"]
     start_worker()
-    wait_until(lambda: store.history.load(delivery_id).state == DELIVERED)
+    wait_until(lambda: store.history.load(delivery_id).state == DeliveryState.DELIVERED)
 
     lines = [
         json.loads(JsonFormatter().format(r))

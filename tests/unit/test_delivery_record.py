@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 from relay.core import defaults
-from relay.core.delivery import Attempt, Delivery
+from relay.core.delivery import STATES, Attempt, Delivery, DeliveryState
+from relay.core.policy import Verdict
 
 
 def test_the_attempt_log_keeps_the_first_and_the_latest_attempts() -> None:
@@ -26,3 +29,20 @@ def test_a_record_written_before_the_log_was_bounded_still_loads() -> None:
     loaded = Delivery.from_json(old)
     assert loaded == delivery
     assert loaded.attempt_count == 1
+
+
+def test_states_and_verdicts_keep_the_values_stored_in_redis_and_shown_by_the_apis() -> None:
+    assert [str(state) for state in STATES] == ["queued", "retrying", "delivered", "dead"]
+    assert [str(verdict) for verdict in Verdict] == ["delivered", "throttled", "retry", "permanent"]
+
+
+def test_a_state_and_a_verdict_are_stored_as_their_plain_values() -> None:
+    delivery = Delivery.new("org", "default-reply", {"username": "lead"})
+    delivery.state = DeliveryState.DEAD
+    delivery.add_attempt(Attempt(at=1.0, status=400, latency_ms=2.0, outcome=Verdict.PERMANENT))
+
+    stored = json.loads(delivery.to_json())
+    assert (stored["state"], stored["attempts"][0]["outcome"]) == ("dead", "permanent")
+    loaded = Delivery.from_json(delivery.to_json())
+    assert loaded.state == DeliveryState.DEAD
+    assert loaded.attempts[0].outcome == Verdict.PERMANENT

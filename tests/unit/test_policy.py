@@ -8,6 +8,7 @@ import random
 import pytest
 
 from relay.core import policy
+from relay.core.policy import Verdict
 from relay.core.reply import Reply
 
 
@@ -17,31 +18,31 @@ def reply(status: int | None, body: str = "", headers: dict[str, str] | None = N
 
 @pytest.mark.parametrize("status", [200, 201, 204])
 def test_2xx_is_delivered(status: int) -> None:
-    assert policy.classify(reply(status), "default-reply", 0) == policy.DELIVERED
+    assert policy.classify(reply(status), "default-reply", 0) == Verdict.DELIVERED
 
 
 @pytest.mark.parametrize("status", [None, 408, 425, 500, 502, 503, 504])
 def test_transient_failures_are_retried(status: int | None) -> None:
-    assert policy.classify(reply(status), "create-contact", 0) == policy.RETRY
+    assert policy.classify(reply(status), "create-contact", 0) == Verdict.RETRY
 
 
 def test_429_is_throttled_not_an_attempt() -> None:
-    assert policy.classify(reply(429), "create-contact", 0) == policy.THROTTLED
+    assert policy.classify(reply(429), "create-contact", 0) == Verdict.THROTTLED
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 405, 409, 410, 422])
 def test_other_4xx_are_permanent(status: int) -> None:
-    assert policy.classify(reply(status), "default-reply", 0) == policy.PERMANENT
+    assert policy.classify(reply(status), "default-reply", 0) == Verdict.PERMANENT
 
 
 @pytest.mark.parametrize("endpoint", ["update-tags", "contact-status"])
 def test_404_on_tags_or_status_is_early_only_within_the_grace(endpoint: str) -> None:
-    assert policy.classify(reply(404), endpoint, 5) == policy.RETRY
-    assert policy.classify(reply(404), endpoint, 10_000) == policy.PERMANENT
+    assert policy.classify(reply(404), endpoint, 5) == Verdict.RETRY
+    assert policy.classify(reply(404), endpoint, 10_000) == Verdict.PERMANENT
 
 
 def test_404_on_create_contact_is_permanent() -> None:
-    assert policy.classify(reply(404), "create-contact", 0) == policy.PERMANENT
+    assert policy.classify(reply(404), "create-contact", 0) == Verdict.PERMANENT
 
 
 def test_backoff_ceiling_doubles_then_caps() -> None:

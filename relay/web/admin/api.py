@@ -27,7 +27,7 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from relay.core.delivery import DEAD, Delivery
+from relay.core.delivery import Delivery, DeliveryState
 from relay.core.errors import BadRequest, NotFound, TooManyRequests, Unauthorized
 from relay.storage import deadletters, queries
 from relay.storage.store import Store
@@ -138,7 +138,7 @@ def list_dead_letters() -> Response:
 def get_dead_letter(delivery_id: str) -> Response:
     """Return one dead letter with its attempt log."""
     delivery = current_store().history.load(delivery_id)
-    if delivery is None or delivery.state != DEAD:
+    if delivery is None or delivery.state != DeliveryState.DEAD:
         raise no_dead_letter(delivery_id)
     return jsonify(data=queries.delivery_view(delivery, current_settings().secrets()))
 
