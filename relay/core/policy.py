@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import email.utils
+import math
 import random
+import re
 from dataclasses import dataclass
+from datetime import UTC
 from enum import StrEnum
 
 from relay.core import defaults
@@ -12,6 +15,8 @@ from relay.core.reply import Reply
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 NOT_FOUND_MAY_BE_EARLY = frozenset({"update-tags", "contact-status"})
+# Retry-After delay-seconds: ASCII digits only; str.isdigit() also takes "²", which float refuses.
+DELAY_SECONDS = re.compile(r"[0-9]+")
 
 
 class Verdict(StrEnum):
@@ -60,21 +65,35 @@ def retry_after_seconds(reply: Reply, now: float) -> float | None:
     """Return the wait DmTracker asked for: body retry_after, else Retry-After header."""
     body = reply.json()
     if isinstance(body, dict):
-        value = body.get("retry_after")
-        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-            return float(value)
+        wait = _seconds(body.get("retry_after"))
+        if wait is not None:
+            return wait
     header = next((v for k, v in reply.headers.items() if k.lower() == "retry-after"), None)
     return _parse_retry_after(header, now) if header else None
 
 
+def _seconds(value: object) -> float | None:
+    """Return a JSON number as a wait, or None unless it is a finite number of seconds >= 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:  # an integer too long for a float
+        return None
+    # An endless wait would park the delivery for good, a lost message in all but name.
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
 def _parse_retry_after(value: str, now: float) -> float | None:
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if DELAY_SECONDS.fullmatch(value):
+        return _seconds(float(value))
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:  # "-0000" means UTC, never the machine's local time
+        when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - now)
 
 
