@@ -15,6 +15,7 @@ from relay.core.endpoints import ENDPOINTS
 from relay.core.policy import Verdict
 from relay.core.redact import redact
 from relay.core.reply import Reply
+from relay.logs import bind_context
 from relay.storage.metrics import Metrics
 from relay.storage.ratelimit import RateLimiter
 from relay.storage.store import Store
@@ -51,6 +52,13 @@ class Deliverer:
         delivery = self.store.history.load(delivery_id)
         if delivery is None:
             return GONE
+        # Into the context the worker opened for this delivery: every line below carries them.
+        bind_context(
+            request_id=delivery.request_id,
+            delivery_id=delivery.id,
+            organization=delivery.org_id,
+            endpoint=delivery.endpoint,
+        )
         if delivery.state in (DeliveryState.DELIVERED, DeliveryState.DEAD):
             self.store.ordering.release_if_finished(
                 delivery
@@ -198,12 +206,8 @@ def _log_attempt(delivery: Delivery, reply: Reply, verdict: Verdict) -> None:
         delivery.endpoint,
         delivery.id,
         reply.status if reply.status is not None else reply.error,
-        extra={
+        extra={  # the ids come from the delivery's log context
             "fields": {
-                "delivery_id": delivery.id,
-                "request_id": delivery.request_id,
-                "organization": delivery.org_id,
-                "endpoint": delivery.endpoint,
                 "attempt": delivery.attempt_count,
                 "status": reply.status,
                 "error": reply.error,

@@ -17,6 +17,7 @@ from types import FrameType
 import redis
 
 from relay.core import defaults
+from relay.logs import close_context, open_context
 from workers.deliverer import Deliverer
 
 log = logging.getLogger("dmrelay.worker")
@@ -116,6 +117,7 @@ class WorkerProcess:
         return None
 
     def _run_one(self, org_id: str, delivery_id: str) -> None:
+        log_context = open_context(delivery_id=delivery_id, organization=org_id)
         try:
             outcome = self.deliverer.process(delivery_id)
             log.debug("delivery %s: %s", delivery_id, outcome)
@@ -128,6 +130,7 @@ class WorkerProcess:
                 self._in_flight -= Counter({delivery_id: 1})  # drops it at zero
                 self._org_in_flight -= Counter({org_id: 1})
             self._slots.release()
+            close_context(log_context)
 
     def _maintain(self) -> None:
         now = time.monotonic()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 
 from relay.config import load_settings
+from relay.logs import log_context
 from workers.bootstrap import build_deliverer
 from workers.deliverer import Deliverer
 
@@ -17,4 +18,5 @@ def _deliverer() -> Deliverer:
 
 def deliver(delivery_id: str) -> str:
     """Deliver one delivery (the job RQ stores for every accepted request)."""
-    return _deliverer().process(delivery_id)
+    with log_context(delivery_id=delivery_id):
+        return _deliverer().process(delivery_id)

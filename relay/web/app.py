@@ -12,6 +12,7 @@ from flask import Flask, Response, g, request
 
 from relay.config import Settings, load_settings
 from relay.core import defaults
+from relay.logs import close_context, open_context
 from relay.sentry import init_sentry
 from relay.storage.connection import connect
 from relay.storage.metrics import Metrics
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     app.extensions["dmrelay.metrics"] = Metrics(store)
     app.before_request(start_request)
     app.after_request(finish_request)
+    app.teardown_request(end_request)
     register_error_handlers(app)
     register_blueprints(app)
     return app
@@ -60,10 +62,18 @@ def register_blueprints(app: Flask) -> None:
 
 
 def start_request() -> None:
-    """Note the start time and take the caller's X-Request-Id when it is sane, or make one."""
+    """Note the start time, take a sane X-Request-Id or make one, and open the log context."""
     g.started = time.perf_counter()
     given = request.headers.get("X-Request-Id", "")
     g.request_id = given if REQUEST_ID.match(given) else f"req_{uuid.uuid4().hex}"
+    g.log_context = open_context(request_id=g.request_id)
+
+
+def end_request(error: BaseException | None) -> None:
+    """Close the request's log context, so the thread's next request starts with none."""
+    token = g.pop("log_context", None)
+    if token is not None:
+        close_context(token)
 
 
 def finish_request(response: Response) -> Response:
@@ -77,16 +87,12 @@ def finish_request(response: Response) -> Response:
         request.method,
         route,
         response.status_code,
-        extra={
+        extra={  # the ids come from the request's log context
             "fields": {
-                "request_id": g.get("request_id"),
                 "method": request.method,
                 "route": route,
                 "status": response.status_code,
                 "latency_ms": round(seconds * 1000, 2),
-                "organization": g.get("org_id"),
-                "endpoint": g.get("endpoint"),
-                "delivery_id": g.get("delivery_id"),
                 "result": g.get("ingest_result"),
             }
         },

@@ -15,6 +15,7 @@ from relay.core.delivery import Delivery
 from relay.core.endpoints import TOKEN_HEADER
 from relay.core.errors import BadRequest, FieldError, Forbidden, UnsupportedMediaType
 from relay.core.schemas import to_timestamp, validate
+from relay.logs import bind_context
 from relay.storage.intake import fingerprint
 from relay.web.auth import organization_for_token
 from relay.web.context import current_metrics, current_settings, current_store
@@ -50,9 +51,10 @@ def contact_status() -> Response:
 def ingest(endpoint: str) -> Response:
     """Authenticate, validate, filter, deduplicate and enqueue one request."""
     settings = current_settings()
-    g.endpoint = endpoint
+    g.endpoint = endpoint  # the ingest metric's label
+    bind_context(endpoint=endpoint)
     org = organization_for_token(request.headers.get(TOKEN_HEADER), settings.orgs)
-    g.org_id = org.id
+    bind_context(organization=org.id)
     validated = validate(endpoint, read_json_body(settings.secrets()))
     body = bind_organization(validated.body, org, settings)
     if validated.skip_reason:
@@ -76,7 +78,7 @@ def ingest(endpoint: str) -> Response:
     )
     metrics = current_metrics()
     metrics.observe("dmrelay_enqueue_seconds", time.perf_counter() - started, endpoint=endpoint)
-    g.delivery_id = accepted.delivery_id
+    bind_context(delivery_id=accepted.delivery_id)
     g.ingest_result = ("duplicate" if accepted.duplicate else "accepted", "")
     return queued(accepted.delivery_id, accepted.duplicate)
 

@@ -11,11 +11,12 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from relay.core.delivery import Attempt, Delivery, DeliveryState
 from relay.core.endpoints import ENDPOINTS, TOKEN_HEADER
 from relay.core.errors import NotFound
+from relay.logs import bind_context
 from relay.web.auth import organization_for_token
 from relay.web.context import current_settings, current_store
 
@@ -27,12 +28,12 @@ def delivery_status(delivery_id: str) -> Response:
     """Tell the organization where one of its deliveries stands."""
     settings = current_settings()
     org = organization_for_token(request.headers.get(TOKEN_HEADER), settings.orgs)
-    g.org_id = org.id
+    bind_context(organization=org.id)
     store = current_store()
     delivery = store.history.load(delivery_id)
     if delivery is None or delivery.org_id != org.id:
         raise NotFound("No delivery with this id is kept for this organization.")
-    g.delivery_id = delivery.id
+    bind_context(delivery_id=delivery.id)
     return jsonify(status="success", data=status_view(delivery))
 
 

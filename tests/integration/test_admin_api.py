@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from werkzeug.test import TestResponse
 
 from relay.config import Org, Settings
 from relay.core.delivery import Delivery, DeliveryState
+from relay.logs import JsonFormatter
 from relay.storage import queries
 from relay.storage.store import Store
 from relay.web.admin import api, tokens
@@ -427,7 +429,8 @@ def test_replaying_one_dead_letter_delivers_it(
     (line,) = [r for r in caplog.records if r.name == "dmrelay.admin"]
     assert line.getMessage() == "admin replayed 1 dead letter(s)"
     fields = line.__dict__["fields"]
-    assert (fields["request_id"], fields["subject"]) == (response.headers["X-Request-Id"], "ops")
+    printed = json.loads(JsonFormatter().format(line))  # the request id is the context's
+    assert (printed["request_id"], fields["subject"]) == (response.headers["X-Request-Id"], "ops")
     assert (fields["action"], fields["delivery_ids"]) == ("replayed", [dead_id])
     assert ADMIN_AUTH["Authorization"].split()[1] not in str(line.__dict__)
 

@@ -196,7 +196,6 @@ def action_response(verb: str, ids: list[str]) -> Response:
         len(ids),
         extra={
             "fields": {
-                "request_id": g.get("request_id"),
                 "action": verb,
                 "subject": claims.get("sub"),
                 "count": len(ids),
