@@ -1,10 +1,12 @@
-"""Shared fixtures: a private redis-server, a real DmTracker sandbox, the app and a worker."""
+"""Shared fixtures: a private redis-server, a real DmTracker sandbox, the app and a worker.
+
+Plain helpers and constants live in tests/helpers.py; test modules import from there.
+"""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,16 +15,12 @@ import redis
 import requests
 from werkzeug.serving import make_server
 
-from relay.config import Org, Settings
-from relay.devtools.localredis import LocalRedis, free_port, start_local_redis
+from relay.config import Settings
+from relay.devtools.localredis import LocalRedis, start_local_redis
 from relay.devtools.sandbox import SandboxOrg, SandboxServer, create_sandbox_app
 from relay.storage.store import Store
 from relay.web.app import create_app
-from workers.bootstrap import build_worker
-
-ORG_A = Org("11111111-1111-4111-8111-111111111111", "token-a-0123456789", "Page A")
-ORG_B = Org("22222222-2222-4222-8222-222222222222", "token-b-0123456789", "Page B")
-SECRET = "test-secret-key-0123456789abcdef"
+from tests.helpers import ORG_A, ORG_B, SECRET, RunningWorker, Sandbox
 
 
 @pytest.fixture(scope="session")
@@ -49,33 +47,6 @@ def sandbox_server() -> Iterator[SandboxServer]:
     server = SandboxServer(create_sandbox_app(orgs)).start()
     yield server
     server.stop()
-
-
-class Sandbox:
-    """Test-side handle on the sandbox's control API."""
-
-    def __init__(self, server: SandboxServer) -> None:
-        self.url = server.url
-        self.control = server.url.removesuffix("/api/v1") + "/_sandbox"
-
-    def requests(self) -> list[dict[str, Any]]:
-        """Return every request the sandbox received."""
-        return list(requests.get(f"{self.control}/requests", timeout=5).json()["data"])
-
-    def fault(self, **spec: Any) -> None:
-        """Queue an injected fault."""
-        requests.post(f"{self.control}/faults", json=spec, timeout=5).raise_for_status()
-
-    def configure(self, **options: Any) -> None:
-        """Change latency, fault rate or the create-contact limit."""
-        requests.put(f"{self.control}/config", json=options, timeout=5).raise_for_status()
-
-    def contacts(self, org_id: str) -> list[dict[str, Any]]:
-        """Return the contacts the sandbox holds for an organization."""
-        response = requests.get(
-            f"{self.control}/contacts", params={"organization_id": org_id}, timeout=5
-        )
-        return list(response.json()["data"])
 
 
 @pytest.fixture
@@ -121,25 +92,6 @@ def store(redis_conn: redis.Redis) -> Store:
     return Store(redis_conn)
 
 
-class RunningWorker:
-    """A WorkerProcess on a background thread, stoppable from the test."""
-
-    def __init__(self, settings: Settings, connection: redis.Redis) -> None:
-        self.process = build_worker(settings, connection)
-        self.deliverer = self.process.deliverer
-        self.thread = threading.Thread(target=self.process.run, daemon=True)
-
-    def start(self) -> RunningWorker:
-        """Start working in the background."""
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Ask the worker to stop and wait for it."""
-        self.process.stopping.set()
-        self.thread.join(timeout=30)
-
-
 @pytest.fixture
 def start_worker(settings: Settings, redis_conn: redis.Redis) -> Iterator[Any]:
     """Return a function that starts workers; all are stopped at teardown."""
@@ -164,13 +116,3 @@ def relay_url(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     thread.join(timeout=5)
-
-
-def free_port_url() -> str:
-    """Return an API base URL where nothing listens."""
-    return f"http://127.0.0.1:{free_port()}/api/v1"
-
-
-def with_settings(settings: Settings, **changes: Any) -> Settings:
-    """Return a copy of settings with some fields changed."""
-    return replace(settings, **changes)

@@ -1,16 +1,33 @@
-"""Small helpers shared by tests."""
+"""What tests share besides fixtures: organizations, sandbox and worker handles, helpers."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
+import redis
+import requests
+from flask.testing import FlaskClient
+
+from relay.config import Org, Settings
+from relay.devtools.localredis import free_port
+from relay.devtools.sandbox import SandboxServer
 from relay.logs import JsonFormatter
+from relay.web.admin import tokens
+from workers.bootstrap import build_worker
 
 T = TypeVar("T")
+
+ORG_A = Org("11111111-1111-4111-8111-111111111111", "token-a-0123456789", "Page A")
+ORG_B = Org("22222222-2222-4222-8222-222222222222", "token-b-0123456789", "Page B")
+SECRET = "test-secret-key-0123456789abcdef"
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 DEFAULT_REPLY = {
     "manychat_id": "123456",
@@ -67,3 +84,78 @@ class CapturedLog(logging.Handler):
         root = logging.getLogger()
         root.removeHandler(self)
         root.setLevel(self._root_level)
+
+
+class Sandbox:
+    """Test-side handle on the sandbox's control API."""
+
+    def __init__(self, server: SandboxServer) -> None:
+        self.url = server.url
+        self.control = server.url.removesuffix("/api/v1") + "/_sandbox"
+
+    def requests(self) -> list[dict[str, Any]]:
+        """Return every request the sandbox received."""
+        return list(requests.get(f"{self.control}/requests", timeout=5).json()["data"])
+
+    def fault(self, **spec: Any) -> None:
+        """Queue an injected fault."""
+        requests.post(f"{self.control}/faults", json=spec, timeout=5).raise_for_status()
+
+    def configure(self, **options: Any) -> None:
+        """Change latency, fault rate or the create-contact limit."""
+        requests.put(f"{self.control}/config", json=options, timeout=5).raise_for_status()
+
+    def contacts(self, org_id: str) -> list[dict[str, Any]]:
+        """Return the contacts the sandbox holds for an organization."""
+        response = requests.get(
+            f"{self.control}/contacts", params={"organization_id": org_id}, timeout=5
+        )
+        return list(response.json()["data"])
+
+
+class RunningWorker:
+    """A WorkerProcess on a background thread, stoppable from the test."""
+
+    def __init__(self, settings: Settings, connection: redis.Redis) -> None:
+        self.process = build_worker(settings, connection)
+        self.deliverer = self.process.deliverer
+        self.thread = threading.Thread(target=self.process.run, daemon=True)
+
+    def start(self) -> RunningWorker:
+        """Start working in the background."""
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Ask the worker to stop and wait for it."""
+        self.process.stopping.set()
+        self.thread.join(timeout=30)
+
+
+def free_port_url() -> str:
+    """Return an API base URL where nothing listens."""
+    return f"http://127.0.0.1:{free_port()}/api/v1"
+
+
+def with_settings(settings: Settings, **changes: Any) -> Settings:
+    """Return a copy of settings with some fields changed."""
+    return replace(settings, **changes)
+
+
+def queued_ids(connection: redis.Redis, org_id: str = ORG_A.id) -> list[str]:
+    """Return the ids waiting in an organization's queue, oldest first."""
+    return [i.decode() for i in connection.lrange(f"rq:queue:dmrelay-{org_id}", 0, -1)]
+
+
+def csrf_of(client: FlaskClient, path: str = "/dashboard/sign-in", **kwargs: Any) -> str:
+    """Return the CSRF token a page's forms carry."""
+    page = client.get(path, **kwargs)
+    found = CSRF_FIELD.search(page.text)
+    assert found, f"no CSRF field on {path} ({page.status_code})"
+    return found.group(1)
+
+
+def sign_in(client: FlaskClient, scopes: tuple[str, ...] = (tokens.ADMIN,), ttl: int = 600) -> Any:
+    """Sign in through the form with a freshly minted token; return the response."""
+    token = tokens.mint(SECRET, list(scopes), ttl)
+    return client.post("/dashboard/sign-in", data={"token": token, "csrf_token": csrf_of(client)})

@@ -14,8 +14,7 @@ import requests
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from relay.web.admin import tokens
-from tests.conftest import ORG_A, SECRET
-from tests.helpers import DEFAULT_REPLY, headers
+from tests.helpers import DEFAULT_REPLY, ORG_A, SECRET, headers
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -20,8 +20,16 @@ from relay.logs import JsonFormatter
 from relay.storage import queries
 from relay.storage.store import Store
 from relay.web.admin import api, tokens
-from tests.conftest import ORG_A, ORG_B, SECRET, Sandbox, with_settings
-from tests.helpers import DEFAULT_REPLY, headers, wait_until
+from tests.helpers import (
+    DEFAULT_REPLY,
+    ORG_A,
+    ORG_B,
+    SECRET,
+    Sandbox,
+    headers,
+    wait_until,
+    with_settings,
+)
 
 ADMIN = "/api/v1/admin"
 DEFAULT_REPLY_PATH = "contact/default-reply"

@@ -8,8 +8,7 @@ import pytest
 
 from relay import cli
 from relay.core.delivery import DeliveryState
-from tests.conftest import ORG_A, ORG_B, SECRET
-from tests.helpers import DEFAULT_REPLY, headers, wait_until
+from tests.helpers import DEFAULT_REPLY, ORG_A, ORG_B, SECRET, headers, wait_until
 
 
 @pytest.fixture

@@ -14,8 +14,7 @@ from werkzeug.serving import make_server
 
 from relay.config import Settings
 from relay.web.app import create_app
-from tests.conftest import ORG_A, Sandbox, with_settings
-from tests.helpers import DEFAULT_REPLY, headers, wait_until
+from tests.helpers import DEFAULT_REPLY, ORG_A, Sandbox, headers, wait_until, with_settings
 from workers.bootstrap import build_worker
 
 URL = "/api/v1/contact/default-reply"

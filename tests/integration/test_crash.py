@@ -14,8 +14,16 @@ from typing import Any
 import pytest
 
 from relay.core.delivery import DeliveryState
-from tests.conftest import ORG_A, ORG_B, SECRET
-from tests.helpers import DEFAULT_REPLY, headers, wait_until
+from tests.helpers import (
+    DEFAULT_REPLY,
+    ORG_A,
+    ORG_B,
+    SECRET,
+    RunningWorker,
+    headers,
+    wait_until,
+    with_settings,
+)
 
 
 @pytest.fixture
@@ -126,7 +134,6 @@ def test_worker_reconnects_after_redis_restarts(settings, sandbox, tmp_path) -> 
     from relay.devtools.localredis import start_local_redis
     from relay.storage.store import Store
     from relay.web.app import create_app
-    from tests.conftest import RunningWorker, with_settings
 
     server = start_local_redis(tmp_path / "redis", persist=True)
     own = with_settings(settings, redis_url=server.url)

@@ -16,31 +16,15 @@ from relay.storage import queries
 from relay.storage.intake import fingerprint
 from relay.storage.store import Store
 from relay.web.admin import tokens
-from tests.conftest import ORG_A, ORG_B, SECRET
-from tests.helpers import DEFAULT_REPLY, headers, wait_until
+from tests.helpers import DEFAULT_REPLY, ORG_A, ORG_B, SECRET, csrf_of, headers, sign_in, wait_until
 
 HOSTILE = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;"
 DASH = "\N{EN DASH}"  # the pager writes ranges like "1 to 50" with an en dash
-CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 PAGES = ["/dashboard/", "/dashboard/deliveries", "/dashboard/dead-letters", "/dashboard/config"]
 
 
 # -- helpers ----------------------------------------------------------------------------------
-def csrf_of(client: FlaskClient, path: str = "/dashboard/sign-in", **kwargs: Any) -> str:
-    """Return the CSRF token a page's forms carry."""
-    page = client.get(path, **kwargs)
-    found = CSRF_FIELD.search(page.text)
-    assert found, f"no CSRF field on {path} ({page.status_code})"
-    return found.group(1)
-
-
-def sign_in(client: FlaskClient, scopes: tuple[str, ...] = (tokens.ADMIN,), ttl: int = 600) -> Any:
-    """Sign in through the form with a freshly minted token; return the response."""
-    token = tokens.mint(SECRET, list(scopes), ttl)
-    return client.post("/dashboard/sign-in", data={"token": token, "csrf_token": csrf_of(client)})
-
-
 def expired_token() -> str:
     """Return an admin token that expired a minute ago, signed with the right secret."""
     now = int(time.time())

@@ -8,8 +8,15 @@ import time
 import pytest
 
 from relay.core.delivery import DeliveryState
-from tests.conftest import ORG_A, ORG_B, with_settings
-from tests.helpers import DEFAULT_REPLY, headers, wait_until
+from tests.helpers import (
+    DEFAULT_REPLY,
+    ORG_A,
+    ORG_B,
+    free_port_url,
+    headers,
+    wait_until,
+    with_settings,
+)
 
 DEFAULT_REPLY_PATH = "contact/default-reply"
 
@@ -51,7 +58,6 @@ def test_transient_statuses_are_retried_until_delivered(  # type: ignore[no-unty
 
 
 def test_connection_errors_are_retried(client, store, settings, start_worker) -> None:  # type: ignore[no-untyped-def]
-    from tests.conftest import free_port_url
 
     unreachable = with_settings(settings, dmtracker_base_url=free_port_url(), max_attempts=2)
     start_worker(unreachable)

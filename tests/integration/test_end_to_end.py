@@ -9,8 +9,7 @@ from datetime import datetime
 import pytest
 import requests
 
-from tests.conftest import ORG_A
-from tests.helpers import DEFAULT_REPLY, headers, wait_until
+from tests.helpers import DEFAULT_REPLY, ORG_A, headers, wait_until
 
 
 class AcceptedJustNow:

@@ -13,8 +13,15 @@ from relay.core.delivery import Delivery, DeliveryState
 from relay.devtools.localredis import start_local_redis
 from relay.storage.store import Store
 from relay.web.app import create_app
-from tests.conftest import ORG_A, RunningWorker, Sandbox, with_settings
-from tests.helpers import DEFAULT_REPLY, headers, wait_until
+from tests.helpers import (
+    DEFAULT_REPLY,
+    ORG_A,
+    RunningWorker,
+    Sandbox,
+    headers,
+    wait_until,
+    with_settings,
+)
 
 MAXMEMORY = 25 * 1024 * 1024
 MESSAGE = "Hi! I saw your post about the spring offer and I would love to know more. " * 8

@@ -10,14 +10,9 @@ import pytest
 import redis
 
 from relay.core.delivery import Delivery
-from tests.conftest import ORG_A, ORG_B
-from tests.helpers import DEFAULT_REPLY, headers
+from tests.helpers import DEFAULT_REPLY, ORG_A, ORG_B, headers, queued_ids, with_settings
 
 URL = "/api/v1/contact/default-reply"
-
-
-def queued_ids(redis_conn, org_id: str = ORG_A.id) -> list[str]:  # type: ignore[no-untyped-def]
-    return [i.decode() for i in redis_conn.lrange(f"rq:queue:dmrelay-{org_id}", 0, -1)]
 
 
 def test_accepts_and_stores_a_normalized_delivery(client, redis_conn, store) -> None:  # type: ignore[no-untyped-def]
@@ -328,7 +323,6 @@ def test_a_delivery_finished_twice_frees_one_place_in_the_depth_limit(client, st
 def test_redis_down_answers_503_not_500(settings) -> None:  # type: ignore[no-untyped-def]
 
     from relay.web.app import create_app
-    from tests.conftest import with_settings
 
     app = create_app(with_settings(settings, redis_url="redis://127.0.0.1:1/0"))
     started = time.monotonic()

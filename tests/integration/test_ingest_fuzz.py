@@ -7,7 +7,7 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import ORG_A
+from tests.helpers import ORG_A
 
 PATHS = [
     ("POST", "/api/v1/contact/default-reply"),

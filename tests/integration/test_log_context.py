@@ -13,8 +13,7 @@ from relay.core.delivery import DeliveryState
 from relay.logs import CONTEXT_KEYS
 from relay.storage.store import Store
 from relay.web.app import create_app
-from tests.conftest import ORG_A, with_settings
-from tests.helpers import DEFAULT_REPLY, CapturedLog, headers, wait_until
+from tests.helpers import DEFAULT_REPLY, ORG_A, CapturedLog, headers, wait_until, with_settings
 
 URL = "/api/v1/contact/default-reply"
 log = logging.getLogger("dmrelay.test")

@@ -8,9 +8,7 @@ import redis
 
 from relay.core.delivery import DeliveryState
 from relay.storage.store import Store
-from tests.conftest import ORG_A
-from tests.helpers import DEFAULT_REPLY, headers, wait_until
-from tests.integration.test_ingest import queued_ids
+from tests.helpers import DEFAULT_REPLY, ORG_A, headers, queued_ids, wait_until
 from workers.process import INDEX_GRACE_SECONDS
 
 URL = "/api/v1/contact/default-reply"

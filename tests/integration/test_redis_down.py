@@ -8,9 +8,7 @@ from flask.testing import FlaskClient
 from relay.config import Settings
 from relay.web.admin import tokens
 from relay.web.app import create_app
-from tests.conftest import ORG_A, SECRET, with_settings
-from tests.helpers import headers
-from tests.integration.test_dashboard import sign_in
+from tests.helpers import ORG_A, SECRET, headers, sign_in, with_settings
 
 ADMIN_AUTH = {"Authorization": f"Bearer {tokens.mint(SECRET, [tokens.ADMIN], 600)}"}
 

@@ -15,8 +15,7 @@ from relay.config import Settings
 from relay.devtools.localredis import free_port, redis_server_binary
 from relay.storage.connection import connect
 from relay.web.app import create_app
-from tests.conftest import ORG_A, RunningWorker, with_settings
-from tests.helpers import DEFAULT_REPLY, headers, wait_until
+from tests.helpers import DEFAULT_REPLY, ORG_A, RunningWorker, headers, wait_until, with_settings
 
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:

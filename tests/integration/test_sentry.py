@@ -12,8 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.conftest import ORG_A, SECRET
-from tests.helpers import DEFAULT_REPLY
+from tests.helpers import DEFAULT_REPLY, ORG_A, SECRET
 
 SCRIPT = """
 import sys

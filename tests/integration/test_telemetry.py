@@ -10,8 +10,7 @@ from relay.core.delivery import DeliveryState
 from relay.logs import JsonFormatter
 from relay.web.admin import tokens
 from relay.web.app import create_app
-from tests.conftest import ORG_A, SECRET, with_settings
-from tests.helpers import DEFAULT_REPLY, headers, wait_until
+from tests.helpers import DEFAULT_REPLY, ORG_A, SECRET, headers, wait_until, with_settings
 
 URL = "/api/v1/contact/default-reply"
 METRICS_TOKEN = "metrics-token-0123456789"
