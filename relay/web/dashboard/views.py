@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import json
 import logging
 import math
 import re
-import secrets
-import time
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlencode
 
 import redis
 from flask import (
     Blueprint,
-    Flask,
     Response,
     flash,
     jsonify,
@@ -28,8 +23,6 @@ from flask import (
     session,
     url_for,
 )
-from flask.blueprints import BlueprintSetupState
-from flask.sessions import SecureCookieSessionInterface, SessionMixin
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as Redirect
@@ -42,9 +35,16 @@ from relay.core.errors import BadRequest, HttpError, NotFound
 from relay.core.policy import Backoff, schedule_table
 from relay.core.redact import redact
 from relay.storage import deadletters, queries
-from relay.web.admin import tokens
 from relay.web.admin.filters import LIST_FILTERS, read_filters
 from relay.web.context import current_settings, current_store
+from relay.web.dashboard.session import (
+    URL_PREFIX,
+    can_admin,
+    csrf_token,
+    install,
+    require_admin,
+    signed_in,
+)
 from relay.web.error_handlers import redis_unavailable
 
 PAGE_NUMBER = re.compile(r"[0-9]{1,6}")
@@ -52,18 +52,17 @@ PAGE_NUMBER = re.compile(r"[0-9]{1,6}")
 bp = Blueprint(
     "dashboard",
     __name__,
-    url_prefix="/dashboard",
+    url_prefix=URL_PREFIX,
     template_folder="templates",
     static_folder="static",
     static_url_path="/static",
 )
+install(bp)  # sign-in, session cookie, guards: session.py
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 50
 PREVIEW_CHARS = 80
 POLL_SECONDS = 3
-SESSION_KEY_LABEL = b"dmrelay dashboard session key v1"
-PUBLIC_ENDPOINTS = frozenset({"dashboard.sign_in", "dashboard.sign_in_submit", "dashboard.static"})
 CSP = "; ".join(
     (
         "default-src 'self'",
@@ -79,114 +78,7 @@ CSP = "; ".join(
 )
 
 
-# -- session ----------------------------------------------------------------------------------
-class DashboardSessionInterface(SecureCookieSessionInterface):
-    """Flask's signed cookie, scoped to the dashboard and expiring with the admin token."""
-
-    salt = "dmrelay-dashboard-session"
-
-    def get_cookie_name(self, app: Flask) -> str:
-        """Name the cookie after the dashboard."""
-        return "dmrelay_dashboard"
-
-    def get_cookie_path(self, app: Flask) -> str:
-        """Send the cookie to the dashboard only."""
-        return bp.url_prefix or "/"
-
-    def get_cookie_httponly(self, app: Flask) -> bool:
-        """Keep the cookie away from scripts."""
-        return True
-
-    def get_cookie_secure(self, app: Flask) -> bool:
-        """Mark the cookie Secure whenever the dashboard is served over HTTPS."""
-        return request.is_secure
-
-    def get_cookie_samesite(self, app: Flask) -> str:
-        """Keep the cookie off cross-site subrequests and POSTs."""
-        return "Lax"
-
-    def get_expiration_time(self, app: Flask, session: SessionMixin) -> datetime | None:
-        """Let the cookie die with the token it was made from."""
-        exp = session.get("exp")
-        return datetime.fromtimestamp(exp, UTC) if exp else None
-
-
-def session_key(secret_key: str) -> str:
-    """Derive the cookie-signing key so the admin secret itself is never reused."""
-    return hmac.new(secret_key.encode(), SESSION_KEY_LABEL, hashlib.sha256).hexdigest()
-
-
-@bp.record_once
-def install_session(state: BlueprintSetupState) -> None:
-    """Give the app a derived secret key and the dashboard's cookie session."""
-    app = cast(Flask, state.app)
-    app.secret_key = session_key(app.config["SETTINGS"].secret_key)
-    app.session_interface = DashboardSessionInterface()
-
-
-def signed_in() -> bool:
-    """Return True while the session holds an unexpired sign-in."""
-    return "scope" in session and float(session.get("exp", 0)) > time.time()
-
-
-def claims() -> dict[str, Any]:
-    """Return the claims kept from the admin token."""
-    return {"sub": session.get("sub"), "scope": session.get("scope"), "exp": session.get("exp")}
-
-
-def can_admin() -> bool:
-    """Return True if the session may replay and purge."""
-    return tokens.ADMIN in str(session.get("scope", "")).split()
-
-
-def csrf_token() -> str:
-    """Return the session's CSRF token, making one on first use."""
-    if "csrf" not in session:
-        session["csrf"] = secrets.token_urlsafe(32)
-    return str(session["csrf"])
-
-
-def start_session(token_claims: dict[str, Any]) -> None:
-    """Replace the session with a fresh one holding only the claims we need."""
-    session.clear()  # keep nothing from before sign-in, the CSRF token included: no fixation
-    session.update(
-        sub=str(token_claims.get("sub", "")),
-        scope=str(token_claims["scope"]),
-        exp=int(token_claims["exp"]),
-        csrf=secrets.token_urlsafe(32),
-    )
-
-
-# -- request guards ---------------------------------------------------------------------------
-@bp.before_request
-def require_sign_in() -> Response | Redirect | None:
-    """Send signed-out visitors to the sign-in page (JSON callers get a 401)."""
-    if request.endpoint in PUBLIC_ENDPOINTS or signed_in():
-        return None
-    session.clear()
-    if request.endpoint == "dashboard.overview_json":
-        return error_json(401, "Sign in again.")
-    # Only a page can be returned to after sign-in; a form POST cannot be replayed by a GET.
-    back_to = request.full_path.rstrip("?") if request.method == "GET" else None
-    return redirect(url_for(".sign_in", next=back_to))
-
-
-@bp.before_request
-def check_csrf() -> None:
-    """Refuse any POST whose form token is not the session's."""
-    if request.method != "POST":
-        return
-    sent = request.form.get("csrf_token", "")
-    expected = str(session.get("csrf", ""))
-    if not (expected and hmac.compare_digest(sent.encode(), expected.encode())):
-        raise BadRequest("CSRF check failed: reload the page and try again.")
-
-
-def require_admin() -> None:
-    """Raise Forbidden unless the session holds the admin scope."""
-    tokens.require_scope(claims(), tokens.ADMIN)
-
-
+# -- page headers and error pages -------------------------------------------------------------
 @bp.after_request
 def harden(response: Response) -> Response:
     """Add a strict CSP and keep pages out of caches and frames."""
@@ -225,13 +117,6 @@ def unexpected_error_page(error: Exception) -> tuple[str, int]:
     log.exception("dashboard error on %s %s", request.method, request.path)
     page_error = HttpError("Something went wrong; the details are in the relay's log.")
     return render_template("dashboard/error.html", error=page_error), page_error.status
-
-
-def error_json(status: int, message: str) -> Response:
-    """Return a small JSON error for the polling script."""
-    response = jsonify(error=message)
-    response.status_code = status
-    return response
 
 
 # -- template helpers -------------------------------------------------------------------------
@@ -361,46 +246,6 @@ def pagination(values: dict[str, str], page: int, total: int) -> dict[str, Any]:
         "previous": link(page - 1) if page > 1 else None,
         "next": link(page + 1) if page < pages else None,
     }
-
-
-# -- sign-in ----------------------------------------------------------------------------------
-@bp.get("/sign-in")
-def sign_in() -> str | Redirect:
-    """Show the sign-in form."""
-    if signed_in():
-        return redirect(url_for(".overview"))
-    return render_template("dashboard/sign_in.html", next=safe_next(request.args.get("next")))
-
-
-@bp.post("/sign-in")
-def sign_in_submit() -> tuple[str, int] | Redirect:
-    """Check an admin token and start a session holding only its claims."""
-    token = request.form.get("token", "").strip()
-    try:
-        token_claims = tokens.verify(current_settings().secret_key, token)
-        tokens.require_scope(token_claims, tokens.READ)
-    except HttpError as error:
-        page = render_template(
-            "dashboard/sign_in.html", error=error.message, next=safe_next(request.form.get("next"))
-        )
-        return page, error.status
-    start_session(token_claims)
-    return redirect(safe_next(request.form.get("next")) or url_for(".overview"))
-
-
-def safe_next(target: str | None) -> str | None:
-    """Return a post-sign-in target only if it stays inside the dashboard."""
-    prefix = bp.url_prefix or ""
-    if target and target.startswith(prefix) and not target.startswith("//"):
-        return target
-    return None
-
-
-@bp.post("/sign-out")
-def sign_out() -> Redirect:
-    """End the session."""
-    session.clear()
-    return redirect(url_for(".sign_in"))
 
 
 # -- overview ---------------------------------------------------------------------------------
