@@ -21,30 +21,34 @@ NOT_STRING = "must be a string."
 NOT_STRING_OR_INTEGER = "must be a string or an integer."
 NOT_UUID = "must be a UUID."
 NOT_NATURAL = "must be a non-negative integer."
+NOT_NUMBER = "must be a number."
 NOT_BOOLEAN = "must be a boolean."
-NOT_TIMESTAMP = "must be an ISO 8601 date and time, such as 2025-01-12T10:00:00Z."
+NOT_TIMESTAMP = "must be an ISO 8601 date or date and time, such as 2025-01-12T10:00:00Z."
+BEFORE_YEAR_1000 = "must be a date from the year 1000 on."
 NOT_EMAIL = "must be a valid email address."
 NOT_OBJECT = "must be an object."
 NOT_TAG_LIST = "must be a list of strings."
-EMPTY_TAG = "must not contain empty tag names."
-NO_TAGS = "must contain at least one tag name."
+NO_TAG_NAMES = "is required (it held only blank names or unrendered ManyChat placeholders)."
 
 # DmTracker answers these two with 422; every other broken rule is a 400.
 UNPROCESSABLE = frozenset({USERNAME_FORMAT, PLACEHOLDER})
 # A placeholder here means the ManyChat flow is misconfigured, so it is an error, never dropped.
 IDENTITY_FIELDS = frozenset({"username", "manychat_id"})
 
-MAX_TAGS = 50
-MAX_TAG_CHARS = 100
-MAX_MANYCHAT_ID_CHARS = 64
+# The only length limits DmTracker documents (endpoints reference, create-contact), and
+# the longest address the email format allows (RFC 5321).
+MAX_NOTE_CHARS = 1000
 MAX_EMAIL_CHARS = 254
+# A four-digit year: the relay forwards YYYY-MM-DD..., never an unpadded year such as 999.
+MIN_YEAR = 1000
 
 _USERNAME = re.compile(r"[a-z0-9._]{1,30}")
+# ManyChat variables are often typed "@{{username}}"; some flows add a space or a second '@'.
+_USERNAME_PREFIX = re.compile(r"^[@\s]+")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 # Bounded so int() never meets Python's digit limit; 20 digits hold any 64-bit id.
 _DIGITS = re.compile(r"[0-9]{1,20}")
-# fromisoformat alone also takes date-only and compact forms; require date, 'T' and hh:mm.
-_TIMESTAMP_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+_SIGNED_DIGITS = re.compile(r"-?[0-9]{1,20}")
 _EMAIL = Email(error=NOT_EMAIL)
 
 Converter = Callable[[Any], Any]
@@ -132,8 +136,8 @@ def _check_length(text: str, max_chars: int) -> str:
 
 
 def to_username(value: object) -> str:
-    """Return the username trimmed, without '@', lowercased."""
-    name = _identity_text(value, NOT_STRING).removeprefix("@").lower()
+    """Return the username trimmed, without its leading '@'s, lowercased."""
+    name = _USERNAME_PREFIX.sub("", _identity_text(value, NOT_STRING)).lower()
     if not _USERNAME.fullmatch(name):
         raise ValidationError(USERNAME_FORMAT)
     return name
@@ -143,7 +147,7 @@ def to_manychat_id(value: object) -> str:
     """Return the subscriber id as a trimmed string; ManyChat may send it as a number."""
     if _is_integer(value):
         value = str(value)
-    return _check_length(_identity_text(value, NOT_STRING_OR_INTEGER), MAX_MANYCHAT_ID_CHARS)
+    return _identity_text(value, NOT_STRING_OR_INTEGER)
 
 
 def to_uuid(value: object) -> str:
@@ -162,6 +166,15 @@ def to_natural(value: object) -> int:
     raise ValidationError(NOT_NATURAL)
 
 
+def to_number(value: object) -> int | float:
+    """Return a JSON number as it is, or an integer ManyChat sent as a string of digits."""
+    if isinstance(value, str) and _SIGNED_DIGITS.fullmatch(value.strip()):
+        return int(value.strip())
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    raise ValidationError(NOT_NUMBER)
+
+
 def to_flag(value: object) -> bool:
     """Return a boolean given as JSON true/false or the strings "true"/"false"."""
     if isinstance(value, bool):
@@ -172,15 +185,18 @@ def to_flag(value: object) -> bool:
 
 
 def to_timestamp(value: object) -> str:
-    """Return an ISO 8601 date-time in UTC as YYYY-MM-DDTHH:MM:SS.mmmZ; naive means UTC."""
-    text = value.strip() if isinstance(value, str) else ""
-    if not _TIMESTAMP_SHAPE.match(text):
-        raise ValidationError(NOT_TIMESTAMP)
+    """Return an ISO 8601 date or date-time in UTC as YYYY-MM-DDTHH:MM:SS.mmmZ.
+
+    A date alone is that day at midnight; a time without an offset is UTC.
+    """
     try:
-        moment = datetime.fromisoformat(text)
+        moment = datetime.fromisoformat(value.strip() if isinstance(value, str) else "")
         moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     except (ValueError, OverflowError):
         raise ValidationError(NOT_TIMESTAMP) from None
+    # strftime writes year 999 as "999", which no ISO 8601 reader takes.
+    if moment.year < MIN_YEAR:
+        raise ValidationError(BEFORE_YEAR_1000)
     return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
 
 
@@ -198,13 +214,14 @@ def to_object(value: object) -> dict[str, Any]:
     return value
 
 
-def text(max_chars: int, *, strip: bool = False) -> Converter:
-    """Return a converter for a string of at most max_chars, trimmed only if asked."""
+def text(max_chars: int | None = None, *, strip: bool = False) -> Converter:
+    """Return a converter for a string, of at most max_chars if given, trimmed only if asked."""
 
     def to_text(value: object) -> str:
         if not isinstance(value, str):
             raise ValidationError(NOT_STRING)
-        return _check_length(value.strip() if strip else value, max_chars)
+        checked = value.strip() if strip else value
+        return checked if max_chars is None else _check_length(checked, max_chars)
 
     return to_text
 
@@ -221,22 +238,17 @@ def choice(*options: str) -> Converter:
     return to_choice
 
 
-def tag_list(*, non_empty: bool) -> Converter:
-    """Return a converter for a list of trimmed tag names."""
+def tag_list(*, required: bool) -> Converter:
+    """Return a converter for a list of trimmed tag names, without blanks and placeholders."""
 
     def to_tags(value: object) -> list[str]:
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             raise ValidationError(NOT_TAG_LIST)
         # An unset ManyChat variable in the list would otherwise become a tag named "{{...}}".
-        names = [item.strip() for item in value if not is_placeholder(item)]
-        if any(not name for name in names):
-            raise ValidationError(EMPTY_TAG)
-        if any(len(name) > MAX_TAG_CHARS for name in names):
-            raise ValidationError(f"must contain tag names of at most {MAX_TAG_CHARS} characters.")
-        if len(names) > MAX_TAGS:
-            raise ValidationError(f"must contain at most {MAX_TAGS} tag names.")
-        if non_empty and not names:
-            raise ValidationError(NO_TAGS)
+        names = [item.strip() for item in value if not is_absent("tags", item)]
+        if required and value and not names:
+            # Sending [] instead would change the request: with mode "set" it removes every tag.
+            raise ValidationError(NO_TAG_NAMES)
         return names
 
     return to_tags
@@ -292,10 +304,10 @@ class DefaultReplySchema(IngestSchema):
     manychat_id = Checked(to_manychat_id, required=True)
     organization_id = Checked(to_uuid)
     # Not required here: a missing or empty message is skipped as outreach, not rejected.
-    message_content = Checked(text(8000))
+    message_content = Checked(text())
     message_date = Checked(to_timestamp)
-    page_name = Checked(text(255))
-    ig_id = Checked(to_natural)
+    page_name = Checked(text())
+    ig_id = Checked(to_number)
     manychat_data = Checked(to_object)
 
     def complete(self, data: dict[str, Any]) -> None:
@@ -319,17 +331,17 @@ class CreateContactSchema(IngestSchema):
     organization_id = Checked(to_uuid)
     had_outreach = Checked(to_flag, required=True)
     last_response_at = Checked(to_timestamp)
-    last_message_content = Checked(text(8000))
-    outreach_reason = Checked(text(2000))
-    outreach_text = Checked(text(2000))
-    outreach_reason_label = Checked(text(255))
-    outreach_message_label = Checked(text(255))
+    last_message_content = Checked(text())
+    outreach_reason = Checked(text())
+    outreach_text = Checked(text())
+    outreach_reason_label = Checked(text())
+    outreach_message_label = Checked(text())
     email = Checked(to_email)
-    ig_id = Checked(to_natural)
+    ig_id = Checked(to_number)
     activate_followups = Checked(to_flag)
-    note = Checked(text(1000))
-    tags = Checked(tag_list(non_empty=False))
-    tag_color = Checked(text(32, strip=True))
+    note = Checked(text(MAX_NOTE_CHARS))
+    tags = Checked(tag_list(required=False))
+    tag_color = Checked(text(strip=True))
 
     @validates_schema
     def check_outreach_fields(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -357,8 +369,8 @@ class UpdateTagsSchema(IngestSchema):
     username = Checked(to_username)
     organization_id = Checked(to_uuid)
     mode = Checked(choice("set", "add", "remove"), required=True)
-    tag_names = Checked(tag_list(non_empty=True), required=True)
-    tag_color = Checked(text(32, strip=True))
+    tag_names = Checked(tag_list(required=True), required=True)
+    tag_color = Checked(text(strip=True))
     email = Checked(to_email)
 
 
@@ -374,8 +386,8 @@ class ContactStatusSchema(IngestSchema):
     manychat_id = Checked(to_manychat_id)
     organization_id = Checked(to_uuid)
     lead_status = Checked(choice("open", "won", "lost", "abandoned"))
-    lead_status_id = Checked(to_natural)
-    pipeline_stage = Checked(text(255))
+    lead_status_id = Checked(to_number)
+    pipeline_stage = Checked(text())
 
     @validates_schema
     def check_status_fields(self, data: dict[str, Any], **kwargs: Any) -> None:
