@@ -320,6 +320,17 @@ def test_a_time_range_reaches_past_the_newest_deliveries_a_search_scans(
             "2025-01-31T14:00:00Z, or epoch seconds.",
         ),
         ("since=2000&until=1000", "The 'since' filter must be earlier than 'until'."),
+        # Year 999 used to reach datetime.fromisoformat unpadded and answer 500.
+        (
+            "since=0999-12-31T00:00:00",
+            "The 'since' filter must be an ISO 8601 date-time such as "
+            "2025-01-31T14:00:00Z, or epoch seconds.",
+        ),
+        (
+            "until=1000-01-01T00:30:00%2B01:00",
+            "The 'until' filter must be an ISO 8601 date-time such as "
+            "2025-01-31T14:00:00Z, or epoch seconds.",
+        ),
         (
             "tenant=x",
             "Unknown filter 'tenant'; use tenantId, username, manychat_id, endpoint, "
@@ -509,6 +520,11 @@ def test_replay_with_an_empty_filter_replays_every_dead_letter(
             "The 'since' filter must be an ISO 8601 date-time such as 2025-01-31T14:00:00Z,"
             " or epoch seconds.",
         ),
+        (
+            {"until": "0500-01-01T00:00:00Z"},
+            "The 'until' filter must be an ISO 8601 date-time such as 2025-01-31T14:00:00Z,"
+            " or epoch seconds.",
+        ),
     ],
 )
 def test_bulk_actions_refuse_bad_filters_and_change_nothing(
@@ -527,6 +543,17 @@ def test_bulk_actions_need_a_json_body(client: FlaskClient, outcomes: dict) -> N
 
     assert response.status_code == 415
     assert error_of(response)["code"] == "UNSUPPORTED_MEDIA_TYPE"
+
+
+def test_bulk_actions_keep_requiring_the_json_content_type(
+    client: FlaskClient, store: Store, outcomes: dict
+) -> None:
+    # The conventions name application/json; only ingest takes JSON whatever its type.
+    sent = {**ADMIN_AUTH, "Content-Type": "text/plain"}
+    response = client.post(f"{ADMIN}/dead-letters/purge", data="{}", headers=sent)
+
+    assert response.status_code == 415
+    assert store.dead.ids() == [outcomes["dead_422"], outcomes["dead_400"]]
 
 
 def test_purge_by_filter_forgets_only_the_matches(

@@ -59,7 +59,13 @@ def test_list_replay_and_purge_dead_letters(  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize(
-    ("option", "value"), [("--username", "no spaces"), ("--since", "yesterday")]
+    ("option", "value"),
+    [
+        ("--username", "no spaces"),
+        ("--since", "yesterday"),
+        ("--since", "0999-12-31T00:00:00"),
+        ("--until", "0001-01-01T00:00:00"),
+    ],
 )
 def test_a_malformed_filter_is_a_usage_error(env, capsys, option, value) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(SystemExit) as stopped:

@@ -354,8 +354,9 @@ def test_an_odd_page_number_shows_the_first_page(admin: FlaskClient, store: Stor
     assert f"1{DASH}1 of 1" in response.text
 
 
-def test_a_bad_filter_is_explained(admin: FlaskClient) -> None:
-    response = admin.get("/dashboard/deliveries?since=yesterday")
+@pytest.mark.parametrize("since", ["yesterday", "0999-12-31T23:59"])
+def test_a_bad_filter_is_explained(admin: FlaskClient, since: str) -> None:
+    response = admin.get(f"/dashboard/deliveries?since={since}")
 
     assert response.status_code == 400
     assert "since" in response.text

@@ -89,16 +89,6 @@ def test_malformed_json_is_400(client, raw) -> None:  # type: ignore[no-untyped-
     }
 
 
-def test_wrong_content_type_is_415(client) -> None:  # type: ignore[no-untyped-def]
-    response = client.post(
-        URL,
-        data=json.dumps(DEFAULT_REPLY),
-        headers={"x-org-auth-token": ORG_A.token, "Content-Type": "text/plain"},
-    )
-    assert response.status_code == 415
-    assert response.get_json()["error"] == "Unsupported Media Type"
-
-
 def test_body_over_64_kib_is_413(client, redis_conn) -> None:  # type: ignore[no-untyped-def]
     body = {**DEFAULT_REPLY, "padding": "x" * (64 * 1024)}
     response = client.post(URL, json=body, headers=headers(ORG_A.token))

@@ -28,7 +28,13 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 
 from relay.core.delivery import Delivery, DeliveryState
-from relay.core.errors import BadRequest, NotFound, TooManyRequests, Unauthorized
+from relay.core.errors import (
+    BadRequest,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 from relay.storage import deadletters, queries
 from relay.storage.store import Store
 from relay.web.admin import tokens
@@ -218,6 +224,9 @@ Search = Callable[[Store, queries.DeliveryQuery, int, int], tuple[list[Delivery]
 
 def read_filter_body() -> dict[str, Any]:
     """Return the JSON object of filters a bulk action was sent with."""
+    # The CRM-platform conventions name application/json the request format.
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType("Send the body as JSON with Content-Type: application/json.")
     body = read_json_body()
     if not isinstance(body, dict):
         raise BadRequest("Send the filters as a JSON object; {} matches every dead letter.")
