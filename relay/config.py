@@ -14,7 +14,7 @@ from relay.core import defaults
 from relay.core.endpoints import ENDPOINTS
 from relay.core.errors import ConfigError
 
-MIN_SECRET_CHARS = 32  # HS256 wants a key of at least 256 bits
+MIN_SECRET_KEY_CHARS = 32  # HS256 wants a key of at least 256 bits
 
 
 @dataclass(frozen=True)
@@ -201,7 +201,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         secret_key=read_secret_key(env),
         orgs=load_orgs(env),
         dmtracker_base_url=_url(env, "DMTRACKER_BASE_URL", defaults.DMTRACKER_BASE_URL),
-        metrics_token=env.get("DMRELAY_METRICS_TOKEN") or None,
+        metrics_token=read_metrics_token(env),
         sentry_dsn=env.get("SENTRY_DSN") or None,
         rate_limits_per_minute=_rate_limits(env),
         **numbers,
@@ -219,8 +219,18 @@ def read_secret_key(env: Mapping[str, str]) -> str:
     """Read DMRELAY_SECRET_KEY, long enough to sign admin tokens."""
     name = "DMRELAY_SECRET_KEY"
     value = _required(env, name)
-    if len(value) < MIN_SECRET_CHARS:
-        raise ConfigError(name, f"must be at least {MIN_SECRET_CHARS} characters long")
+    if len(value) < MIN_SECRET_KEY_CHARS:
+        raise ConfigError(name, f"must be at least {MIN_SECRET_KEY_CHARS} characters long")
+    return value
+
+
+def read_metrics_token(env: Mapping[str, str]) -> str | None:
+    """Read the optional DMRELAY_METRICS_TOKEN, long enough never to match ordinary text."""
+    value = env.get("DMRELAY_METRICS_TOKEN") or None
+    if value is not None and len(value) < defaults.MIN_SECRET_CHARS:
+        raise ConfigError(
+            "DMRELAY_METRICS_TOKEN", f"must be at least {defaults.MIN_SECRET_CHARS} characters long"
+        )
     return value
 
 
@@ -274,6 +284,11 @@ def _org(name: str, index: int, entry: Any) -> Org:
         raise ConfigError(name, f"{where}: 'id' must be an organization UUID") from None
     if not isinstance(token, str) or not token.strip():
         raise ConfigError(name, f"{where}: 'token' must be a non-empty string")
+    if len(token.strip()) < defaults.MIN_SECRET_CHARS:
+        # Shorter, it could match ordinary words in bodies the relay checks for secrets.
+        raise ConfigError(
+            name, f"{where}: 'token' must be at least {defaults.MIN_SECRET_CHARS} characters long"
+        )
     if page_name is not None and not isinstance(page_name, str):
         raise ConfigError(name, f"{where}: 'page_name' must be a string")
     return Org(id=org_id, token=token.strip(), page_name=page_name or None)

@@ -6,6 +6,9 @@ DEDUP_WINDOW_SECONDS = 300
 MAX_PENDING_DELIVERIES = 100_000
 IDEMPOTENCY_KEY_MAX_CHARS = 200
 MAX_JSON_DEPTH = 32
+# Organization tokens, the metrics token and the secret key are at least this long, so the
+# check for a secret pasted into a body or header never matches an ordinary word.
+MIN_SECRET_CHARS = 16
 
 HTTP_CONNECT_TIMEOUT_SECONDS = 3.05
 HTTP_READ_TIMEOUT_SECONDS = 10.0

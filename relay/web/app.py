@@ -12,6 +12,7 @@ from flask import Flask, Response, g, request
 
 from relay.config import Settings, load_settings
 from relay.core import defaults
+from relay.core.redact import holds_secret
 from relay.logs import close_context, open_context
 from relay.sentry import init_sentry
 from relay.storage.connection import connect
@@ -19,7 +20,7 @@ from relay.storage.metrics import Metrics
 from relay.storage.store import Store
 from relay.web import ingest, ops
 from relay.web.admin import api as admin_api
-from relay.web.context import current_metrics
+from relay.web.context import current_metrics, current_settings
 from relay.web.dashboard import views as dashboard
 from relay.web.error_handlers import register_error_handlers
 from relay.web.status import bp as delivery_status_bp
@@ -65,8 +66,19 @@ def start_request() -> None:
     """Note the start time, take a sane X-Request-Id or make one, and open the log context."""
     g.started = time.perf_counter()
     given = request.headers.get("X-Request-Id", "")
-    g.request_id = given if REQUEST_ID.match(given) else f"req_{uuid.uuid4().hex}"
+    g.request_id = given if is_usable_request_id(given) else f"req_{uuid.uuid4().hex}"
     g.log_context = open_context(request_id=g.request_id)
+
+
+def is_usable_request_id(given: str) -> bool:
+    """Return True for a short plain id that holds none of the relay's secrets."""
+    if not REQUEST_ID.match(given):
+        return False
+    # The id is logged, stored and forwarded to DmTracker; replacing it loses no lead.
+    if holds_secret(given, current_settings().secrets()):
+        log.warning("X-Request-Id holds one of the relay's secrets; a new id is used instead")
+        return False
+    return True
 
 
 def end_request(error: BaseException | None) -> None:

@@ -14,6 +14,7 @@ from relay.core import defaults
 from relay.core.delivery import Delivery
 from relay.core.endpoints import TOKEN_HEADER
 from relay.core.errors import BadRequest, FieldError, Forbidden
+from relay.core.redact import holds_secret
 from relay.core.schemas import to_timestamp, validate
 from relay.logs import bind_context
 from relay.storage.intake import fingerprint
@@ -66,7 +67,7 @@ def ingest(endpoint: str) -> Response:
         endpoint,
         dated(endpoint, body),
         request_id=g.get("request_id", ""),
-        idempotency_key=idempotency_key(),
+        idempotency_key=idempotency_key(settings.secrets()),
     )
     store = current_store()
     started = time.perf_counter()
@@ -120,7 +121,7 @@ def check_storable(body: Any, secrets: tuple[str, ...]) -> None:
             raise BadRequest(
                 "The request body holds an unpaired surrogate escape (\\ud800-\\udfff)."
             )
-        elif isinstance(value, str) and any(secret in value for secret in secrets):
+        elif isinstance(value, str) and holds_secret(value, secrets):
             # Stored, it would sit in Redis, the dashboard and dead letters.
             raise BadRequest(
                 "The request body holds one of the relay's secrets; send the organization"
@@ -159,12 +160,18 @@ def _page_belongs_elsewhere(page_name: str, org: Org, settings: Settings) -> boo
     return any(other.page_name == page_name and other.id != org.id for other in settings.orgs)
 
 
-def idempotency_key() -> str:
-    """Return the Idempotency-Key header, bounded in length."""
+def idempotency_key(secrets: tuple[str, ...] = ()) -> str:
+    """Return the Idempotency-Key header, bounded in length and free of secrets."""
     key = request.headers.get("Idempotency-Key", "").strip()
     if len(key) > defaults.IDEMPOTENCY_KEY_MAX_CHARS:
         raise FieldError(
             "Idempotency-Key", f"must be at most {defaults.IDEMPOTENCY_KEY_MAX_CHARS} characters."
+        )
+    if holds_secret(key, secrets):
+        # The key is stored with the delivery, in Redis and in the admin views.
+        raise BadRequest(
+            "The Idempotency-Key header holds one of the relay's secrets; send the organization"
+            " token only in the x-org-auth-token header."
         )
     return key
 

@@ -13,7 +13,8 @@ import pytest
 from relay.config import NUMBERS, VARIABLES, load_settings
 from relay.core.errors import ConfigError
 
-ORG = {"id": "11111111-1111-4111-8111-111111111111", "token": "tok-123", "page_name": "P"}
+TOKEN = "tok-0123456789abcdef"
+ORG = {"id": "11111111-1111-4111-8111-111111111111", "token": TOKEN, "page_name": "P"}
 BASE = {
     "REDIS_URL": "redis://localhost:6379/0",
     "DMRELAY_SECRET_KEY": "s" * 32,
@@ -26,7 +27,7 @@ def test_reads_a_complete_environment() -> None:
     assert settings.redis_url == "redis://localhost:6379/0"
     assert settings.dmtracker_base_url == "https://app.dmtracker.ai/api/v1"
     (org,) = settings.orgs
-    assert (org.id, org.token, org.page_name) == (ORG["id"], "tok-123", "P")
+    assert (org.id, org.token, org.page_name) == (ORG["id"], TOKEN, "P")
     assert settings.rate_limits_per_minute == {"create-contact": 60}
 
 
@@ -34,7 +35,7 @@ def test_settings_are_frozen_and_hide_secrets_in_repr() -> None:
     settings = load_settings(BASE)
     with pytest.raises(AttributeError):
         settings.redis_url = "x"  # type: ignore[misc]
-    assert "tok-123" not in repr(settings)
+    assert TOKEN not in repr(settings)
     assert "s" * 32 not in repr(settings)
 
 
@@ -55,6 +56,25 @@ def test_orgs_can_come_from_a_file(tmp_path) -> None:  # type: ignore[no-untyped
         ({"DMRELAY_ORGS": "[{"}, "DMRELAY_ORGS", "not valid JSON"),
         ({"DMRELAY_ORGS": "[]"}, "DMRELAY_ORGS", "non-empty JSON array"),
         ({"DMRELAY_ORGS": '[{"id": "nope", "token": "t"}]'}, "DMRELAY_ORGS", "UUID"),
+        (
+            {"DMRELAY_ORGS": json.dumps([{**ORG, "token": "x" * 15}])},
+            "DMRELAY_ORGS",
+            "entry 0: 'token' must be at least 16 characters long",
+        ),
+        (
+            {
+                "DMRELAY_ORGS": json.dumps(
+                    [ORG, {**ORG, "id": ORG["id"][:-1] + "2", "token": " t "}]
+                )
+            },
+            "DMRELAY_ORGS",
+            "entry 1: 'token' must be at least 16 characters long",
+        ),
+        (
+            {"DMRELAY_METRICS_TOKEN": "prices"},
+            "DMRELAY_METRICS_TOKEN",
+            "must be at least 16 characters long",
+        ),
         ({"DMRELAY_ORGS": json.dumps([{"id": ORG["id"]}])}, "DMRELAY_ORGS", "'token'"),
         ({"DMRELAY_ORGS": json.dumps([ORG, ORG])}, "DMRELAY_ORGS", "share the same id"),
         ({"DMTRACKER_BASE_URL": "ftp://x"}, "DMTRACKER_BASE_URL", "http"),
@@ -75,10 +95,55 @@ def test_bad_values_name_the_variable(changes, variable, fragment) -> None:  # t
     assert fragment in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("changes", "value"),
+    [
+        ({"DMRELAY_ORGS": json.dumps([{**ORG, "token": "short-tok-1"}])}, "short-tok-1"),
+        ({"DMRELAY_METRICS_TOKEN": "short-metrics"}, "short-metrics"),
+        ({"DMRELAY_SECRET_KEY": "short-secret-key"}, "short-secret-key"),
+    ],
+)
+def test_a_short_secret_is_refused_without_echoing_it(changes, value) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError) as caught:
+        load_settings({**BASE, **changes})
+    assert value not in str(caught.value)
+    assert "at least" in str(caught.value)
+
+
+def test_secrets_of_16_characters_are_accepted() -> None:
+    org = {**ORG, "token": "t" * 16}
+    env = {**BASE, "DMRELAY_ORGS": json.dumps([org]), "DMRELAY_METRICS_TOKEN": "m" * 16}
+    settings = load_settings(env)
+    assert settings.orgs[0].token == "t" * 16
+    assert settings.metrics_token == "m" * 16
+
+
 def test_invalid_json_does_not_echo_tokens() -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings({**BASE, "DMRELAY_ORGS": '[{"token": "super-secret-tok"'})
     assert "super-secret-tok" not in str(caught.value)
+
+
+def test_a_short_token_stops_start_up_with_one_line() -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DMRELAY_SECRET_KEY": "x" * 40,
+        "REDIS_URL": "redis://x",
+        "DMRELAY_ORGS": json.dumps([{**ORG, "token": "prices"}]),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "relay", "worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "dmrelay: configuration error: DMRELAY_ORGS: entry 0: 'token' must be at least"
+        " 16 characters long"
+    )
+    assert "prices" not in result.stdout + result.stderr
 
 
 def test_rate_limits_can_be_changed_and_added() -> None:

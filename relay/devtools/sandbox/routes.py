@@ -34,7 +34,7 @@ from relay.devtools.sandbox.state import (
 
 API_PREFIX = "/api/v1"
 CONTROL_PREFIX = "/_sandbox"
-JOURNALED_HEADERS = ("x-org-auth-token", "content-type", "idempotency-key")
+JOURNALED_HEADERS = ("x-org-auth-token", "content-type", "idempotency-key", "x-request-id")
 CONFIG_BOUNDS = {
     "latency_ms": (0, 600_000),
     "fault_rate": (0, 1),
