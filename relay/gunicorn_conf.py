@@ -11,6 +11,9 @@ threads = int(os.environ.get("DMRELAY_WEB_THREADS", "8"))
 timeout = 30
 graceful_timeout = 25
 keepalive = 5
+# gunicorn bounds the request line and headers (its defaults: 4094 bytes, 100 fields of
+# 8190 bytes) but not the body: the app answers 413 past 64 KiB, chunked bodies included
+# (relay/web/app.py, refuse_streamed_body_over_limit).
 # Heroku and Render end TLS at their routers and say so in X-Forwarded-Proto; trusting it
 # lets the dashboard mark its cookie Secure. Narrow it with FORWARDED_ALLOW_IPS elsewhere.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "*")

@@ -9,6 +9,7 @@ import uuid
 
 import redis
 from flask import Flask, Response, g, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from relay.config import Settings, load_settings
 from relay.core import defaults
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     app.extensions["dmrelay.store"] = store
     app.extensions["dmrelay.metrics"] = Metrics(store)
     app.before_request(start_request)
+    app.before_request(refuse_streamed_body_over_limit)
     app.after_request(finish_request)
     app.teardown_request(end_request)
     register_error_handlers(app)
@@ -79,6 +81,17 @@ def is_usable_request_id(given: str) -> bool:
         log.warning("X-Request-Id holds one of the relay's secrets; a new id is used instead")
         return False
     return True
+
+
+def refuse_streamed_body_over_limit() -> None:
+    """Answer 413 once a body sent without Content-Length (chunked) passes the limit."""
+    # Werkzeug stops reading such a stream at MAX_CONTENT_LENGTH without an error, so a longer
+    # body would be cut silently. A byte left on the stream after the limit tells them apart.
+    if request.content_length is not None or not request.environ.get("wsgi.input_terminated"):
+        return
+    body = request.get_data(cache=True)  # cached: the handler and form parsing read it again
+    if len(body) >= defaults.MAX_BODY_BYTES and request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()  # what Werkzeug raises for a Content-Length too large
 
 
 def end_request(error: BaseException | None) -> None:
