@@ -5,7 +5,6 @@ Plain helpers and constants live in tests/helpers.py; test modules import from t
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,14 +12,13 @@ from typing import Any
 import pytest
 import redis
 import requests
-from werkzeug.serving import make_server
 
 from relay.config import Settings
 from relay.devtools.localredis import LocalRedis, start_local_redis
 from relay.devtools.sandbox import SandboxOrg, SandboxServer, create_sandbox_app
 from relay.storage.store import Store
 from relay.web.app import create_app
-from tests.helpers import ORG_A, ORG_B, SECRET, RunningWorker, Sandbox
+from tests.helpers import ORG_A, ORG_B, SECRET, RunningWorker, Sandbox, served
 
 
 @pytest.fixture(scope="session")
@@ -110,9 +108,5 @@ def start_worker(settings: Settings, redis_conn: redis.Redis) -> Iterator[Any]:
 @pytest.fixture
 def relay_url(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """Serve the web app over real HTTP on a free port."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=5)
+    with served(app) as url:
+        yield url

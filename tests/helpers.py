@@ -7,13 +7,16 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, TypeVar
 
 import redis
 import requests
+from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.serving import make_server
 
 from relay.config import Org, Settings
 from relay.devtools.localredis import free_port
@@ -159,3 +162,16 @@ def sign_in(client: FlaskClient, scopes: tuple[str, ...] = (tokens.ADMIN,), ttl:
     """Sign in through the form with a freshly minted token; return the response."""
     token = tokens.mint(SECRET, list(scopes), ttl)
     return client.post("/dashboard/sign-in", data={"token": token, "csrf_token": csrf_of(client)})
+
+
+@contextmanager
+def served(app: Flask) -> Iterator[str]:
+    """Serve an app over real HTTP on a free port with Werkzeug's threaded server."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)

@@ -7,20 +7,18 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 import redis
 import requests
-from werkzeug.serving import make_server
 
 from relay.config import Settings
 from relay.core import defaults
 from relay.devtools.localredis import LocalRedis, free_port
 from relay.web.app import create_app
-from tests.helpers import DEFAULT_REPLY, ORG_A, SECRET, queued_ids, wait_until
+from tests.helpers import DEFAULT_REPLY, ORG_A, SECRET, queued_ids, served, wait_until
 
 PATH = "/api/v1/contact/default-reply"
 LIMIT = defaults.MAX_BODY_BYTES
@@ -74,12 +72,8 @@ def werkzeug_url(redis_server: LocalRedis) -> Iterator[str]:
     """Serve the relay with Werkzeug's threaded server, as `relay_url` does, once per module."""
     settings = Settings(redis_url=redis_server.url, secret_key=SECRET, orgs=(ORG_A,))
     app = create_app(settings, redis.Redis.from_url(redis_server.url))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=5)
+    with served(app) as url:
+        yield url
 
 
 @pytest.fixture(params=["gunicorn", "werkzeug"])

@@ -10,11 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 import requests
-from werkzeug.serving import make_server
 
 from relay.config import Settings
 from relay.web.app import create_app
-from tests.helpers import DEFAULT_REPLY, ORG_A, Sandbox, headers, wait_until, with_settings
+from tests.helpers import DEFAULT_REPLY, ORG_A, Sandbox, headers, served, wait_until, with_settings
 from workers.bootstrap import build_worker
 
 URL = "/api/v1/contact/default-reply"
@@ -49,14 +48,10 @@ class PeakSampler:
 
 @pytest.fixture
 def served_app(settings: Settings, redis_conn: redis.Redis) -> Iterator[str]:
-    """Serve an app that opens its own bounded pool, on 32 threads."""
+    """Serve an app that opens its own bounded pool of 3 connections."""
     app = create_app(with_settings(settings, web_redis_connections=3))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=5)
+    with served(app) as url:
+        yield url
 
 
 def test_web_process_holds_at_most_its_budget_under_load(
@@ -74,7 +69,7 @@ def test_web_process_holds_at_most_its_budget_under_load(
         ).status_code
 
     sample = lambda: connections_named(redis_conn, "dmrelay-web")  # noqa: E731
-    with PeakSampler(sample) as sampler, ThreadPoolExecutor(32) as pool:
+    with PeakSampler(sample) as sampler, ThreadPoolExecutor(16) as pool:
         statuses = list(pool.map(send, range(400)))
     assert statuses == [200] * 400
     assert 1 <= sampler.peak <= 3
