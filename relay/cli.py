@@ -12,21 +12,24 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
 
+import redis
 from marshmallow import ValidationError
 
 from relay.config import Settings, load_orgs, load_settings, read_secret_key
+from relay.core import defaults
 from relay.core.endpoints import ENDPOINTS
 from relay.core.errors import ConfigError
 from relay.core.schemas import to_manychat_id, to_username
 from relay.logs import configure_logging
-from relay.storage import deadletters
-from relay.storage.connection import connect
+from relay.storage import deadletters, server
+from relay.storage.connection import connect, describe_tls, safe_location
 from relay.storage.queries import DeliveryQuery, dead_letters
 from relay.storage.store import Store
 from relay.web.admin import tokens
 from relay.web.admin.filters import to_epoch
 
 HEALTHY_BEAT_SECONDS = 60
+CHECK_READ_TIMEOUT_SECONDS = 5.0  # the check waits for DmTracker's headers, no longer
 T = TypeVar("T")
 
 
@@ -56,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     _add(commands, "healthcheck", "exit 0 if this container's web or worker is alive", _health)
     _add(commands, "schedule", "print the retry schedule of the current settings", _schedule)
+    _add_check(commands)
     _add_dead_letters(commands)
     token = _add(commands, "token", "print an admin API token (a signed JWT)", _token)
     token.add_argument(
@@ -94,6 +98,21 @@ def _add_dead_letters(commands: argparse._SubParsersAction) -> None:
         action.add_argument(
             "--until", type=_checked(to_epoch), help="received before (ISO, UTC if naive)"
         )
+
+
+def _add_check(commands: argparse._SubParsersAction) -> None:
+    check = _add(
+        commands,
+        "check",
+        "check the configuration, Redis and DmTracker before a release; non-zero if unfit",
+        _check,
+    )
+    instances = "instances (dynos on Heroku) of the %s process that share this Redis"
+    check.add_argument("--web-instances", type=int, default=1, help=instances % "web")
+    check.add_argument("--worker-instances", type=int, default=1, help=instances % "worker")
+    check.add_argument(
+        "--wait", type=float, default=0, help="seconds to wait for Redis to answer (default 0)"
+    )
 
 
 def _checked(convert: Callable[[object], T]) -> Callable[[str], T]:
@@ -171,6 +190,107 @@ def _schedule(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        return _report([f"configuration invalid: {error}"], [])
+    formation = server.Formation.from_settings(settings, args.web_instances, args.worker_instances)
+    redis_problems, redis_lines = _check_redis(settings, formation, args.wait)
+    http_problems, http_lines = _check_dmtracker(settings)
+    orgs = f"{len(settings.orgs)} organization(s)"
+    return _report(
+        redis_problems + http_problems, [f"configuration  {orgs}", *redis_lines, *http_lines]
+    )
+
+
+def _report(problems: list[str], summary: list[str]) -> int:
+    """Print one line per problem and fail, or print the summary."""
+    for problem in problems:
+        print(f"dmrelay check: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    print("dmrelay check: ready")
+    for line in summary:
+        print(f"  {line}")
+    return 0
+
+
+def _check_redis(
+    settings: Settings, formation: server.Formation, wait_seconds: float
+) -> tuple[list[str], list[str]]:
+    tls = describe_tls(settings.redis_url, settings.redis_ca_cert)
+    where = f"{safe_location(settings.redis_url)} ({tls})"
+    connection = connect(settings.redis_url, 1, "dmrelay-check", settings.redis_ca_cert)
+    try:
+        facts = _inspect_when_up(connection, wait_seconds)
+    except redis.RedisError as error:
+        return [f"Redis unreachable at {where}: {error}"], []
+    finally:
+        connection.close()
+    needed = server.connections_needed(formation)
+    lines = [
+        f"redis          {facts.version} at {where}",
+        f"eviction       {facts.eviction_policy}",
+        f"persistence    {_persistence(facts)}",
+        f"memory         {_memory(facts)}",
+        f"connections    {needed} needed ({_need(formation)}) of maxclients "
+        f"{facts.maxclients or 'unknown'}; {facts.connected_clients} open now",
+    ]
+    return server.problems(facts, needed), lines
+
+
+def _inspect_when_up(connection: redis.Redis, wait_seconds: float) -> server.ServerFacts:
+    """Inspect the server, retrying connection errors for up to wait_seconds."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            return server.inspect_server(connection)
+        except (redis.ConnectionError, redis.TimeoutError):
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(1)
+
+
+def _persistence(facts: server.ServerFacts) -> str:
+    if facts.persistent is None:
+        return "AOF off, RDB unknown (CONFIG is disabled here: ask the host)"
+    rdb = "on" if facts.rdb_enabled else "off"
+    return f"AOF {'on' if facts.aof_enabled else 'off'}, RDB {rdb}"
+
+
+def _memory(facts: server.ServerFacts) -> str:
+    used = server.mebibytes(facts.used_memory_bytes)
+    if not facts.maxmemory_bytes:
+        return f"{used} used, no maxmemory"
+    return f"{used} used of {server.mebibytes(facts.maxmemory_bytes)}"
+
+
+def _need(formation: server.Formation) -> str:
+    f = formation
+    web = f"web {f.web_instances} x {f.web_processes} x {server.web_process_connections(f)}"
+    worker = f"worker {f.worker_instances} x {server.worker_process_connections(f)}"
+    return f"{web}, {worker}, one-off {server.ONE_OFF_CONNECTIONS}"
+
+
+def _check_dmtracker(settings: Settings) -> tuple[list[str], list[str]]:
+    from workers.dmtracker import DmTrackerClient
+
+    client = DmTrackerClient(
+        settings.dmtracker_base_url,
+        connect_timeout_seconds=settings.http_connect_timeout_seconds,
+        read_timeout_seconds=CHECK_READ_TIMEOUT_SECONDS,
+    )
+    try:
+        reply = client.probe()
+    finally:
+        client.close()
+    where = settings.dmtracker_base_url
+    if reply.status is None:
+        return [f"DmTracker unreachable at {where}: {reply.error}"], []
+    return [], [f"dmtracker      {where} answered HTTP {reply.status} in {reply.latency_ms:.0f} ms"]
+
+
 def _token(args: argparse.Namespace) -> int:
     # Only the secret is needed to sign: no Redis, no organizations.
     secret = read_secret_key(os.environ)
@@ -184,7 +304,14 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _store(settings: Settings) -> Store:
-    return Store(connect(settings.redis_url, 2, "dmrelay-cli"))
+    return Store(
+        connect(
+            settings.redis_url,
+            defaults.CLI_REDIS_CONNECTIONS,
+            "dmrelay-cli",
+            settings.redis_ca_cert,
+        )
+    )
 
 
 def _query(args: argparse.Namespace) -> DeliveryQuery:

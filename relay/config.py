@@ -15,6 +15,7 @@ from relay.core.endpoints import ENDPOINTS
 from relay.core.errors import ConfigError
 
 MIN_SECRET_KEY_CHARS = 32  # HS256 wants a key of at least 256 bits
+PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Settings:
     secret_key: str = field(repr=False)
     orgs: tuple[Org, ...]
     dmtracker_base_url: str = defaults.DMTRACKER_BASE_URL
+    redis_ca_cert: str | None = field(default=None, repr=False)  # PEM text
     metrics_token: str | None = field(default=None, repr=False)
     sentry_dsn: str | None = field(default=None, repr=False)
     dedup_window_seconds: int = defaults.DEDUP_WINDOW_SECONDS
@@ -47,6 +49,8 @@ class Settings:
     worker_concurrency: int = defaults.WORKER_CONCURRENCY
     web_redis_connections: int = defaults.WEB_REDIS_CONNECTIONS
     worker_redis_connections: int = defaults.WORKER_REDIS_CONNECTIONS
+    web_processes: int = defaults.WEB_PROCESSES
+    web_threads: int = defaults.WEB_THREADS
     worker_heartbeat_ttl_seconds: int = defaults.WORKER_HEARTBEAT_TTL_SECONDS
     worker_shutdown_grace_seconds: float = defaults.WORKER_SHUTDOWN_GRACE_SECONDS
     delivered_retention_seconds: int = defaults.DELIVERED_RETENTION_SECONDS
@@ -132,6 +136,8 @@ NUMBERS = (
         strict=True,
     ),
     Number("DMRELAY_WORKER_CONCURRENCY", "worker_concurrency", int, defaults.WORKER_CONCURRENCY, 1),
+    Number("WEB_CONCURRENCY", "web_processes", int, defaults.WEB_PROCESSES, 1),
+    Number("DMRELAY_WEB_THREADS", "web_threads", int, defaults.WEB_THREADS, 1),
     Number(
         "DMRELAY_WEB_REDIS_CONNECTIONS",
         "web_redis_connections",
@@ -178,9 +184,8 @@ NUMBERS = (
 # Every variable the relay reads: the numbers above and those with readers of their own.
 VARIABLES = (
     "PORT",
-    "WEB_CONCURRENCY",
-    "DMRELAY_WEB_THREADS",
     "REDIS_URL",
+    "DMRELAY_REDIS_CA_CERT",
     "DMTRACKER_BASE_URL",
     "DMRELAY_ORGS",
     "DMRELAY_ORGS_FILE",
@@ -196,8 +201,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and check every variable; raise ConfigError naming the first bad one."""
     env = os.environ if env is None else env
     numbers: dict[str, Any] = {number.field: number.read(env) for number in NUMBERS}
+    redis_url = _required(env, "REDIS_URL")
     return Settings(
-        redis_url=_required(env, "REDIS_URL"),
+        redis_url=redis_url,
+        redis_ca_cert=_ca_cert(env, redis_url),
         secret_key=read_secret_key(env),
         orgs=load_orgs(env),
         dmtracker_base_url=_url(env, "DMTRACKER_BASE_URL", defaults.DMTRACKER_BASE_URL),
@@ -232,6 +239,20 @@ def read_metrics_token(env: Mapping[str, str]) -> str | None:
             "DMRELAY_METRICS_TOKEN", f"must be at least {defaults.MIN_SECRET_CHARS} characters long"
         )
     return value
+
+
+def _ca_cert(env: Mapping[str, str], redis_url: str) -> str | None:
+    """Read DMRELAY_REDIS_CA_CERT, given as PEM text or as the path of a PEM file."""
+    name = "DMRELAY_REDIS_CA_CERT"
+    value = env.get(name, "").strip()
+    if not value:
+        return None
+    if not redis_url.startswith("rediss://"):
+        raise ConfigError(name, "applies only to a rediss:// REDIS_URL")
+    pem = value if value.startswith(PEM_BEGIN) else _read_file(name, value)
+    if PEM_BEGIN not in pem:
+        raise ConfigError(name, "must be a PEM certificate or the path of one")
+    return pem
 
 
 def _url(env: Mapping[str, str], name: str, default: str) -> str:

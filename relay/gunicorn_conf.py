@@ -3,11 +3,13 @@
 import os
 import sys
 
+from relay.core import defaults
+
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+workers = int(os.environ.get("WEB_CONCURRENCY", defaults.WEB_PROCESSES))
 # A thin I/O-bound receiver: threads are cheap concurrency (gthread worker).
 worker_class = "gthread"
-threads = int(os.environ.get("DMRELAY_WEB_THREADS", "8"))
+threads = int(os.environ.get("DMRELAY_WEB_THREADS", defaults.WEB_THREADS))
 timeout = 30
 graceful_timeout = 25
 keepalive = 5

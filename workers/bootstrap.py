@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import redis
 
 from relay.config import Settings
 from relay.sentry import init_sentry
+from relay.storage import server
 from relay.storage.connection import connect
 from relay.storage.ratelimit import RateLimiter
 from relay.storage.store import Store
@@ -16,6 +18,7 @@ from workers.deliverer import Deliverer
 from workers.dmtracker import DmTrackerClient
 from workers.process import WorkerProcess
 
+log = logging.getLogger("dmrelay.worker")
 ALIVE_FILE = Path(tempfile.gettempdir()) / "dmrelay-worker.alive"
 
 
@@ -23,7 +26,12 @@ def build_deliverer(settings: Settings, connection: redis.Redis | None = None) -
     """Return a Deliverer with its Redis store, limiter and DmTracker client."""
     store = Store(
         connection
-        or connect(settings.redis_url, settings.worker_redis_connections, "dmrelay-worker")
+        or connect(
+            settings.redis_url,
+            settings.worker_redis_connections,
+            "dmrelay-worker",
+            settings.redis_ca_cert,
+        )
     )
     client = DmTrackerClient(
         settings.dmtracker_base_url,
@@ -52,5 +60,6 @@ def run_worker(settings: Settings, connection: redis.Redis | None = None) -> Non
     """Run one worker process until SIGTERM or SIGINT."""
     init_sentry(settings.sentry_dsn, "worker", settings.secrets())
     worker = build_worker(settings, connection, ALIVE_FILE)
+    server.log_warnings(worker.store.redis, log)
     worker.install_signal_handlers()
     worker.run()

@@ -53,6 +53,17 @@ class DmTrackerClient:
             response.status_code, response.text, _ms_since(started), dict(response.headers)
         )
 
+    def probe(self) -> Reply:
+        """GET the base URL once, headers only: any HTTP status means DmTracker's host answers."""
+        started = time.perf_counter()
+        try:
+            with self.session.get(
+                self.base_url, timeout=self.timeout, stream=True, allow_redirects=False
+            ) as response:
+                return Reply(response.status_code, "", _ms_since(started))
+        except requests.RequestException as error:
+            return Reply(None, "", _ms_since(started), error=_describe(error))
+
     def close(self) -> None:
         """Close pooled connections."""
         self.session.close()

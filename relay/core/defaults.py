@@ -26,6 +26,10 @@ WORKER_CONCURRENCY = 32
 # Redis connections per process: a mini plan allows 20 for the whole formation.
 WEB_REDIS_CONNECTIONS = 4
 WORKER_REDIS_CONNECTIONS = 6
+CLI_REDIS_CONNECTIONS = 2  # a one-off command: the release check, a replay, a console
+# gunicorn's shape of one web instance: WEB_CONCURRENCY processes of DMRELAY_WEB_THREADS threads.
+WEB_PROCESSES = 2
+WEB_THREADS = 8
 WORKER_HEARTBEAT_TTL_SECONDS = 30
 WORKER_SHUTDOWN_GRACE_SECONDS = 20.0
 SCHEDULER_POLL_SECONDS = 0.2

@@ -16,6 +16,7 @@ from relay.core import defaults
 from relay.core.redact import holds_secret
 from relay.logs import close_context, open_context
 from relay.sentry import init_sentry
+from relay.storage import server
 from relay.storage.connection import connect
 from relay.storage.metrics import Metrics
 from relay.storage.store import Store
@@ -42,8 +43,15 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
         MAX_CONTENT_LENGTH=defaults.MAX_BODY_BYTES,
     )
     store = Store(
-        connection or connect(settings.redis_url, settings.web_redis_connections, "dmrelay-web")
+        connection
+        or connect(
+            settings.redis_url,
+            settings.web_redis_connections,
+            "dmrelay-web",
+            settings.redis_ca_cert,
+        )
     )
+    server.log_warnings(store.redis, log)
     app.extensions["dmrelay.store"] = store
     app.extensions["dmrelay.metrics"] = Metrics(store)
     app.before_request(start_request)

@@ -1,0 +1,174 @@
+"""`dmrelay check` on the suite's redis-server and sandbox: ready, or one line per problem."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+
+from relay import cli
+from relay.storage.server import Formation, connections_needed
+from tests.conftest import ORG_A, ORG_B, SECRET, free_port_url
+
+ConfigSetter = Callable[[str, str], None]
+
+
+@pytest.fixture
+def env(monkeypatch, settings) -> None:  # type: ignore[no-untyped-def]
+    """Point the command at the test Redis, the sandbox and two organizations."""
+    orgs = [{"id": o.id, "token": o.token} for o in (ORG_A, ORG_B)]
+    monkeypatch.setenv("REDIS_URL", settings.redis_url)
+    monkeypatch.setenv("DMRELAY_ORGS", json.dumps(orgs))
+    monkeypatch.setenv("DMRELAY_SECRET_KEY", SECRET)
+    monkeypatch.setenv("DMTRACKER_BASE_URL", settings.dmtracker_base_url)
+    for name in ("WEB_CONCURRENCY", "DMRELAY_WEB_THREADS", "DMRELAY_WORKER_CONCURRENCY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def server_config(redis_conn: redis.Redis) -> Iterator[ConfigSetter]:
+    """Return a function that changes the test server's CONFIG; every change is undone after."""
+    saved: dict[str, str] = {}
+
+    def set_config(name: str, value: str) -> None:
+        saved.setdefault(name, str(redis_conn.config_get(name)[name]))
+        redis_conn.config_set(name, value)
+
+    yield set_config
+    for name, value in saved.items():
+        redis_conn.config_set(name, value)
+
+
+@pytest.fixture
+def sound_server(server_config: ConfigSetter) -> ConfigSetter:
+    """Turn RDB snapshots on: the suite's server keeps nothing on disk, a deploy must."""
+    server_config("save", "3600 1")
+    return server_config
+
+
+def run_check(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str], list[str]]:
+    """Run the command; return its exit code, stdout lines and stderr lines."""
+    code = cli.main(["check", *args])
+    captured = capsys.readouterr()
+    return code, captured.out.splitlines(), captured.err.splitlines()
+
+
+def test_a_sound_setup_is_ready_with_a_one_screen_summary(
+    env, sound_server, sandbox, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = run_check(capsys)
+    assert (code, err) == (0, [])
+    assert out[0] == "dmrelay check: ready"
+    assert len(out) <= 24
+    summary = {line.split()[0]: line for line in out[1:]}
+    assert "noeviction" in summary["eviction"]
+    assert "RDB on" in summary["persistence"]
+    assert f"{connections_needed(Formation())} needed" in summary["connections"]
+    assert "answered HTTP" in summary["dmtracker"]
+    assert SECRET not in "\n".join(out) and ORG_A.token not in "\n".join(out)
+
+
+def test_an_evicting_server_is_one_problem_line(env, sound_server, sandbox, capsys) -> None:  # type: ignore[no-untyped-def]
+    sound_server("maxmemory-policy", "allkeys-lru")
+    code, out, err = run_check(capsys)
+    assert code == 1 and out == []
+    assert err == [
+        "dmrelay check: Redis maxmemory-policy is allkeys-lru, not noeviction: "
+        "when memory runs out Redis will delete queued deliveries"
+    ]
+
+
+def test_a_server_without_persistence_is_a_problem(env, sandbox, capsys) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = run_check(capsys)  # the suite's server: no AOF, no snapshots
+    assert code == 1
+    assert err == [
+        "dmrelay check: Redis persistence is off (neither AOF nor RDB): "
+        "a Redis restart loses every queued delivery"
+    ]
+
+
+def test_a_nearly_full_maxmemory_is_a_problem(  # type: ignore[no-untyped-def]
+    env, sound_server, sandbox, redis_conn, capsys
+) -> None:
+    used = int(redis_conn.info("memory")["used_memory"])
+    sound_server("maxmemory", str(int(used * 1.1)))
+    code, _, err = run_check(capsys)
+    assert code == 1
+    (line,) = err
+    assert re.fullmatch(
+        r"dmrelay check: Redis memory is \d+% used \(.*\): less than 20% free", line
+    )
+
+
+def test_maxclients_is_checked_against_the_formation(  # type: ignore[no-untyped-def]
+    env, sound_server, sandbox, monkeypatch, capsys
+) -> None:
+    monkeypatch.setenv("DMRELAY_WORKER_CONCURRENCY", "8")
+    monkeypatch.setenv("DMRELAY_WEB_THREADS", "4")
+    sound_server("maxclients", "100")
+    # 2 web instances x 2 processes x 4 threads + 8 workers x (8 + 1) + 1 = 89: fits in 100.
+    assert run_check(capsys, "--web-instances", "2", "--worker-instances", "8")[0] == 0
+    # Two more workers need 107.
+    code, _, err = run_check(capsys, "--web-instances", "2", "--worker-instances", "10")
+    assert code == 1
+    assert err == [
+        "dmrelay check: Redis maxclients is 100 but the formation needs 107 connections: "
+        "choose a larger plan or lower the concurrency settings"
+    ]
+
+
+def test_an_unreachable_dmtracker_is_a_problem(env, sound_server, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    url = free_port_url()
+    monkeypatch.setenv("DMTRACKER_BASE_URL", url)
+    code, _, err = run_check(capsys)
+    assert code == 1
+    assert err == [f"dmrelay check: DmTracker unreachable at {url}: connection error"]
+
+
+def test_an_unreachable_redis_is_a_problem_and_its_password_stays_hidden(  # type: ignore[no-untyped-def]
+    env, sandbox, monkeypatch, capsys
+) -> None:
+    port = free_port_url().split(":")[2].split("/")[0]
+    monkeypatch.setenv("REDIS_URL", f"redis://:hunter2-password@127.0.0.1:{port}/0")
+    code, _, err = run_check(capsys)
+    assert code == 1
+    (line,) = err
+    assert line.startswith(f"dmrelay check: Redis unreachable at 127.0.0.1:{port}/0 (no TLS): ")
+    assert "hunter2" not in line
+
+
+def test_a_bad_configuration_is_one_line(env, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("DMRELAY_SECRET_KEY", "short")
+    code, out, err = run_check(capsys)
+    assert (code, out) == (1, [])
+    assert err == [
+        "dmrelay check: configuration invalid: "
+        "DMRELAY_SECRET_KEY: must be at least 32 characters long"
+    ]
+
+
+def test_a_server_with_config_disabled_is_read_from_info(  # type: ignore[no-untyped-def]
+    env, sandbox, redis_conn, monkeypatch, capsys
+) -> None:
+    # Managed Redis (Heroku's among them) refuses CONFIG; an ACL user without it does the same.
+    redis_conn.acl_setuser(
+        "noconfig",
+        enabled=True,
+        passwords=["+pw"],
+        keys=["*"],
+        channels=["*"],
+        commands=["+@all", "-config"],
+    )
+    try:
+        url = redis_conn.connection_pool.connection_kwargs
+        monkeypatch.setenv("REDIS_URL", f"redis://noconfig:pw@127.0.0.1:{url['port']}/0")
+        code, out, err = run_check(capsys)
+    finally:
+        redis_conn.acl_deluser("noconfig")
+    assert (code, err) == (0, [])
+    summary = {line.split()[0]: line for line in out[1:]}
+    assert "RDB unknown" in summary["persistence"]
+    assert "noeviction" in summary["eviction"]
