@@ -5,7 +5,7 @@ Plain helpers and constants live in tests/helpers.py; test modules import from t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,20 @@ def redis_conn(redis_server: LocalRedis) -> Iterator[redis.Redis]:
     client.flushdb()
     yield client
     client.close()
+
+
+@pytest.fixture
+def server_config(redis_conn: redis.Redis) -> Iterator[Callable[[str, str], None]]:
+    """Return a function that changes the test server's CONFIG; every change is undone after."""
+    saved: dict[str, str] = {}
+
+    def set_config(name: str, value: str) -> None:
+        saved.setdefault(name, str(redis_conn.config_get(name)[name]))
+        redis_conn.config_set(name, value)
+
+    yield set_config
+    for name, value in saved.items():
+        redis_conn.config_set(name, value)
 
 
 @pytest.fixture(scope="session")

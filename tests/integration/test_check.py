@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
-import redis
 
 from relay import cli
 from relay.storage.server import Formation, connections_needed
-from tests.conftest import ORG_A, ORG_B, SECRET, free_port_url
+from tests.helpers import ORG_A, ORG_B, SECRET, free_port_url
 
 ConfigSetter = Callable[[str, str], None]
 
@@ -26,20 +25,6 @@ def env(monkeypatch, settings) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("DMTRACKER_BASE_URL", settings.dmtracker_base_url)
     for name in ("WEB_CONCURRENCY", "DMRELAY_WEB_THREADS", "DMRELAY_WORKER_CONCURRENCY"):
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def server_config(redis_conn: redis.Redis) -> Iterator[ConfigSetter]:
-    """Return a function that changes the test server's CONFIG; every change is undone after."""
-    saved: dict[str, str] = {}
-
-    def set_config(name: str, value: str) -> None:
-        saved.setdefault(name, str(redis_conn.config_get(name)[name]))
-        redis_conn.config_set(name, value)
-
-    yield set_config
-    for name, value in saved.items():
-        redis_conn.config_set(name, value)
 
 
 @pytest.fixture

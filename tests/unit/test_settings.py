@@ -15,6 +15,7 @@ from relay.core.errors import ConfigError
 
 TOKEN = "tok-0123456789abcdef"
 ORG = {"id": "11111111-1111-4111-8111-111111111111", "token": TOKEN, "page_name": "P"}
+PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 BASE = {
     "REDIS_URL": "redis://localhost:6379/0",
     "DMRELAY_SECRET_KEY": "s" * 32,
@@ -81,6 +82,18 @@ def test_orgs_can_come_from_a_file(tmp_path) -> None:  # type: ignore[no-untyped
         ({"DMRELAY_MAX_ATTEMPTS": "many"}, "DMRELAY_MAX_ATTEMPTS", "whole number"),
         ({"DMRELAY_MAX_ATTEMPTS": "0"}, "DMRELAY_MAX_ATTEMPTS", "at least 1"),
         ({"DMRELAY_RATE_LIMITS": '{"nope": 5}'}, "DMRELAY_RATE_LIMITS", "endpoint names"),
+        ({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY", "at least 1"),
+        ({"DMRELAY_REDIS_CA_CERT": PEM}, "DMRELAY_REDIS_CA_CERT", "only to a rediss://"),
+        (
+            {"REDIS_URL": "rediss://h:6380", "DMRELAY_REDIS_CA_CERT": "/nonexistent"},
+            "DMRELAY_REDIS_CA_CERT",
+            "cannot read",
+        ),
+        (
+            {"REDIS_URL": "rediss://h:6380", "DMRELAY_REDIS_CA_CERT": "not a certificate"},
+            "DMRELAY_REDIS_CA_CERT",
+            "cannot read",
+        ),
         (
             {"DMRELAY_ORGS": "", "DMRELAY_ORGS_FILE": "/nonexistent"},
             "DMRELAY_ORGS_FILE",
@@ -144,6 +157,18 @@ def test_a_short_token_stops_start_up_with_one_line() -> None:
         " 16 characters long"
     )
     assert "prices" not in result.stdout + result.stderr
+
+
+def test_a_ca_certificate_is_read_from_its_file_or_given_as_pem(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    env = {**BASE, "REDIS_URL": "rediss://h:6380"}
+    path = tmp_path / "ca.pem"
+    path.write_text(PEM)
+    assert load_settings({**env, "DMRELAY_REDIS_CA_CERT": str(path)}).redis_ca_cert == PEM
+    assert load_settings({**env, "DMRELAY_REDIS_CA_CERT": PEM}).redis_ca_cert == PEM.strip()
+    assert load_settings(env).redis_ca_cert is None
+    path.write_text("hello")
+    with pytest.raises(ConfigError, match="must be a PEM certificate or the path of one"):
+        load_settings({**env, "DMRELAY_REDIS_CA_CERT": str(path)})
 
 
 def test_rate_limits_can_be_changed_and_added() -> None:
