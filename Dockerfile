@@ -4,10 +4,14 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PORT=8000
 WORKDIR /app
 
+# The pinned, hashed runtime lock first: this layer is rebuilt only when the lock changes.
+COPY requirements/main.txt requirements/main.txt
+RUN pip install --require-hashes -r requirements/main.txt
+
 COPY pyproject.toml README.md ./
 COPY relay ./relay
 COPY workers ./workers
-RUN pip install . && useradd --create-home --uid 10001 dmrelay
+RUN pip install --no-deps . && useradd --create-home --uid 10001 dmrelay
 
 USER dmrelay
 EXPOSE 8000

@@ -3,15 +3,29 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format bench install clean
+# The pinned, hashed locks (make lock): main.txt is what runs in production, dev.txt adds the tools.
+LOCK := requirements/main.txt
+DEV_LOCK := requirements/dev.txt
+COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
+	--no-emit-index-url --no-emit-find-links --upgrade
 
-$(BIN)/.installed: pyproject.toml
+.PHONY: run test lint format bench install lock audit clean
+
+$(BIN)/.installed: pyproject.toml $(DEV_LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(DEV_LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
 install: $(BIN)/.installed
+
+lock: install ## re-resolve every pin to the newest release pyproject.toml allows, with hashes
+	$(COMPILE) --extra sentry --output-file $(LOCK) pyproject.toml
+	$(COMPILE) --extra dev --extra sentry --constraint $(LOCK) --output-file $(DEV_LOCK) pyproject.toml
+	$(BIN)/python requirements/heroku.py $(LOCK) requirements.txt
+
+audit: install ## known vulnerabilities in the locked dependencies (pip-audit)
+	$(BIN)/python requirements/audit.py $(DEV_LOCK)
 
 run: install ## web + worker + private Redis + DmTracker sandbox, Ctrl-C stops all
 	$(BIN)/dmrelay run
