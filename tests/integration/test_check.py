@@ -23,7 +23,9 @@ def env(monkeypatch, settings) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("DMRELAY_ORGS", json.dumps(orgs))
     monkeypatch.setenv("DMRELAY_SECRET_KEY", SECRET)
     monkeypatch.setenv("DMTRACKER_BASE_URL", settings.dmtracker_base_url)
-    for name in ("WEB_CONCURRENCY", "DMRELAY_WEB_THREADS", "DMRELAY_WORKER_CONCURRENCY"):
+    sizes = ("WEB_CONCURRENCY", "DMRELAY_WEB_THREADS", "DMRELAY_WORKER_CONCURRENCY")
+    pools = ("DMRELAY_WEB_REDIS_CONNECTIONS", "DMRELAY_WORKER_REDIS_CONNECTIONS")
+    for name in (*sizes, *pools):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -89,18 +91,17 @@ def test_a_nearly_full_maxmemory_is_a_problem(  # type: ignore[no-untyped-def]
 
 
 def test_maxclients_is_checked_against_the_formation(  # type: ignore[no-untyped-def]
-    env, sound_server, sandbox, monkeypatch, capsys
+    env, sound_server, sandbox, capsys
 ) -> None:
-    monkeypatch.setenv("DMRELAY_WORKER_CONCURRENCY", "8")
-    monkeypatch.setenv("DMRELAY_WEB_THREADS", "4")
     sound_server("maxclients", "100")
-    # 2 web instances x 2 processes x 4 threads + 8 workers x (8 + 1) + 1 = 89: fits in 100.
-    assert run_check(capsys, "--web-instances", "2", "--worker-instances", "8")[0] == 0
-    # Two more workers need 107.
-    code, _, err = run_check(capsys, "--web-instances", "2", "--worker-instances", "10")
+    # Defaults: a web instance runs 2 processes, each with a pool of 4; a worker's pool is 6;
+    # a one-off command's 2. So 2 web instances and 13 workers need 16 + 78 + 2 = 96.
+    assert run_check(capsys, "--web-instances", "2", "--worker-instances", "13")[0] == 0
+    # A fourteenth worker needs 102.
+    code, _, err = run_check(capsys, "--web-instances", "2", "--worker-instances", "14")
     assert code == 1
     assert err == [
-        "dmrelay check: Redis maxclients is 100 but the formation needs 107 connections: "
+        "dmrelay check: Redis maxclients is 100 but the formation needs 102 connections: "
         "choose a larger plan or lower the concurrency settings"
     ]
 

@@ -122,7 +122,7 @@ def test_with_the_ca_given_the_server_is_verified(tls_redis: TlsRedis) -> None:
     env = {"REDIS_URL": tls_redis.url, "DMRELAY_SECRET_KEY": SECRET, "DMRELAY_ORGS": ORGS}
     for given in (str(tls_redis.cert), tls_redis.cert.read_text()):  # a path, or the PEM itself
         settings = load_settings({**env, "DMRELAY_REDIS_CA_CERT": given})
-        client = connect(settings.redis_url, settings.redis_ca_cert)
+        client = connect(settings.redis_url, 1, ca_cert=settings.redis_ca_cert)
         assert client.ping()
         assert client.connection_pool.connection_kwargs["ssl_cert_reqs"] == "required"
         client.close()
@@ -130,7 +130,7 @@ def test_with_the_ca_given_the_server_is_verified(tls_redis: TlsRedis) -> None:
 
 def test_with_a_wrong_ca_the_connection_is_refused(tls_redis: TlsRedis, tmp_path: Path) -> None:
     other_ca, _ = self_signed_certificate(tmp_path, "other")
-    client = connect(tls_redis.url, other_ca.read_text())
+    client = connect(tls_redis.url, 1, ca_cert=other_ca.read_text())
     with pytest.raises(redis.ConnectionError, match="certificate verify failed"):
         client.ping()
 
