@@ -30,7 +30,9 @@ PROCESSES = {"web": "dmrelay web", "worker": "dmrelay worker"}
 SAMPLE_ENV = {
     "REDIS_URL": "rediss://h:1",
     "DMRELAY_SECRET_KEY": "s" * 64,
-    "DMRELAY_ORGS": '[{"id": "11111111-1111-4111-8111-111111111111", "token": "t"}]',
+    "DMRELAY_ORGS": json.dumps(
+        [{"id": "11111111-1111-4111-8111-111111111111", "token": "token-0123456789abcdef"}]
+    ),
 }
 
 
