@@ -61,6 +61,7 @@ def _start_web(redis_url: str, port: int) -> subprocess.Popen:
         "DMRELAY_SECRET_KEY": "bench-secret-0123456789abcdef-0123456789",
         "DMTRACKER_BASE_URL": "http://127.0.0.1:9/api/v1",
         "WEB_CONCURRENCY": "2",
+        "DMRELAY_ANSWER_WAIT_SECONDS": "0",  # the ack alone: no worker runs here
     }
     return subprocess.Popen(
         [sys.executable, "-m", "relay", "web"],

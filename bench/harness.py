@@ -32,6 +32,7 @@ from rq.registry import FailedJobRegistry
 
 from relay.config import Org, Settings
 from relay.core.delivery import Delivery
+from relay.core.endpoints import ENDPOINTS
 from relay.devtools.localredis import LocalRedis, free_port, start_local_redis
 from relay.storage.keys import queue_name
 from relay.storage.store import Store
@@ -173,6 +174,7 @@ class Stack:
             secret_key=SECRET,
             orgs=self.orgs,
             dmtracker_base_url=self.api_url,
+            answer_wait_seconds=dict.fromkeys(ENDPOINTS, 0.0),  # enqueue only, answer at once
         )
         return create_app(settings, self.connection).test_client()
 

@@ -27,6 +27,11 @@ class Org:
     page_name: str | None = None
 
 
+def answer_wait_defaults() -> dict[str, float]:
+    """Return each endpoint's default wait for DmTracker's answer, in seconds."""
+    return {e.name: float(e.answer_wait_seconds) for e in ENDPOINTS.values()}
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the web and worker processes need to know, fixed at start-up."""
@@ -46,6 +51,7 @@ class Settings:
     http_connect_timeout_seconds: float = defaults.HTTP_CONNECT_TIMEOUT_SECONDS
     http_read_timeout_seconds: float = defaults.HTTP_READ_TIMEOUT_SECONDS
     rate_limits_per_minute: Mapping[str, int] = field(default_factory=dict)
+    answer_wait_seconds: Mapping[str, float] = field(default_factory=answer_wait_defaults)
     worker_concurrency: int = defaults.WORKER_CONCURRENCY
     web_redis_connections: int = defaults.WEB_REDIS_CONNECTIONS
     worker_redis_connections: int = defaults.WORKER_REDIS_CONNECTIONS
@@ -193,6 +199,7 @@ VARIABLES = (
     "DMRELAY_METRICS_TOKEN",
     "SENTRY_DSN",
     "DMRELAY_RATE_LIMITS",
+    "DMRELAY_ANSWER_WAIT_SECONDS",
     *(number.env for number in NUMBERS),
 )
 
@@ -211,6 +218,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         metrics_token=read_metrics_token(env),
         sentry_dsn=env.get("SENTRY_DSN") or None,
         rate_limits_per_minute=_rate_limits(env),
+        answer_wait_seconds=_answer_waits(env),
         **numbers,
     )
 
@@ -276,6 +284,40 @@ def _rate_limits(env: Mapping[str, str]) -> dict[str, int]:
         )
     limits.update(overrides)
     return {key: value for key, value in limits.items() if value}
+
+
+def _answer_waits(env: Mapping[str, str]) -> dict[str, float]:
+    """Read DMRELAY_ANSWER_WAIT_SECONDS: one number for every endpoint, or JSON per endpoint."""
+    name = "DMRELAY_ANSWER_WAIT_SECONDS"
+    waits = answer_wait_defaults()
+    raw = env.get(name, "").strip()
+    if not raw:
+        return waits
+    given = _number(raw)
+    overrides = dict.fromkeys(waits, given) if given is not None else _json(name, raw)
+    cap = defaults.MAX_ANSWER_WAIT_SECONDS
+    if not isinstance(overrides, dict) or not all(
+        key in ENDPOINTS and _is_number(value) and 0 <= value <= cap
+        for key, value in overrides.items()
+    ):
+        raise ConfigError(
+            name,
+            f"must be seconds from 0 to {cap:g}, or JSON mapping endpoint names"
+            f" ({', '.join(ENDPOINTS)}) to such seconds",
+        )
+    waits.update({key: float(value) for key, value in overrides.items()})
+    return waits
+
+
+def _number(raw: str) -> float | None:
+    try:
+        return float(raw)
+    except ValueError:
+        return None
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def load_orgs(env: Mapping[str, str]) -> tuple[Org, ...]:

@@ -14,6 +14,7 @@ import redis
 import requests
 
 from relay.config import Settings
+from relay.core.endpoints import ENDPOINTS
 from relay.devtools.localredis import LocalRedis, start_local_redis
 from relay.devtools.sandbox import SandboxOrg, SandboxServer, create_sandbox_app
 from relay.storage.store import Store
@@ -72,7 +73,7 @@ def sandbox(sandbox_server: SandboxServer) -> Iterator[Sandbox]:
 
 @pytest.fixture
 def settings(redis_server: LocalRedis, sandbox_server: SandboxServer) -> Settings:
-    """Return settings for two organizations, Redis and the sandbox, with quick retries."""
+    """Return settings for two organizations, Redis and the sandbox, quick retries, no wait."""
     return Settings(
         redis_url=redis_server.url,
         secret_key=SECRET,
@@ -83,6 +84,8 @@ def settings(redis_server: LocalRedis, sandbox_server: SandboxServer) -> Setting
         max_attempts=4,
         rate_limits_per_minute={"create-contact": 60},
         worker_concurrency=8,
+        # Answer at once unless a test asks to wait: tests without a worker would wait in vain.
+        answer_wait_seconds=dict.fromkeys(ENDPOINTS, 0.0),
     )
 
 

@@ -16,6 +16,7 @@ from relay.core.policy import Verdict
 from relay.core.redact import redact
 from relay.core.reply import Reply
 from relay.logs import bind_context
+from relay.storage.answers import Answers, outcome_of
 from relay.storage.metrics import Metrics
 from relay.storage.ratelimit import RateLimiter
 from relay.storage.store import Store
@@ -25,6 +26,8 @@ log = logging.getLogger("dmrelay.delivery")
 
 # Outcomes of one pass, for logs and metrics.
 GONE, PARKED, RATE_LIMITED = "gone", "parked", "rate_limited"
+# DmTracker's answer handed back to a waiting ManyChat request: whole, unlike the attempt log.
+ANSWER_MAX_BYTES = defaults.MAX_BODY_BYTES
 
 
 class Deliverer:
@@ -40,6 +43,7 @@ class Deliverer:
     ) -> None:
         self.store = store
         self.metrics = Metrics(store)
+        self.answers = Answers(store.redis, store.keys)
         self.client = client
         self.limiter = limiter
         self.settings = settings
@@ -131,6 +135,7 @@ class Deliverer:
             self.store.history.finish(
                 delivery, DeliveryState.DELIVERED, self.settings.delivered_retention_seconds
             )
+            self._publish_answer(delivery, redact(reply.body, self.secrets, ANSWER_MAX_BYTES))
             return DeliveryState.DELIVERED
         if verdict == Verdict.THROTTLED:
             # A 429 is DmTracker asking us to wait; it does not use up an attempt.
@@ -170,9 +175,17 @@ class Deliverer:
         self.store.history.finish(
             delivery, DeliveryState.DEAD, self.settings.dead_letter_retention_seconds
         )
+        self._publish_answer(delivery)
         self._record(delivery, "dead")
         log.warning("dead letter %s (%s): %s", delivery.id, delivery.endpoint, reason)
         return DeliveryState.DEAD
+
+    def _publish_answer(self, delivery: Delivery, body: str | None = None) -> None:
+        """Hand a finished delivery's answer to web requests waiting for it; best effort."""
+        try:
+            self.answers.publish(outcome_of(delivery, body), delivery.id)
+        except redis.RedisError:
+            log.warning("answer not published: Redis unavailable")
 
     def _record(self, delivery: Delivery, outcome: str, latency_ms: float | None = None) -> None:
         """Count an outcome for the overview; best effort, like the metrics."""

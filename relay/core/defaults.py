@@ -10,6 +10,12 @@ MAX_JSON_DEPTH = 32
 # check for a secret pasted into a body or header never matches an ordinary word.
 MIN_SECRET_CHARS = 16
 
+# Waiting for DmTracker's answer before answering ManyChat, which gives up after about 10 s.
+MAX_ANSWER_WAIT_SECONDS = 8.0
+# An answer is kept just long enough for the requests waiting on it, and for a repeat
+# that comes right after; later repeats read the delivery's record.
+ANSWER_TTL_SECONDS = 15
+
 HTTP_CONNECT_TIMEOUT_SECONDS = 3.05
 HTTP_READ_TIMEOUT_SECONDS = 10.0
 RESPONSE_BODY_KEEP_BYTES = 2048

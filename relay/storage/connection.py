@@ -5,11 +5,13 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import redis
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.retry import Retry
 
 # A thread that finds every connection busy waits this long, then fails like a Redis outage.
 POOL_WAIT_SECONDS = 2.0
+# Its pool is sized to its callers, so a wait for a free connection means a bug: keep it short.
+BLOCKING_POOL_WAIT_SECONDS = 1.0
 
 
 def connect(
@@ -58,3 +60,21 @@ def safe_location(url: str) -> str:
     parts = urlsplit(url)
     location = f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
     return location + (parts.path if parts.path not in ("", "/") else "")
+
+
+def blocking_client(base: redis.Redis, max_connections: int, socket_timeout: float) -> redis.Redis:
+    """Return a client for blocking reads, on a pool of its own bounded to max_connections."""
+    # A blocking read holds its connection for the whole wait, so it gets a pool of its own
+    # (never starving the requests that store messages), a socket timeout longer than the
+    # wait, and no retry: a retried wait could outlast ManyChat's patience.
+    pool = base.connection_pool
+    options = {**pool.connection_kwargs, "socket_timeout": socket_timeout}
+    options["retry"] = Retry(NoBackoff(), retries=0)
+    return redis.Redis(
+        connection_pool=redis.BlockingConnectionPool(
+            connection_class=pool.connection_class,
+            max_connections=max_connections,
+            timeout=BLOCKING_POOL_WAIT_SECONDS,
+            **options,
+        )
+    )

@@ -74,6 +74,10 @@ class Keys:
         """Return the link from a manychat_id to the username it goes with."""
         return self.key("alias", org_id, identity)
 
+    def answer(self, delivery_id: str) -> str:
+        """Return the list that carries a finished delivery's answer to waiting requests."""
+        return self.key("answer", delivery_id)
+
     def dedup(self, org_id: str, fingerprint: str) -> str:
         """Return the key that marks a request seen within the dedup window."""
         return self.key("dedup", org_id, fingerprint)

@@ -29,6 +29,11 @@ COUNTERS = {
         "Ingest decisions: accepted, duplicate, skipped, rejected, by reason.",
         ("endpoint", "result", "reason"),
     ),
+    "dmrelay_answers": (
+        "How ingest answers were found: delivered or dead within the wait, timeout, busy"
+        " (no waiting slot free), no_wait, error.",
+        ("endpoint", "result"),
+    ),
     "dmrelay_deliveries": (
         "Delivery passes by endpoint and outcome.",
         ("organization", "endpoint", "outcome"),

@@ -22,6 +22,7 @@ from relay.storage.metrics import Metrics
 from relay.storage.store import Store
 from relay.web import ingest, ops
 from relay.web.admin import api as admin_api
+from relay.web.answer import build_answer_waits
 from relay.web.context import current_metrics, current_settings
 from relay.web.dashboard import views as dashboard
 from relay.web.error_handlers import register_error_handlers
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     server.log_warnings(store.redis, log)
     app.extensions["dmrelay.store"] = store
     app.extensions["dmrelay.metrics"] = Metrics(store)
+    app.extensions["dmrelay.answer_waits"] = build_answer_waits(store.redis, settings, store.keys)
     app.before_request(start_request)
     app.before_request(refuse_streamed_body_over_limit)
     app.after_request(finish_request)
@@ -127,6 +129,7 @@ def finish_request(response: Response) -> Response:
                 "status": response.status_code,
                 "latency_ms": round(seconds * 1000, 2),
                 "result": g.get("ingest_result"),
+                "answer": g.get("answer_result"),
             }
         },
     )

@@ -1,4 +1,4 @@
-"""The ManyChat-facing surface: DmTracker's own routes, answered at once, queued durably."""
+"""The ManyChat-facing surface: DmTracker's own routes, queued durably, answered in time."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from relay.core.redact import holds_secret
 from relay.core.schemas import to_timestamp, validate
 from relay.logs import bind_context
 from relay.storage.intake import fingerprint
+from relay.web.answer import answer, requested_wait
 from relay.web.auth import organization_for_token
 from relay.web.context import current_metrics, current_settings, current_store
 
@@ -81,7 +82,7 @@ def ingest(endpoint: str) -> Response:
     metrics.observe("dmrelay_enqueue_seconds", time.perf_counter() - started, endpoint=endpoint)
     bind_context(delivery_id=accepted.delivery_id)
     g.ingest_result = ("duplicate" if accepted.duplicate else "accepted", "")
-    return queued(accepted.delivery_id, accepted.duplicate)
+    return answer(accepted, requested_wait(endpoint, settings))
 
 
 def read_json_body(secrets: tuple[str, ...] = ()) -> Any:
@@ -182,14 +183,4 @@ def skipped(reason: str) -> Response:
         status="skipped",
         message="Message not forwarded: it carries no reply to track.",
         data={"reason": reason},
-    )
-
-
-def queued(delivery_id: str, duplicate: bool) -> Response:
-    """Answer a message stored for delivery."""
-    message = "Duplicate of a message already queued." if duplicate else "Message queued."
-    return jsonify(
-        status="queued",
-        message=message,
-        data={"delivery_id": delivery_id, "duplicate": duplicate},
     )

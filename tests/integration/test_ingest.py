@@ -215,7 +215,11 @@ def test_identical_request_within_window_is_queued_once(client, redis_conn) -> N
     again = {**DEFAULT_REPLY, "username": "@john_doe"}
     second = client.post(URL, json=again, headers=headers(ORG_A.token)).get_json()
 
-    assert second["data"] == {"delivery_id": first["data"]["delivery_id"], "duplicate": True}
+    assert second["data"] == {
+        "delivery_id": first["data"]["delivery_id"],
+        "duplicate": True,
+        "state": "queued",
+    }
     assert queued_ids(redis_conn) == [first["data"]["delivery_id"]]
 
 
@@ -270,7 +274,11 @@ def test_repeated_idempotency_key_is_queued_once(client, redis_conn) -> None:  #
     changed = {**DEFAULT_REPLY, "message_content": "a different text"}
     second = client.post(URL, json=changed, headers=sent).get_json()
 
-    assert second["data"] == {"delivery_id": first["data"]["delivery_id"], "duplicate": True}
+    assert second["data"] == {
+        "delivery_id": first["data"]["delivery_id"],
+        "duplicate": True,
+        "state": "queued",
+    }
     assert len(queued_ids(redis_conn)) == 1
 
 

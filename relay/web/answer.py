@@ -1,0 +1,179 @@
+"""What ingest answers once a request is stored: DmTracker's own answer when it comes in time.
+
+ManyChat maps fields such as `$.data.contact_type` from a 200 JSON answer only, so the relay
+may wait a few seconds for the delivery's outcome before answering. The message is stored
+first, so waiting never risks it; and only half of a process's threads may wait at once, so
+waiting never starves the intake.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+from flask import Response, g, jsonify, request
+
+from relay.config import Settings
+from relay.core import defaults
+from relay.core.delivery import DeliveryState
+from relay.storage.answers import Answers, Outcome, outcome_of
+from relay.storage.connection import blocking_client
+from relay.storage.intake import Accepted
+from relay.storage.keys import Keys
+from relay.web.context import current_answer_waits, current_metrics, current_store
+
+log = logging.getLogger(__name__)
+WAIT_PARAMETER = "wait"
+WAIT_HEADER = "X-Dmrelay-Wait"
+# Below this, a wait would end before Redis could answer it.
+SHORTEST_WAIT_SECONDS = 0.01
+
+
+class AnswerWaits:
+    """A web process's means of waiting: a bounded number of slots, and their Redis client."""
+
+    def __init__(self, answers: Answers, slots: int) -> None:
+        self.answers = answers
+        self.slots = slots
+        self._free = threading.BoundedSemaphore(slots)
+
+    @contextmanager
+    def slot(self) -> Iterator[bool]:
+        """Take a waiting slot if one is free, without blocking; yield whether it was taken."""
+        taken = self._free.acquire(blocking=False)
+        try:
+            yield taken
+        finally:
+            if taken:
+                self._free.release()
+
+
+def build_answer_waits(connection: redis.Redis, settings: Settings, keys: Keys) -> AnswerWaits:
+    """Give half of the process's threads a slot to wait in, each with its own connection."""
+    slots = max(1, settings.web_threads // 2)
+    client = blocking_client(connection, slots, defaults.MAX_ANSWER_WAIT_SECONDS + 1)
+    return AnswerWaits(Answers(client, keys), slots)
+
+
+def requested_wait(endpoint: str, settings: Settings) -> float:
+    """Return the seconds to wait: ?wait= or X-Dmrelay-Wait, else the endpoint's default."""
+    given = request.args.get(WAIT_PARAMETER) or request.headers.get(WAIT_HEADER)
+    return parse_wait(given, settings.answer_wait_seconds.get(endpoint, 0.0))
+
+
+def parse_wait(given: str | None, default: float) -> float:
+    """Return a wait between 0 and the cap; anything unreadable means the default."""
+    # A bad value must never cost the lead, so it is never an error.
+    try:
+        seconds = float(given) if given is not None else default
+    except ValueError:
+        seconds = default
+    if not math.isfinite(seconds):
+        seconds = default
+    return min(max(seconds, 0.0), defaults.MAX_ANSWER_WAIT_SECONDS)
+
+
+def answer(accepted: Accepted, wait_seconds: float) -> Response:
+    """Answer with DmTracker's own answer if it comes within the wait, else the queued body."""
+    outcome = find_outcome(accepted, wait_seconds)
+    body = json_object(outcome.body) if outcome.state == DeliveryState.DELIVERED else None
+    if body is not None:
+        return delivered(body, accepted)
+    return queued(accepted, outcome)
+
+
+def find_outcome(accepted: Accepted, wait_seconds: float) -> Outcome:
+    """Return the delivery's outcome as it stands when the answer must go."""
+    try:
+        outcome, result = _outcome(accepted, wait_seconds)
+    except redis.RedisError as error:
+        # The message is stored already: the caller still gets its queued answer.
+        log.warning("answer not awaited: Redis unavailable (%s)", type(error).__name__)
+        outcome, result = Outcome(DeliveryState.QUEUED), "error"
+    g.answer_result = result
+    endpoint = g.get("endpoint", "")
+    current_metrics().count("dmrelay_answers", endpoint=endpoint, result=result)
+    return outcome
+
+
+def _outcome(accepted: Accepted, wait_seconds: float) -> tuple[Outcome, str]:
+    """Return the outcome and how it was found: at once, after a wait, or not at all."""
+    if accepted.duplicate:
+        earlier = earlier_outcome(accepted.delivery_id)
+        if earlier.finished or wait_seconds <= 0:
+            return earlier, earlier.state if earlier.finished else "no_wait"
+    remaining = wait_seconds - (time.perf_counter() - g.get("started", time.perf_counter()))
+    if remaining < SHORTEST_WAIT_SECONDS:
+        return Outcome(DeliveryState.QUEUED), "no_wait"
+    waits = current_answer_waits()
+    with waits.slot() as taken:
+        if not taken:
+            return Outcome(DeliveryState.QUEUED), "busy"
+        found = waits.answers.wait(accepted.delivery_id, remaining)
+    if found is not None:
+        return found, found.state
+    return stored_outcome(accepted.delivery_id), "timeout"
+
+
+def earlier_outcome(delivery_id: str) -> Outcome:
+    """Return the outcome of the delivery a repeat matched: its answer, or else its record."""
+    published = current_answer_waits().answers.peek(delivery_id)
+    return published or stored_outcome(delivery_id)
+
+
+def stored_outcome(delivery_id: str) -> Outcome:
+    """Return the outcome the delivery's record holds (its body cut and redacted)."""
+    delivery = current_store().history.load(delivery_id)
+    return outcome_of(delivery) if delivery else Outcome(DeliveryState.QUEUED)
+
+
+def json_object(text: str) -> dict[str, Any] | None:
+    """Return text parsed as a JSON object, or None."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def delivered(body: dict[str, Any], accepted: Accepted) -> Response:
+    """Answer 200 with DmTracker's own body, whatever 2xx it used, plus the relay's note."""
+    relay = {
+        "delivery_id": accepted.delivery_id,
+        "state": DeliveryState.DELIVERED,
+        "duplicate": accepted.duplicate,
+    }
+    return jsonify({**body, "relay": relay})
+
+
+def queued(accepted: Accepted, outcome: Outcome) -> Response:
+    """Answer a message stored for delivery, with where it stands."""
+    data: dict[str, Any] = {"delivery_id": accepted.delivery_id, "duplicate": accepted.duplicate}
+    data["state"] = outcome.state
+    if outcome.state == DeliveryState.DEAD:
+        data["reason"] = refusal(outcome)
+        message = (
+            f"Message queued, but DmTracker refused it ({data['reason']}). It is kept in"
+            " the relay's dead letters, where it can be fixed and replayed."
+        )
+    elif outcome.state == DeliveryState.DELIVERED:
+        message = "Message delivered."
+    elif accepted.duplicate:
+        message = "Duplicate of a message already queued."
+    else:
+        message = "Message queued."
+    return jsonify(status="queued", message=message, data=data)
+
+
+def refusal(outcome: Outcome) -> str:
+    """Say why DmTracker refused a delivery, in its own words when it gave them."""
+    reason = outcome.reason or f"DmTracker answered {outcome.status}"
+    said = (json_object(outcome.body) or {}).get("message")
+    return f"{reason}: {said}" if isinstance(said, str) and said else reason
