@@ -20,7 +20,7 @@ from relay.storage import server
 from relay.storage.connection import connect
 from relay.storage.metrics import Metrics
 from relay.storage.store import Store
-from relay.web import ingest, ops
+from relay.web import ingest, manychat, ops
 from relay.web.admin import api as admin_api
 from relay.web.answer import build_answer_waits
 from relay.web.context import current_metrics, current_settings
@@ -32,6 +32,7 @@ log = logging.getLogger("dmrelay.web")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # Metric labels must come from a closed set, or one odd request adds a series forever.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+INGEST_BLUEPRINTS = frozenset({ingest.bp.name, manychat.bp.name})
 
 
 def create_app(settings: Settings | None = None, connection: redis.Redis | None = None) -> Flask:
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
 def register_blueprints(app: Flask) -> None:
     """Mount every surface of the relay."""
     app.register_blueprint(ingest.bp)
+    app.register_blueprint(manychat.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(admin_api.bp)
     app.register_blueprint(delivery_status_bp)
@@ -145,7 +147,7 @@ def record_request(route: str, status: int) -> None:
     """Count the request and, on ingest routes, the decision taken."""
     metrics = current_metrics()
     metrics.count("dmrelay_http_requests", route=route, method=known_method(), status=str(status))
-    if request.blueprint == "ingest":
+    if request.blueprint in INGEST_BLUEPRINTS:
         result, reason = g.get("ingest_result") or ("rejected", g.get("error_code", str(status)))
         metrics.count(
             "dmrelay_ingest", endpoint=g.get("endpoint", route), result=result, reason=reason

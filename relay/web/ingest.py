@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,14 +51,18 @@ def contact_status() -> Response:
     return ingest("contact-status")
 
 
-def ingest(endpoint: str) -> Response:
-    """Authenticate, validate, filter, deduplicate and enqueue one request."""
+def ingest(endpoint: str, to_request: Callable[[Any], Any] | None = None) -> Response:
+    """Authenticate, validate, filter, deduplicate, enqueue and answer one request.
+
+    `to_request` turns another shape of body (ManyChat's Full Contact Data) into DmTracker's.
+    """
     settings = current_settings()
     g.endpoint = endpoint  # the ingest metric's label
     bind_context(endpoint=endpoint)
     org = organization_for_token(request.headers.get(TOKEN_HEADER), settings.orgs)
     bind_context(organization=org.id)
-    validated = validate(endpoint, read_json_body(settings.secrets()))
+    received = read_json_body(settings.secrets())
+    validated = validate(endpoint, to_request(received) if to_request else received)
     body = bind_organization(validated.body, org, settings)
     if validated.skip_reason:
         g.ingest_result = ("skipped", validated.skip_reason)

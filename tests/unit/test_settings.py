@@ -203,3 +203,59 @@ def test_every_number_has_its_default_when_unset() -> None:
     settings = load_settings(BASE)
     for number in NUMBERS:
         assert getattr(settings, number.field) == number.default, number.env
+
+
+def test_answer_waits_default_to_5_s_for_the_routed_endpoints_and_0_for_the_others() -> None:
+    assert load_settings(BASE).answer_wait_seconds == {
+        "default-reply": 5.0,
+        "create-contact": 5.0,
+        "update-tags": 0.0,
+        "contact-status": 0.0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (
+            "2.5",
+            {
+                "default-reply": 2.5,
+                "create-contact": 2.5,
+                "update-tags": 2.5,
+                "contact-status": 2.5,
+            },
+        ),
+        (
+            "0",
+            {
+                "default-reply": 0.0,
+                "create-contact": 0.0,
+                "update-tags": 0.0,
+                "contact-status": 0.0,
+            },
+        ),
+        (
+            '{"update-tags": 3}',
+            {
+                "default-reply": 5.0,
+                "create-contact": 5.0,
+                "update-tags": 3.0,
+                "contact-status": 0.0,
+            },
+        ),
+    ],
+)
+def test_answer_waits_take_one_number_or_json_per_endpoint(given: str, expected: dict) -> None:
+    settings = load_settings({**BASE, "DMRELAY_ANSWER_WAIT_SECONDS": given})
+    assert settings.answer_wait_seconds == expected
+
+
+@pytest.mark.parametrize(
+    "given", ["9", "-1", "nan", "true", '{"delete": 1}', '{"update-tags": 8.5}', "[]"]
+)
+def test_answer_waits_out_of_range_or_unknown_stop_start_up(given: str) -> None:
+    with pytest.raises(
+        ConfigError, match="DMRELAY_ANSWER_WAIT_SECONDS: must be seconds from 0 to 8"
+    ):
+        load_settings({**BASE, "DMRELAY_ANSWER_WAIT_SECONDS": given})
