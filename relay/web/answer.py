@@ -145,12 +145,12 @@ def json_object(text: str) -> dict[str, Any] | None:
 
 def delivered(body: dict[str, Any], accepted: Accepted) -> Response:
     """Answer 200 with DmTracker's own body, whatever 2xx it used, plus the relay's note."""
-    relay = {
-        "delivery_id": accepted.delivery_id,
-        "state": DeliveryState.DELIVERED,
-        "duplicate": accepted.duplicate,
-    }
-    return jsonify({**body, "relay": relay})
+    return jsonify({**body, "relay": relay_note(accepted, DeliveryState.DELIVERED)})
+
+
+def relay_note(accepted: Accepted, state: str) -> dict[str, Any]:
+    """Return the `relay` object every stored request's answer carries, for one JSONPath."""
+    return {"delivery_id": accepted.delivery_id, "state": state, "duplicate": accepted.duplicate}
 
 
 def queued(accepted: Accepted, outcome: Outcome) -> Response:
@@ -169,7 +169,9 @@ def queued(accepted: Accepted, outcome: Outcome) -> Response:
         message = "Duplicate of a message already queued."
     else:
         message = "Message queued."
-    return jsonify(status="queued", message=message, data=data)
+    return jsonify(
+        status="queued", message=message, data=data, relay=relay_note(accepted, outcome.state)
+    )
 
 
 def refusal(outcome: Outcome) -> str:
