@@ -1,16 +1,22 @@
 """DmTracker's answer to a delivery, handed from the worker to the web requests waiting for it.
 
-The worker publishes the outcome of a finished delivery under one key per delivery, a list
-holding one element, with a short TTL. A web request waits on that key with
-`BLMOVE key key LEFT LEFT timeout`: it blocks in Redis (no polling) until the element exists,
-and moving the element onto the same list reads it without taking it, so every request
-waiting for the same delivery wakes, and a repeat that comes later finds it at once.
+When a delivery is finished the worker stores its outcome under a short-lived key and
+publishes it on one channel. Each web process holds one subscription to that channel, on a
+thread of its own, and hands every outcome to the request threads waiting for that delivery:
+waiting costs one Redis connection per process however many requests wait, and sends no
+command while it waits. The key covers what the channel cannot: an outcome published before
+a request started waiting, and a repeat that comes a little later.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
+import time
+from collections import defaultdict
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import redis
 
@@ -18,7 +24,13 @@ from relay.core import defaults
 from relay.core.delivery import Delivery, DeliveryState
 from relay.storage.keys import Keys
 
+log = logging.getLogger(__name__)
 FINISHED = (DeliveryState.DELIVERED, DeliveryState.DEAD)
+# The listener blocks on its socket this long at most, so a dead connection is noticed.
+LISTEN_TIMEOUT_SECONDS = 30.0
+RECONNECT_SECONDS = 1.0
+# How long a waiter gives a (re)connecting subscription before answering without it.
+SUBSCRIBE_WAIT_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -54,7 +66,7 @@ def outcome_of(delivery: Delivery, body: str | None = None) -> Outcome:
 
 
 class Answers:
-    """Publish finished deliveries' outcomes and wait for them, one key per delivery."""
+    """Publish finished deliveries' outcomes, and read one that is still kept."""
 
     def __init__(
         self,
@@ -67,24 +79,119 @@ class Answers:
         self.ttl_seconds = ttl_seconds
 
     def publish(self, outcome: Outcome, delivery_id: str) -> None:
-        """Make a finished delivery's outcome the one element of its key; wake its waiters."""
-        key = self.keys.answer(delivery_id)
-        with self.redis.pipeline() as pipe:
-            pipe.delete(key)  # a replayed delivery finishes again: only its latest fate counts
-            pipe.lpush(key, outcome.to_json())
-            pipe.expire(key, self.ttl_seconds)
+        """Keep a finished delivery's outcome for a while and tell every web process."""
+        message = json.dumps({"id": delivery_id, "outcome": asdict(outcome)}, ensure_ascii=False)
+        with self.redis.pipeline(transaction=False) as pipe:
+            # Stored first, so a waiter that checks the key after missing the message finds it.
+            pipe.set(self.keys.answer(delivery_id), outcome.to_json(), ex=self.ttl_seconds)
+            pipe.publish(self.keys.answers_channel, message)
             pipe.execute()
-
-    def wait(self, delivery_id: str, timeout_seconds: float) -> Outcome | None:
-        """Block until the delivery's outcome is published, or return None after the timeout."""
-        if timeout_seconds <= 0:
-            return None  # BLMOVE's timeout 0 means "forever"
-        key = self.keys.answer(delivery_id)
-        # Redis takes a fractional timeout; redis-py's annotation says int.
-        raw = self.redis.blmove(key, key, timeout_seconds, "LEFT", "LEFT")  # type: ignore[arg-type]
-        return Outcome.from_json(raw) if raw else None
 
     def peek(self, delivery_id: str) -> Outcome | None:
         """Return the published outcome without waiting, if it is still kept."""
-        raw = self.redis.lindex(self.keys.answer(delivery_id), 0)
+        raw = self.redis.get(self.keys.answer(delivery_id))
         return Outcome.from_json(raw) if raw else None
+
+
+class _Waiter:
+    """One request thread waiting for one delivery's outcome."""
+
+    def __init__(self) -> None:
+        self.outcome: Outcome | None = None
+        self._given = threading.Event()
+
+    def give(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+        self._given.set()
+
+    def take(self, timeout_seconds: float) -> Outcome | None:
+        return self.outcome if self._given.wait(max(0.0, timeout_seconds)) else None
+
+
+class AnswerListener:
+    """A web process's one subscription to published outcomes, shared by its waiting threads."""
+
+    def __init__(self, subscriber: redis.Redis, answers: Answers) -> None:
+        self.subscriber = subscriber  # its own connection: a subscription holds it for good
+        self.answers = answers
+        self._waiters: defaultdict[str, list[_Waiter]] = defaultdict(list)
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def wait(self, delivery_id: str, timeout_seconds: float) -> Outcome | None:
+        """Block until the delivery's outcome is published, or return None after the timeout."""
+        deadline = time.monotonic() + timeout_seconds
+        if timeout_seconds <= 0:
+            return None
+        if not self._listening(min(timeout_seconds, SUBSCRIBE_WAIT_SECONDS)):
+            return None  # no subscription (Redis away): answer now rather than wait blind
+        waiter = self._register(delivery_id)
+        try:
+            # Published before we registered: the message is gone, the key is not.
+            return self.answers.peek(delivery_id) or waiter.take(deadline - time.monotonic())
+        finally:
+            self._unregister(delivery_id, waiter)
+
+    def peek(self, delivery_id: str) -> Outcome | None:
+        """Return the published outcome without waiting, if it is still kept."""
+        return self.answers.peek(delivery_id)
+
+    def _listening(self, timeout_seconds: float) -> bool:
+        """Start the listener on first use; return True once its subscription is live."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._listen, name="dmrelay-answers", daemon=True
+                )
+                self._thread.start()
+        return self._subscribed.wait(timeout_seconds)
+
+    def _register(self, delivery_id: str) -> _Waiter:
+        waiter = _Waiter()
+        with self._lock:
+            self._waiters[delivery_id].append(waiter)
+        return waiter
+
+    def _unregister(self, delivery_id: str, waiter: _Waiter) -> None:
+        with self._lock:
+            waiters = self._waiters[delivery_id]
+            waiters.remove(waiter)
+            if not waiters:
+                del self._waiters[delivery_id]
+
+    def _listen(self) -> None:
+        """Hand each published outcome to its waiters; resubscribe after a Redis failure."""
+        while True:
+            try:
+                self._subscribe_and_dispatch()
+            except redis.RedisError as error:
+                # Meanwhile waiters find no subscription and answer with the queued body.
+                self._subscribed.clear()
+                log.warning("answer subscription lost (%s); retrying", type(error).__name__)
+                time.sleep(RECONNECT_SECONDS)
+
+    def _subscribe_and_dispatch(self) -> None:
+        with self.subscriber.pubsub() as pubsub:
+            pubsub.subscribe(self.answers.keys.answers_channel)
+            while True:
+                message = pubsub.get_message(timeout=LISTEN_TIMEOUT_SECONDS)
+                if message is None:
+                    continue
+                if message["type"] == "subscribe":
+                    self._subscribed.set()
+                elif message["type"] == "message":
+                    self._dispatch(message["data"])
+
+    def _dispatch(self, raw: bytes) -> None:
+        """Give one published outcome to every thread waiting for that delivery."""
+        try:
+            published: dict[str, Any] = json.loads(raw)
+            delivery_id, outcome = published["id"], Outcome(**published["outcome"])
+        except (ValueError, TypeError, KeyError):
+            log.warning("unreadable answer message ignored")  # keeps the listener alive
+            return
+        with self._lock:
+            waiters = list(self._waiters.get(delivery_id, ()))
+        for waiter in waiters:
+            waiter.give(outcome)

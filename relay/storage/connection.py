@@ -10,8 +10,8 @@ from redis.retry import Retry
 
 # A thread that finds every connection busy waits this long, then fails like a Redis outage.
 POOL_WAIT_SECONDS = 2.0
-# Its pool is sized to its callers, so a wait for a free connection means a bug: keep it short.
-BLOCKING_POOL_WAIT_SECONDS = 1.0
+# A dedicated connection has one user: a wait for it to be free means a bug, so keep it short.
+DEDICATED_POOL_WAIT_SECONDS = 1.0
 
 
 def connect(
@@ -62,19 +62,18 @@ def safe_location(url: str) -> str:
     return location + (parts.path if parts.path not in ("", "/") else "")
 
 
-def blocking_client(base: redis.Redis, max_connections: int, socket_timeout: float) -> redis.Redis:
-    """Return a client for blocking reads, on a pool of its own bounded to max_connections."""
-    # A blocking read holds its connection for the whole wait, so it gets a pool of its own
-    # (never starving the requests that store messages), a socket timeout longer than the
-    # wait, and no retry: a retried wait could outlast ManyChat's patience.
+def dedicated_client(base: redis.Redis, name: str) -> redis.Redis:
+    """Return a client on one connection of its own, made like the base client's."""
+    # For a subscription, which holds its connection for good: taken from the shared pool
+    # it would shrink it for every other thread; and it reconnects by itself, so no retry.
     pool = base.connection_pool
-    options = {**pool.connection_kwargs, "socket_timeout": socket_timeout}
+    options = {**pool.connection_kwargs, "client_name": name}
     options["retry"] = Retry(NoBackoff(), retries=0)
     return redis.Redis(
         connection_pool=redis.BlockingConnectionPool(
             connection_class=pool.connection_class,
-            max_connections=max_connections,
-            timeout=BLOCKING_POOL_WAIT_SECONDS,
+            max_connections=1,
+            timeout=DEDICATED_POOL_WAIT_SECONDS,
             **options,
         )
     )

@@ -75,8 +75,13 @@ class Keys:
         return self.key("alias", org_id, identity)
 
     def answer(self, delivery_id: str) -> str:
-        """Return the list that carries a finished delivery's answer to waiting requests."""
+        """Return the key that keeps a finished delivery's answer for a little while."""
         return self.key("answer", delivery_id)
+
+    @property
+    def answers_channel(self) -> str:
+        """Return the channel on which finished deliveries' answers are published."""
+        return self.key("answers")
 
     def dedup(self, org_id: str, fingerprint: str) -> str:
         """Return the key that marks a request seen within the dedup window."""

@@ -23,8 +23,8 @@ from flask import Response, g, jsonify, request
 from relay.config import Settings
 from relay.core import defaults
 from relay.core.delivery import DeliveryState
-from relay.storage.answers import Answers, Outcome, outcome_of
-from relay.storage.connection import blocking_client
+from relay.storage.answers import AnswerListener, Answers, Outcome, outcome_of
+from relay.storage.connection import dedicated_client
 from relay.storage.intake import Accepted
 from relay.storage.keys import Keys
 from relay.web.context import current_answer_waits, current_metrics, current_store
@@ -32,15 +32,16 @@ from relay.web.context import current_answer_waits, current_metrics, current_sto
 log = logging.getLogger(__name__)
 WAIT_PARAMETER = "wait"
 WAIT_HEADER = "X-Dmrelay-Wait"
+ANSWERS_CLIENT_NAME = "dmrelay-web-answers"  # what CLIENT LIST shows for the subscription
 # Below this, a wait would end before Redis could answer it.
 SHORTEST_WAIT_SECONDS = 0.01
 
 
 class AnswerWaits:
-    """A web process's means of waiting: a bounded number of slots, and their Redis client."""
+    """A web process's means of waiting: a bounded number of slots, and its answer listener."""
 
-    def __init__(self, answers: Answers, slots: int) -> None:
-        self.answers = answers
+    def __init__(self, listener: AnswerListener, slots: int) -> None:
+        self.listener = listener
         self.slots = slots
         self._free = threading.BoundedSemaphore(slots)
 
@@ -56,10 +57,10 @@ class AnswerWaits:
 
 
 def build_answer_waits(connection: redis.Redis, settings: Settings, keys: Keys) -> AnswerWaits:
-    """Give half of the process's threads a slot to wait in, each with its own connection."""
-    slots = max(1, settings.web_threads // 2)
-    client = blocking_client(connection, slots, defaults.MAX_ANSWER_WAIT_SECONDS + 1)
-    return AnswerWaits(Answers(client, keys), slots)
+    """Give half of the process's threads a slot to wait in, and one listener for them all."""
+    subscriber = dedicated_client(connection, ANSWERS_CLIENT_NAME)
+    listener = AnswerListener(subscriber, Answers(connection, keys))
+    return AnswerWaits(listener, max(1, settings.web_threads // 2))
 
 
 def requested_wait(endpoint: str, settings: Settings) -> float:
@@ -116,7 +117,7 @@ def _outcome(accepted: Accepted, wait_seconds: float) -> tuple[Outcome, str]:
     with waits.slot() as taken:
         if not taken:
             return Outcome(DeliveryState.QUEUED), "busy"
-        found = waits.answers.wait(accepted.delivery_id, remaining)
+        found = waits.listener.wait(accepted.delivery_id, remaining)
     if found is not None:
         return found, found.state
     return stored_outcome(accepted.delivery_id), "timeout"
@@ -124,7 +125,7 @@ def _outcome(accepted: Accepted, wait_seconds: float) -> tuple[Outcome, str]:
 
 def earlier_outcome(delivery_id: str) -> Outcome:
     """Return the outcome of the delivery a repeat matched: its answer, or else its record."""
-    published = current_answer_waits().answers.peek(delivery_id)
+    published = current_answer_waits().listener.peek(delivery_id)
     return published or stored_outcome(delivery_id)
 
 

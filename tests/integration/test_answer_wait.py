@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +14,11 @@ import requests
 from werkzeug.serving import make_server
 
 from relay.config import Settings
-from relay.storage.connection import blocking_client
+from relay.core.delivery import DeliveryState
+from relay.storage.answers import AnswerListener, Answers, Outcome
+from relay.storage.connection import dedicated_client
+from relay.storage.keys import Keys
+from relay.web.answer import ANSWERS_CLIENT_NAME
 from relay.web.app import create_app
 from tests.helpers import DEFAULT_REPLY, ORG_A, free_port_url, headers, wait_until, with_settings
 
@@ -41,10 +46,9 @@ def post(client, url: str, body: dict[str, Any], **extra: str) -> tuple[int, dic
     return response.status_code, response.get_json(), time.monotonic() - started
 
 
-def blmove_calls(redis_conn: redis.Redis) -> int:
-    """Return how many BLMOVE commands Redis has run."""
-    stats = redis_conn.info("commandstats").get("cmdstat_blmove")
-    return int(stats["calls"]) if stats else 0
+def connections_named(redis_conn: redis.Redis, name: str) -> int:
+    """Return how many connections with this client name Redis holds right now."""
+    return sum(1 for client in redis_conn.client_list() if client.get("name") == name)
 
 
 def test_dmtracker_in_time_answers_its_own_body(  # type: ignore[no-untyped-def]
@@ -53,7 +57,6 @@ def test_dmtracker_in_time_answers_its_own_body(  # type: ignore[no-untyped-def]
     own = waiting(settings)
     client = create_app(own, redis_conn).test_client()
     start_worker(own)
-    redis_conn.config_resetstat()
 
     status, body, seconds = post(client, REPLY_URL, DEFAULT_REPLY)
 
@@ -65,7 +68,6 @@ def test_dmtracker_in_time_answers_its_own_body(  # type: ignore[no-untyped-def]
     assert body["relay"]["state"] == "delivered"
     assert body["relay"]["delivery_id"].startswith("dlv_")
     assert seconds < 3
-    assert blmove_calls(redis_conn) == 1  # one blocking read, no polling
 
 
 def test_a_created_contact_answers_200_with_its_id(  # type: ignore[no-untyped-def]
@@ -281,6 +283,7 @@ def test_at_most_half_the_threads_wait_the_others_answer_at_once(  # type: ignor
     settings, redis_conn, sandbox, start_worker, serve
 ) -> None:
     own = waiting(settings, web_threads=4)  # two waiting slots
+    subscriptions_before = connections_named(redis_conn, ANSWERS_CLIENT_NAME)
     relay = serve(own)
     start_worker(own)
     sandbox.configure(latency_ms=1500)
@@ -297,23 +300,16 @@ def test_at_most_half_the_threads_wait_the_others_answer_at_once(  # type: ignor
     senders = [threading.Thread(target=send, args=(i,)) for i in range(6)]
     for sender in senders:
         sender.start()
-    wait_until(lambda: blocked_waiters(redis_conn) >= 2, timeout=5)
-    time.sleep(0.2)  # every request has arrived by now; the two waiters are still blocked
-    blocked = blocked_waiters(redis_conn)
+    time.sleep(0.5)  # every request has arrived; the two waiters wait for DmTracker
+    subscriptions = connections_named(redis_conn, ANSWERS_CLIENT_NAME) - subscriptions_before
     for sender in senders:
         sender.join(timeout=10)
 
     waited = [seconds for seconds, body in answers if body.get("status") == "success"]
     at_once = [seconds for seconds, body in answers if body.get("status") == "queued"]
-    assert blocked == 2
+    assert subscriptions == 1  # one connection for every waiting thread of the process
     assert len(waited) == 2 and all(1.4 < seconds < 4 for seconds in waited)
     assert len(at_once) == 4 and all(seconds < 1 for seconds in at_once)
-
-
-def blocked_waiters(redis_conn: redis.Redis) -> int:
-    """Return how many clients are blocked in BLMOVE right now (flag b: blocked)."""
-    clients = redis_conn.client_list()
-    return sum(1 for c in clients if c.get("cmd") == "blmove" and "b" in c.get("flags", ""))
 
 
 def test_redis_lost_during_the_wait_still_answers_queued(  # type: ignore[no-untyped-def]
@@ -321,10 +317,10 @@ def test_redis_lost_during_the_wait_still_answers_queued(  # type: ignore[no-unt
 ) -> None:
     own = waiting(settings)
     app = create_app(own, redis_conn)
-    # The waiting pool points where no Redis listens: the wait fails, the message is stored.
+    # The subscription points where no Redis listens: no wait, the message is stored.
     waits = app.extensions["dmrelay.answer_waits"]
     nowhere = redis.Redis(port=1, socket_connect_timeout=0.5)
-    waits.answers.redis = blocking_client(nowhere, 1, 9)
+    waits.listener.subscriber = dedicated_client(nowhere, "nowhere")
 
     status, body, seconds = post(app.test_client(), REPLY_URL, DEFAULT_REPLY)
 
@@ -332,3 +328,60 @@ def test_redis_lost_during_the_wait_still_answers_queued(  # type: ignore[no-unt
     assert body["status"] == "queued"
     assert seconds < 2
     assert redis_conn.llen(f"rq:queue:dmrelay-{ORG_A.id}") == 1
+
+
+@pytest.fixture
+def listener(redis_conn: redis.Redis) -> AnswerListener:
+    """Return an answer listener on the test Redis, with a subscription of its own."""
+    # Named once per test: listeners of earlier tests keep their connections until the end.
+    name = f"test-answers-{uuid.uuid4().hex[:8]}"
+    return AnswerListener(dedicated_client(redis_conn, name), Answers(redis_conn, Keys()))
+
+
+def test_waiting_sends_no_command_while_it_waits(listener, redis_conn) -> None:  # type: ignore[no-untyped-def]
+    assert listener.wait("dlv_warm_up", 0.2) is None  # subscribes
+    before = redis_conn.info("stats")["total_commands_processed"]
+
+    assert listener.wait("dlv_never_published", 1.0) is None
+
+    after = redis_conn.info("stats")["total_commands_processed"]
+    assert after - before <= 2  # the first INFO and one GET of the answer key; no polling
+
+
+def test_many_waiters_share_one_connection_and_each_gets_its_answer(  # type: ignore[no-untyped-def]
+    listener, redis_conn
+) -> None:
+    answers = Answers(redis_conn, Keys())
+    got: dict[int, Outcome | None] = {}
+    ids = [f"dlv_{i % 5}" for i in range(10)]  # two waiters for each delivery
+
+    def wait(index: int) -> None:
+        got[index] = listener.wait(ids[index], 5)
+
+    waiters = [threading.Thread(target=wait, args=(i,)) for i in range(10)]
+    for waiter in waiters:
+        waiter.start()
+    time.sleep(0.3)
+    for i in range(5):
+        answers.publish(Outcome(DeliveryState.DELIVERED, 200, f'{{"n": {i}}}'), f"dlv_{i}")
+    for waiter in waiters:
+        waiter.join(timeout=5)
+
+    assert {i: o.body if o else None for i, o in got.items()} == {
+        i: f'{{"n": {i % 5}}}' for i in range(10)
+    }
+    assert (
+        connections_named(redis_conn, listener.subscriber.get_connection_kwargs()["client_name"])
+        == 1
+    )
+
+
+def test_an_answer_published_before_the_wait_is_found_at_once(listener, redis_conn) -> None:  # type: ignore[no-untyped-def]
+    Answers(redis_conn, Keys()).publish(Outcome(DeliveryState.DELIVERED, 201, "{}"), "dlv_early")
+    started = time.monotonic()
+
+    found = listener.wait("dlv_early", 5)
+
+    assert found == Outcome(DeliveryState.DELIVERED, 201, "{}")
+    assert time.monotonic() - started < 1
+    assert 0 < redis_conn.ttl("dmrelay:answer:dlv_early") <= 15
