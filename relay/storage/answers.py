@@ -117,6 +117,7 @@ class AnswerListener:
         self._waiters: defaultdict[str, list[_Waiter]] = defaultdict(list)
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
+        self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
     def wait(self, delivery_id: str, timeout_seconds: float) -> Outcome | None:
@@ -137,10 +138,15 @@ class AnswerListener:
         """Return the published outcome without waiting, if it is still kept."""
         return self.answers.peek(delivery_id)
 
+    def close(self) -> None:
+        """Stop listening, within LISTEN_TIMEOUT_SECONDS (or at once while reconnecting)."""
+        self._stopping.set()
+
     def _listening(self, timeout_seconds: float) -> bool:
         """Start the listener on first use; return True once its subscription is live."""
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():
+            running = self._thread is not None and self._thread.is_alive()
+            if not running and not self._stopping.is_set():
                 self._thread = threading.Thread(
                     target=self._listen, name="dmrelay-answers", daemon=True
                 )
@@ -162,19 +168,20 @@ class AnswerListener:
 
     def _listen(self) -> None:
         """Hand each published outcome to its waiters; resubscribe after a Redis failure."""
-        while True:
+        while not self._stopping.is_set():
             try:
                 self._subscribe_and_dispatch()
             except redis.RedisError as error:
                 # Meanwhile waiters find no subscription and answer with the queued body.
                 self._subscribed.clear()
                 log.warning("answer subscription lost (%s); retrying", type(error).__name__)
-                time.sleep(RECONNECT_SECONDS)
+                self._stopping.wait(RECONNECT_SECONDS)
+        self._subscribed.clear()
 
     def _subscribe_and_dispatch(self) -> None:
         with self.subscriber.pubsub() as pubsub:
             pubsub.subscribe(self.answers.keys.answers_channel)
-            while True:
+            while not self._stopping.is_set():
                 message = pubsub.get_message(timeout=LISTEN_TIMEOUT_SECONDS)
                 if message is None:
                     continue

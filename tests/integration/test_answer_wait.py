@@ -322,7 +322,10 @@ def test_redis_lost_during_the_wait_still_answers_queued(  # type: ignore[no-unt
     nowhere = redis.Redis(port=1, socket_connect_timeout=0.5)
     waits.listener.subscriber = dedicated_client(nowhere, "nowhere")
 
-    status, body, seconds = post(app.test_client(), REPLY_URL, DEFAULT_REPLY)
+    try:
+        status, body, seconds = post(app.test_client(), REPLY_URL, DEFAULT_REPLY)
+    finally:
+        waits.listener.close()
 
     assert status == 200
     assert body["status"] == "queued"
