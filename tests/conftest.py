@@ -5,6 +5,7 @@ Plain helpers and constants live in tests/helpers.py; test modules import from t
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from relay.config import Settings
 from relay.core.endpoints import ENDPOINTS
 from relay.devtools.localredis import LocalRedis, start_local_redis
 from relay.devtools.sandbox import SandboxOrg, SandboxServer, create_sandbox_app
+from relay.storage.answers import AnswerListener
 from relay.storage.store import Store
 from relay.web.app import create_app
 from tests.helpers import ORG_A, ORG_B, SECRET, RunningWorker, Sandbox, served
@@ -27,7 +29,17 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedi
     """Start one private redis-server on a free port for the whole run."""
     server = start_local_redis(Path(tmp_path_factory.mktemp("redis")))
     yield server
+    close_answer_listeners()
     server.stop()
+
+
+def close_answer_listeners() -> None:
+    """Close the answer listeners of every app the tests built, before their Redis stops."""
+    # Apps are built in many tests and never torn down; their listener threads would
+    # otherwise report the lost Redis after the run.
+    for found in gc.get_objects():
+        if isinstance(found, AnswerListener):
+            found.close()
 
 
 @pytest.fixture

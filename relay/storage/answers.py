@@ -168,13 +168,17 @@ class AnswerListener:
 
     def _listen(self) -> None:
         """Hand each published outcome to its waiters; resubscribe after a Redis failure."""
+        reported = False  # one line per outage, not one per retry
         while not self._stopping.is_set():
             try:
                 self._subscribe_and_dispatch()
             except redis.RedisError as error:
                 # Meanwhile waiters find no subscription and answer with the queued body.
+                reported = reported and not self._subscribed.is_set()
                 self._subscribed.clear()
-                log.warning("answer subscription lost (%s); retrying", type(error).__name__)
+                if not reported and not self._stopping.is_set():
+                    log.warning("answer subscription lost (%s); retrying", type(error).__name__)
+                    reported = True
                 self._stopping.wait(RECONNECT_SECONDS)
         self._subscribed.clear()
 

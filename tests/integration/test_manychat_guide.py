@@ -1,0 +1,224 @@
+"""docs/manychat.md cannot drift: every body in it goes through the relay to the sandbox.
+
+Each JSON block of the guide carries a marker: `send: METHOD PATH` for a request body, whose
+ManyChat variables are rendered as ManyChat would and which is sent through the relay with
+a worker delivering to the sandbox; `answer to the request above`, `answer: queued` or
+`answer: delivery status` for an example answer, whose fields must be those of the real one.
+Every JSONPath a section's mapping table lists must exist in that section's real answers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from relay.config import answer_wait_defaults
+from relay.core import errors
+from relay.web.app import create_app
+from tests.helpers import ORG_A, headers, wait_until, with_settings
+
+ROOT = Path(__file__).parents[2]
+GUIDE = (ROOT / "docs" / "manychat.md").read_text(encoding="utf-8")
+BLOCK = re.compile(r"(?:<!-- (?P<marker>[^>]*?) -->\n)?```json\n(?P<text>.*?)\n```", re.DOTALL)
+VARIABLE = re.compile(r"(?:##)?\{\{\s*(?P<name>[\w.]+)\s*(?P<filters>(?:\|[^{}|]*)*)\}\}")
+FILTER = re.compile(r"\|\s*(?P<name>\w+)\s*:\s*(?P<value>\"[^\"]*\"|[^|]*)")
+# A JSONPath a mapping table tells a flow to map: first cell of a table row.
+JSONPATH = re.compile(r"^\| `(\$(?:\.\w+)+)` \|", re.MULTILINE)
+ANSWER_MARKERS = ("answer to the request above", "answer: queued", "answer: delivery status")
+
+# A contact as ManyChat renders "Full Contact Data", and the variables the guide uses.
+CONTACT = {
+    "id": 1843127460,
+    "key": "user:1843127460",
+    "page_id": 102938475,
+    "status": "active",
+    "first_name": "Maria",
+    "last_name": "Lopez",
+    "name": "Maria Lopez",
+    "gender": None,
+    "profile_pic": None,
+    "locale": None,
+    "language": None,
+    "timezone": None,
+    "live_chat_url": "https://app.manychat.com/fb102938475/chat/1843127460",
+    "last_input_text": "Hi! How much is the coaching program?",
+    "optin_phone": False,
+    "phone": None,
+    "optin_email": False,
+    "email": None,
+    "subscribed": "2026-11-02T09:14:55+00:00",
+    "last_interaction": "2026-11-30T10:02:11+00:00",
+    "last_seen": "2026-11-30T10:02:11+00:00",
+    "is_followup_enabled": True,
+    "ig_username": "maria.lopez.fit",
+    "ig_id": 17841400123456789,
+    "whatsapp_phone": None,
+    "custom_fields": {"lead_source": "reel", "budget": None},
+}
+RENDERED: dict[str, Any] = {
+    "subscriber_id": "1843127460",
+    "instagram_username": "maria.lopez.fit",
+    # Quotes, a line break and an emoji: what |to_json:true is there for.
+    "last_input_text": 'She said "yes!" \u2013 how much is it?\nThanks \U0001f64f',
+    "page_name": ORG_A.page_name,
+    "full_contact_data": json.dumps(CONTACT),
+}
+
+
+@dataclass(frozen=True)
+class Block:
+    """One JSON block of the guide: its marker, text, and the section it sits in."""
+
+    marker: str
+    text: str
+    section: str
+
+
+def blocks() -> list[Block]:
+    """Return every JSON block of the guide, in order."""
+    found = []
+    for section in GUIDE.split("\n## ")[1:]:
+        title = section.splitlines()[0]
+        for match in BLOCK.finditer(section):
+            found.append(Block((match["marker"] or "").strip(), match["text"], title))
+    return found
+
+
+def render(template: str, values: dict[str, Any]) -> str:
+    """Render ManyChat variables as ManyChat would, with their filters."""
+
+    def one(variable: re.Match[str]) -> str:
+        name = variable["name"]
+        assert name in values, f"the guide uses {{{{{name}}}}}, which this test cannot render"
+        given = FILTER.finditer(variable["filters"])
+        filters = {f["name"]: f["value"].strip().strip('"') for f in given}
+        value = values[name]
+        if value is None and "fallback" in filters:
+            value = filters["fallback"]
+        if value is None:
+            return variable.group(0)  # ManyChat sends a variable without value as its text
+        return json.dumps(value) if filters.get("to_json") == "true" else str(value)
+
+    return VARIABLE.sub(one, template)
+
+
+def fields(value: Any) -> Any:
+    """Return the field names of a JSON value, nested, without the values."""
+    if isinstance(value, dict):
+        return {key: fields(item) for key, item in value.items()}
+    if isinstance(value, list) and value:
+        return [fields(value[0])]
+    return None
+
+
+def resolve(path: str, answer: Any) -> bool:
+    """Tell whether a simple JSONPath ($.a.b) exists in an answer."""
+    for name in path.removeprefix("$.").split("."):
+        if not isinstance(answer, dict) or name not in answer:
+            return False
+        answer = answer[name]
+    return True
+
+
+def test_every_json_block_is_marked_as_a_request_or_an_answer() -> None:
+    found = blocks()
+    assert len(found) >= 10
+    for block in found:
+        assert block.marker.startswith("send: ") or block.marker in ANSWER_MARKERS, block
+
+
+def test_every_variable_of_the_guide_can_be_rendered() -> None:
+    for block in blocks():
+        json.loads(render(block.text, RENDERED))
+
+
+@pytest.fixture
+def relay(settings, redis_conn, sandbox, start_worker):  # type: ignore[no-untyped-def]
+    """Return a client of a relay with the documented default waits and a running worker."""
+    own = with_settings(settings, answer_wait_seconds=answer_wait_defaults())
+    start_worker(own)
+    return create_app(own, redis_conn).test_client()
+
+
+def send(relay, marker: str, body: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Send one rendered body as the guide says; return the relay's 200 answer."""
+    method, path = marker.removeprefix("send: ").split(" ", 1)
+    response = relay.open(path, method=method, data=body, headers=headers(ORG_A.token))
+    assert response.status_code == 200, (marker, response.get_json())
+    answer: dict[str, Any] = response.get_json()
+    assert answer["status"] in ("success", "queued"), (marker, answer)
+    return answer
+
+
+def test_every_body_of_the_guide_goes_through_the_relay(relay, sandbox) -> None:  # type: ignore[no-untyped-def]
+    answers: dict[str, list[dict[str, Any]]] = {}
+    last: dict[str, Any] = {}
+    for block in blocks():
+        if block.marker.startswith("send: "):
+            last = send(relay, block.marker, render(block.text, RENDERED))
+            answers.setdefault(block.section, []).append(last)
+        elif block.marker == "answer to the request above":
+            assert fields(json.loads(block.text)) == fields(last), block.section
+
+    sent = [block for block in blocks() if block.marker.startswith("send: ")]
+    wait_until(lambda: len(sandbox.requests()) >= len(sent), timeout=15)
+    assert all(200 <= entry["status"] < 300 for entry in sandbox.requests())
+    for section, section_answers in answers.items():
+        paths = JSONPATH.findall(section_text(section))
+        for path in paths:
+            assert any(resolve(path, a) for a in section_answers), (section, path)
+
+
+def test_optional_variables_without_value_still_go_through(relay) -> None:  # type: ignore[no-untyped-def]
+    unset = {**RENDERED, "page_name": None}
+    for block in blocks():
+        if block.marker.startswith("send: ") and "fallback" in block.text:
+            send(relay, block.marker, render(block.text, unset))
+
+
+def test_the_example_answers_have_the_real_answers_fields(relay, sandbox) -> None:  # type: ignore[no-untyped-def]
+    body = {"manychat_id": "1843127460", "lead_status": "won"}
+    queued = send(relay, "send: POST /api/v1/contact/contact-status", json.dumps(body))
+    delivery_id = queued["relay"]["delivery_id"]
+    status_url = f"/api/v1/deliveries/{delivery_id}"
+    delivered = wait_until(
+        lambda: (
+            (a := relay.get(status_url, headers=headers(ORG_A.token)).get_json())["data"]["state"]
+            in ("delivered", "dead")
+            and a
+        )
+    )
+    examples = {b.marker: json.loads(b.text) for b in blocks() if b.marker.startswith("answer:")}
+
+    assert fields(examples["answer: queued"]) == fields(queued)
+    assert fields(examples["answer: delivery status"])["data"].keys() == delivered["data"].keys()
+
+
+def section_text(title: str) -> str:
+    """Return the text of one section of the guide."""
+    return next(s for s in GUIDE.split("\n## ")[1:] if s.splitlines()[0] == title)
+
+
+def test_the_troubleshooting_table_names_every_answer_of_the_relay() -> None:
+    table = section_text("Troubleshooting: every answer of the relay")
+    first_cells = [line.split(" | ")[0] for line in table.splitlines() if line.startswith("| ")]
+    statuses = {cls.status for cls in vars(errors).values() if _is_http_error(cls)}
+    statuses |= {404, 405, 413, 500}  # Werkzeug's, and the one that must never happen
+    for status in sorted(statuses):
+        assert any(cell.startswith(f"| {status} ") for cell in first_cells), status
+    for word in ("success", "queued", "duplicate", "dead", "skipped", "spooled"):
+        assert any(f'"{word}"' in cell or f"`{word}`" in cell for cell in first_cells), word
+
+
+def _is_http_error(value: object) -> bool:
+    return isinstance(value, type) and issubclass(value, errors.HttpError) and value.status != 500
+
+
+def test_the_readme_links_the_guide_on_its_first_screen() -> None:
+    first_screen = "\n".join((ROOT / "README.md").read_text(encoding="utf-8").splitlines()[:25])
+    assert "(docs/manychat.md)" in first_screen
