@@ -46,6 +46,7 @@ format: install
 bench: install ## benchmarks (not part of the test suite)
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.ack_latency
+	$(BIN)/python -m bench.answer_wait
 
 clean:
 	rm -rf $(VENV) .dmrelay .pytest_cache .mypy_cache .ruff_cache *.egg-info
