@@ -18,6 +18,8 @@ from relay.core import defaults
 SAFE_POLICY = "noeviction"  # any other policy drops queued deliveries when memory runs out
 MIN_FREE_MEMORY_FRACTION = 0.2
 ONE_OFF_CONNECTIONS = defaults.CLI_REDIS_CONNECTIONS  # a release check, a replay, a console
+# Each web process subscribes once to the answers of finished deliveries (answer waits).
+ANSWER_SUBSCRIPTIONS = 1
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,7 @@ class Formation:
 
 def web_process_connections(formation: Formation) -> int:
     """Return the connections one gunicorn worker holds at its busiest."""
-    return min(formation.web_threads, formation.web_pool)
+    return min(formation.web_threads, formation.web_pool) + ANSWER_SUBSCRIPTIONS
 
 
 def worker_process_connections(formation: Formation) -> int:
@@ -171,8 +173,9 @@ def connections_needed(formation: Formation) -> int:
     the pool's size ever open; past that, threads wait their turn. So a process holds the
     smaller of its pool size and the number of its threads that use Redis:
     - a gunicorn worker of the web: DMRELAY_WEB_THREADS request threads and a pool of
-      DMRELAY_WEB_REDIS_CONNECTIONS; the gunicorn master never connects. An instance runs
-      WEB_CONCURRENCY such workers.
+      DMRELAY_WEB_REDIS_CONNECTIONS, plus the one connection of its subscription to DmTracker's
+      answers (relay/storage/answers.py); the gunicorn master never connects. An instance
+      runs WEB_CONCURRENCY such workers.
     - a worker: DMRELAY_WORKER_CONCURRENCY delivery threads plus its main loop (take, move
       due retries, beat, reclaim), and a pool of DMRELAY_WORKER_REDIS_CONNECTIONS.
     - a one-off command (the release check, a replay, a console): the CLI's pool.

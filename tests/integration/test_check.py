@@ -94,14 +94,15 @@ def test_maxclients_is_checked_against_the_formation(  # type: ignore[no-untyped
     env, sound_server, sandbox, capsys
 ) -> None:
     sound_server("maxclients", "100")
-    # Defaults: a web instance runs 2 processes, each with a pool of 4; a worker's pool is 6;
-    # a one-off command's 2. So 2 web instances and 13 workers need 16 + 78 + 2 = 96.
+    # Defaults: a web instance runs 2 processes, each with a pool of 4 and its answer
+    # subscription; a worker's pool is 6; a one-off command's 2. So 2 web instances and 13
+    # workers need 20 + 78 + 2 = 100.
     assert run_check(capsys, "--web-instances", "2", "--worker-instances", "13")[0] == 0
-    # A fourteenth worker needs 102.
+    # A fourteenth worker needs 106.
     code, _, err = run_check(capsys, "--web-instances", "2", "--worker-instances", "14")
     assert code == 1
     assert err == [
-        "dmrelay check: Redis maxclients is 100 but the formation needs 102 connections: "
+        "dmrelay check: Redis maxclients is 100 but the formation needs 106 connections: "
         "choose a larger plan or lower the concurrency settings"
     ]
 
