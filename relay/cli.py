@@ -17,16 +17,14 @@ from marshmallow import ValidationError
 
 from relay.config import Settings, load_orgs, load_settings, read_secret_key
 from relay.core import defaults
-from relay.core.endpoints import ENDPOINTS
-from relay.core.errors import ConfigError
-from relay.core.schemas import to_manychat_id, to_username
+from relay.core.errors import ConfigError, HttpError
+from relay.core.filters import DEAD_LETTER_FILTERS, DeliveryQuery, query_of, reason_of
 from relay.logs import configure_logging
 from relay.storage import deadletters, server
 from relay.storage.connection import connect, describe_tls, safe_location
-from relay.storage.queries import DeliveryQuery, dead_letters
+from relay.storage.queries import dead_letters
 from relay.storage.store import Store
 from relay.web.admin import tokens
-from relay.web.admin.filters import to_epoch
 
 HEALTHY_BEAT_SECONDS = 60
 CHECK_READ_TIMEOUT_SECONDS = 5.0  # the check waits for DmTracker's headers, no longer
@@ -34,12 +32,15 @@ T = TypeVar("T")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; configuration errors print one line and exit 2."""
+    """Run the command line; configuration and usage errors print one line and exit 2."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)
     except ConfigError as error:
         print(f"dmrelay: configuration error: {error}", file=sys.stderr)
+        return 2
+    except HttpError as error:  # a filter combination the table's converters cannot catch
+        print(f"dmrelay: {error.message}", file=sys.stderr)
         return 2
 
 
@@ -87,17 +88,11 @@ def _add_dead_letters(commands: argparse._SubParsersAction) -> None:
             which = action.add_mutually_exclusive_group(required=True)
             which.add_argument("id", nargs="?", help="one dead letter's delivery id")
             which.add_argument("--all", action="store_true", help="every dead letter matching")
-        action.add_argument("--org", help="organization id")
-        action.add_argument("--username", type=_checked(to_username), help="Instagram username")
-        action.add_argument("--manychat-id", type=_checked(to_manychat_id), help="subscriber id")
-        action.add_argument("--endpoint", choices=sorted(ENDPOINTS))
-        action.add_argument("--status", type=int, help="last HTTP status from DmTracker")
-        action.add_argument(
-            "--since", type=_checked(to_epoch), help="received at or after (ISO, UTC if naive)"
-        )
-        action.add_argument(
-            "--until", type=_checked(to_epoch), help="received before (ISO, UTC if naive)"
-        )
+        for row in DEAD_LETTER_FILTERS:
+            if row.flag:
+                action.add_argument(
+                    row.flag, dest=row.field, type=_checked(row.convert), help=row.doc
+                )
 
 
 def _add_check(commands: argparse._SubParsersAction) -> None:
@@ -122,7 +117,7 @@ def _checked(convert: Callable[[object], T]) -> Callable[[str], T]:
         try:
             return convert(value)
         except ValidationError as error:
-            raise argparse.ArgumentTypeError(f"{value!r}: {error.messages[0]}") from None
+            raise argparse.ArgumentTypeError(f"{value!r}: {reason_of(error)}") from None
 
     return parse
 
@@ -315,15 +310,8 @@ def _store(settings: Settings) -> Store:
 
 
 def _query(args: argparse.Namespace) -> DeliveryQuery:
-    return DeliveryQuery(
-        org_id=args.org,
-        username=args.username,
-        manychat_id=args.manychat_id,
-        endpoint=args.endpoint,
-        status=args.status,
-        since=args.since,
-        until=args.until,
-    )
+    given = {row.field: getattr(args, row.field, None) for row in DEAD_LETTER_FILTERS}
+    return query_of({field: value for field, value in given.items() if value is not None})
 
 
 def _dl_list(args: argparse.Namespace) -> int:

@@ -15,13 +15,12 @@ import redis
 import requests
 
 from relay.config import Settings
-from relay.core.endpoints import ENDPOINTS
 from relay.devtools.localredis import LocalRedis, start_local_redis
 from relay.devtools.sandbox import SandboxOrg, SandboxServer, create_sandbox_app
 from relay.storage.answers import AnswerListener
 from relay.storage.store import Store
 from relay.web.app import create_app
-from tests.helpers import ORG_A, ORG_B, SECRET, RunningWorker, Sandbox, served
+from tests.helpers import ORG_A, ORG_B, RunningWorker, Sandbox, make_settings, served
 
 
 @pytest.fixture(scope="session")
@@ -86,19 +85,7 @@ def sandbox(sandbox_server: SandboxServer) -> Iterator[Sandbox]:
 @pytest.fixture
 def settings(redis_server: LocalRedis, sandbox_server: SandboxServer) -> Settings:
     """Return settings for two organizations, Redis and the sandbox, quick retries, no wait."""
-    return Settings(
-        redis_url=redis_server.url,
-        secret_key=SECRET,
-        orgs=(ORG_A, ORG_B),
-        dmtracker_base_url=sandbox_server.url,
-        backoff_base_seconds=0.05,
-        backoff_cap_seconds=0.2,
-        max_attempts=4,
-        rate_limits_per_minute={"create-contact": 60},
-        worker_concurrency=8,
-        # Answer at once unless a test asks to wait: tests without a worker would wait in vain.
-        answer_wait_seconds=dict.fromkeys(ENDPOINTS, 0.0),
-    )
+    return make_settings(redis_server.url, sandbox_server.url)
 
 
 @pytest.fixture

@@ -19,9 +19,13 @@ from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
 from relay.config import Org, Settings
+from relay.core.delivery import Attempt, Delivery, DeliveryState
+from relay.core.endpoints import ENDPOINTS
 from relay.devtools.localredis import free_port
 from relay.devtools.sandbox import SandboxServer
 from relay.logs import JsonFormatter
+from relay.storage.intake import fingerprint
+from relay.storage.store import Store
 from relay.web.admin import tokens
 from workers.bootstrap import build_worker
 
@@ -175,3 +179,32 @@ def served(app: Flask) -> Iterator[str]:
     finally:
         server.shutdown()
         thread.join(timeout=5)
+
+
+def make_settings(redis_url: str, dmtracker_base_url: str) -> Settings:
+    """Return the tests' settings: two organizations, quick retries, no answer wait."""
+    return Settings(
+        redis_url=redis_url,
+        secret_key=SECRET,
+        orgs=(ORG_A, ORG_B),
+        dmtracker_base_url=dmtracker_base_url,
+        backoff_base_seconds=0.05,
+        backoff_cap_seconds=0.2,
+        max_attempts=4,
+        rate_limits_per_minute={"create-contact": 60},
+        worker_concurrency=8,
+        # Answer at once unless a test asks to wait: tests without a worker would wait in vain.
+        answer_wait_seconds=dict.fromkeys(ENDPOINTS, 0.0),
+    )
+
+
+def store_dead_letter(store: Store, org_id: str, message: str = "hi") -> str:
+    """Store a default reply that DmTracker refused with a 400, as the worker would."""
+    payload = {"organization_id": org_id, "manychat_id": "123456", "username": "john_doe"}
+    delivery = Delivery.new(org_id, "default-reply", {**payload, "message_content": message})
+    same = fingerprint(org_id, "default-reply", delivery.id)
+    store.intake.accept(delivery, same, window_seconds=60, max_pending=99)
+    delivery.attempts.append(Attempt(time.time(), 400, 12.5, "permanent", '{"error":"Bad"}'))
+    delivery.reason = "DmTracker answered 400"
+    store.history.finish(delivery, DeliveryState.DEAD, 3600)
+    return delivery.id

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING
 import redis
 
 from relay.core.delivery import Delivery, DeliveryState
+from relay.core.filters import DeliveryQuery
 from relay.storage.codec import text
 from relay.storage.keys import Keys
 from relay.storage.ordering import Ordering
-from relay.storage.queries import DeliveryQuery, dead_letters
+from relay.storage.queries import dead_letters
 from relay.storage.queue import Queues
 
 if TYPE_CHECKING:

@@ -1,54 +1,21 @@
-"""The read model the admin API and the dashboard share: search, one delivery, overview."""
+"""The read model the admin API and the dashboard share: search, dead letters, overview."""
 
 from __future__ import annotations
 
 import statistics
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from relay.config import Settings
 from relay.core.delivery import Delivery, DeliveryState
-from relay.core.redact import redact_json
+from relay.core.filters import DeliveryQuery
 
 if TYPE_CHECKING:
     from relay.storage.store import Store
 
 SCAN_LIMIT = 50_000  # newest deliveries a search looks through
 WINDOWS_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
-
-
-@dataclass(frozen=True)
-class DeliveryQuery:
-    """Conditions on deliveries; empty fields match everything."""
-
-    org_id: str | None = None
-    username: str | None = None
-    manychat_id: str | None = None
-    endpoint: str | None = None
-    state: str | None = None
-    status: int | None = None
-    since: float | None = None
-    until: float | None = None
-
-    def matches(self, delivery: Delivery) -> bool:
-        """Return True if the delivery passes every given condition."""
-        payload, last = delivery.payload, delivery.last_attempt
-        return (
-            _eq(self.org_id, delivery.org_id)
-            and _eq(self.username, payload.get("username"))
-            and _eq(self.manychat_id, payload.get("manychat_id"))
-            and _eq(self.endpoint, delivery.endpoint)
-            and _eq(self.state, delivery.state)
-            and (self.status is None or (last is not None and last.status == self.status))
-            and (self.since is None or delivery.received_at >= self.since)
-            and (self.until is None or delivery.received_at < self.until)
-        )
-
-
-def _eq(wanted: Any, actual: Any) -> bool:
-    return wanted is None or wanted == actual
 
 
 def search(store: Store, query: DeliveryQuery, skip: int, take: int) -> tuple[list[Delivery], int]:
@@ -70,14 +37,6 @@ def search_dead_letters(
     """Return one page of matching dead letters, newest first, and the total."""
     matched = dead_letters(store, query)
     return matched[skip : skip + take], len(matched)
-
-
-def delivery_view(delivery: Delivery, secrets: tuple[str, ...]) -> dict[str, Any]:
-    """Return a delivery as JSON-ready data, credential-looking fields masked as on the pages."""
-    view = asdict(delivery)
-    view["payload"] = redact_json(view["payload"], secrets)
-    view["attempt_count"] = delivery.attempt_count
-    return view
 
 
 def overview(store: Store, settings: Settings) -> dict[str, Any]:

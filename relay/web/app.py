@@ -26,6 +26,7 @@ from relay.web.answer import build_answer_waits
 from relay.web.context import current_metrics, current_settings
 from relay.web.dashboard import views as dashboard
 from relay.web.error_handlers import register_error_handlers
+from relay.web.routing import CONVERTERS
 from relay.web.status import bp as delivery_status_bp
 
 log = logging.getLogger("dmrelay.web")
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     app.after_request(finish_request)
     app.teardown_request(end_request)
     register_error_handlers(app)
+    app.url_map.converters.update(CONVERTERS)
     register_blueprints(app)
     return app
 

@@ -15,6 +15,11 @@ log = logging.getLogger(__name__)
 ADMIN_PREFIX = "/api/v1/admin"
 
 
+def is_admin_path(path: str) -> bool:
+    """Return True for a path of the admin API, whether a route exists there or not."""
+    return path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/")
+
+
 def register_error_handlers(app: Flask) -> None:
     """Install one handler for the relay's errors, Werkzeug's, and the unexpected."""
     app.register_error_handler(HttpError, _relay_error)
@@ -36,7 +41,7 @@ def error_response(status: int, title: str, code: str, message: str) -> Response
     """Render an error: the admin API's envelope, or DmTracker's shape everywhere else."""
     g.error_code = code.lower()
     body: dict[str, Any]
-    if request.path.startswith(ADMIN_PREFIX):
+    if is_admin_path(request.path):
         body = {"error": {"code": code, "message": message, "requestId": g.get("request_id")}}
     else:
         body = {"error": title, "message": message}

@@ -1,4 +1,4 @@
-"""The integrator-facing delivery status: GET /api/v1/deliveries/<delivery_id>.
+"""The integrator-facing delivery status: GET /api/v1/deliveries/<delivery_id:delivery_id>.
 
 Authenticated like ingest, with the organization's x-org-auth-token, and answered in
 DmTracker's shape. A delivery of another organization answers 404, exactly as an unknown
@@ -8,7 +8,6 @@ one, so a token never learns that another organization's delivery exists.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -16,6 +15,7 @@ from flask import Blueprint, Response, jsonify, request
 from relay.core.delivery import Attempt, Delivery, DeliveryState
 from relay.core.endpoints import ENDPOINTS, TOKEN_HEADER
 from relay.core.errors import NotFound
+from relay.core.times import iso_time
 from relay.logs import bind_context
 from relay.web.auth import organization_for_token
 from relay.web.context import current_settings, current_store
@@ -23,7 +23,7 @@ from relay.web.context import current_settings, current_store
 bp = Blueprint("delivery_status", __name__, url_prefix="/api/v1")
 
 
-@bp.get("/deliveries/<delivery_id>")
+@bp.get("/deliveries/<delivery_id:delivery_id>")
 def delivery_status(delivery_id: str) -> Response:
     """Tell the organization where one of its deliveries stands."""
     settings = current_settings()
@@ -65,11 +65,3 @@ def parsed_body(body: str) -> Any:
         return json.loads(body)
     except ValueError:
         return body  # not JSON, or cut at the 2 KiB the relay keeps
-
-
-def iso_time(epoch: float | None) -> str | None:
-    """Format epoch seconds as ISO 8601 UTC with milliseconds, like DmTracker's timestamps."""
-    if epoch is None:
-        return None
-    moment = datetime.fromtimestamp(epoch, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

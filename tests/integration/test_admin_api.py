@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from relay.config import Org, Settings
-from relay.core.delivery import Delivery, DeliveryState
+from relay.core.delivery import STATES, Delivery, DeliveryState
 from relay.logs import JsonFormatter
 from relay.storage import queries
 from relay.storage.store import Store
@@ -27,6 +28,7 @@ from tests.helpers import (
     SECRET,
     Sandbox,
     headers,
+    store_dead_letter,
     wait_until,
     with_settings,
 )
@@ -167,7 +169,9 @@ def test_requests_without_a_valid_token_get_401(
         "message": message,
         "requestId": None,
     }
-    assert "X-RateLimit-Limit" not in response.headers  # no token, so no budget to report
+    # Without a token the client address pays, and the 401 says how much is left.
+    assert response.headers["X-RateLimit-Limit"] == "1000"
+    assert int(response.headers["X-RateLimit-Remaining"]) < 1000
 
 
 def test_a_read_token_cannot_replay(client: FlaskClient, store: Store, outcomes: dict) -> None:
@@ -263,10 +267,10 @@ def test_filters_by_tenant_username_manychat_id_and_endpoint(client: FlaskClient
     assert found(f"tenantId={ORG_B.id}") == [other_org]
     assert found(f"tenantId={ORG_A.id.upper()}") == [contact, jane, john]
     assert found("username=%40John_Doe") == [other_org, john]  # normalized as ingest does
-    assert found("manychat_id=11") == [jane]
+    assert found("manychatId=11") == [jane]
     assert found("endpoint=create-contact") == [contact]
     assert found(f"tenantId={ORG_A.id}&username=john_doe") == [john]
-    assert found("status=queued") == [contact, other_org, jane, john]
+    assert found("state=queued") == [contact, other_org, jane, john]
 
 
 def test_filters_by_received_time_in_iso_or_epoch_seconds(client: FlaskClient) -> None:
@@ -311,7 +315,6 @@ def test_a_time_range_reaches_past_the_newest_deliveries_a_search_scans(
             "The 'endpoint' filter must be one of: "
             "default-reply, create-contact, update-tags, contact-status.",
         ),
-        ("status=lost", "The 'status' filter must be one of: queued, retrying, delivered, dead."),
         ("httpStatus=99", "The 'httpStatus' filter must be an HTTP status code such as 400."),
         ("httpStatus=4xx", "The 'httpStatus' filter must be a non-negative integer."),
         (
@@ -331,11 +334,6 @@ def test_a_time_range_reaches_past_the_newest_deliveries_a_search_scans(
             "The 'until' filter must be an ISO 8601 date-time such as "
             "2025-01-31T14:00:00Z, or epoch seconds.",
         ),
-        (
-            "tenant=x",
-            "Unknown filter 'tenant'; use tenantId, username, manychat_id, endpoint, "
-            "status, httpStatus, since, until.",
-        ),
     ],
 )
 def test_bad_filters_are_a_400(client: FlaskClient, query: str, message: str) -> None:
@@ -346,15 +344,48 @@ def test_bad_filters_are_a_400(client: FlaskClient, query: str, message: str) ->
         assert error_of(response)["message"] == message
 
 
+@pytest.mark.parametrize(
+    ("path", "query", "message"),
+    [
+        ("/deliveries", "state=lost", f"The 'state' filter must be one of: {', '.join(STATES)}."),
+        (
+            "/deliveries",
+            "tenant=x",
+            "Unknown filter 'tenant'; use tenantId, username, manychatId, endpoint, "
+            "state, httpStatus, since, until.",
+        ),
+        (
+            "/dead-letters",
+            "state=dead",
+            "Unknown filter 'state'; use tenantId, username, manychatId, endpoint, "
+            "httpStatus, since, until.",
+        ),
+        (
+            "/deliveries",
+            "manychat_id=1",
+            "Unknown filter 'manychat_id'; use tenantId, username, manychatId, endpoint, "
+            "state, httpStatus, since, until.",
+        ),
+    ],
+)
+def test_filters_are_named_as_the_resource_fields_and_others_refused(
+    client: FlaskClient, path: str, query: str, message: str
+) -> None:
+    response = client.get(f"{ADMIN}{path}?{query}", headers=READ)
+
+    assert response.status_code == 400
+    assert error_of(response)["message"] == message
+
+
 def test_filters_by_state_and_last_http_status(client: FlaskClient, outcomes: dict) -> None:
     def found(query: str) -> list[str]:
         return ids(client.get(f"{ADMIN}/deliveries?{query}", headers=READ))
 
-    assert found("status=dead") == [outcomes["dead_422"], outcomes["dead_400"]]
-    assert found("status=delivered") == [outcomes["delivered"]]
+    assert found("state=dead") == [outcomes["dead_422"], outcomes["dead_400"]]
+    assert found("state=delivered") == [outcomes["delivered"]]
     assert found("httpStatus=400") == [outcomes["dead_400"]]
     assert found("httpStatus=200") == [outcomes["delivered"]]
-    assert found(f"status=dead&tenantId={ORG_A.id}") == [outcomes["dead_400"]]
+    assert found(f"state=dead&tenantId={ORG_A.id}") == [outcomes["dead_400"]]
 
 
 # -- single resources --------------------------------------------------------------------------
@@ -369,13 +400,13 @@ def test_one_delivery_comes_with_its_attempt_log(
 
     assert response.status_code == 200
     data = response.get_json()["data"]
-    assert (data["id"], data["state"], data["org_id"]) == (
+    assert (data["id"], data["state"], data["orgId"]) == (
         delivery_id,
         DeliveryState.DELIVERED,
         ORG_A.id,
     )
-    assert data["attempt_count"] == 2
-    assert [(a["status"], a["outcome"]) for a in data["attempts"]] == [
+    assert data["attemptCount"] == 2
+    assert [(a["httpStatus"], a["outcome"]) for a in data["attempts"]] == [
         (503, "retry"),
         (200, "delivered"),
     ]
@@ -476,7 +507,7 @@ def test_replay_by_filter_replays_only_the_matches(
     assert state_of(store, outcomes["dead_400"]) == DeliveryState.DEAD
 
 
-@pytest.mark.parametrize("body", [{"username": "@Alice"}, {"manychat_id": "1"}])
+@pytest.mark.parametrize("body", [{"username": "@Alice"}, {"manychatId": "1"}])
 def test_replay_by_contact_replays_only_that_contact(
     client: FlaskClient, store: Store, outcomes: dict, body: dict
 ) -> None:
@@ -505,13 +536,18 @@ def test_replay_with_an_empty_filter_replays_every_dead_letter(
     [
         (
             {"tenant": ORG_B.id},
-            "Unknown filter 'tenant'; use tenantId, username, manychat_id, endpoint, httpStatus,"
+            "Unknown filter 'tenant'; use tenantId, username, manychatId, endpoint, httpStatus,"
             " since, until.",
         ),
         (
-            {"status": "dead"},
-            "Unknown filter 'status'; use tenantId, username, manychat_id, endpoint, httpStatus,"
+            {"state": "dead"},
+            "Unknown filter 'state'; use tenantId, username, manychatId, endpoint, httpStatus,"
             " since, until.",
+        ),
+        (
+            {"manychat_id": "1"},
+            "Unknown filter 'manychat_id'; use tenantId, username, manychatId, endpoint,"
+            " httpStatus, since, until.",
         ),
         ([ORG_B.id], "Send the filters as a JSON object; {} matches every dead letter."),
         ({"httpStatus": "teapot"}, "The 'httpStatus' filter must be a non-negative integer."),
@@ -596,12 +632,12 @@ def test_overview_has_totals_and_a_series(client: FlaskClient, outcomes: dict) -
     response = client.get(f"{ADMIN}/overview", headers=READ)
 
     data = response.get_json()["data"]
-    assert data["totals"]["dead_letters"] == 2
+    assert data["totals"]["deadLetters"] == 2
     assert data["totals"]["pending"] == 0
     assert data["windows"]["hour"]["counts"]["dead"] == 2
     assert data["windows"]["hour"]["counts"]["delivered"] == 1
     assert len(data["series"]) == 60
-    assert sum(minute.get("accepted", 0) for minute in data["series"]) == 3
+    assert sum(minute["counts"].get("accepted", 0) for minute in data["series"]) == 3
 
 
 def test_the_last_minute_counts_a_whole_minute_not_just_the_current_one(
@@ -614,7 +650,7 @@ def test_the_last_minute_counts_a_whole_minute_not_just_the_current_one(
 
     assert minute["counts"]["delivered"] == 6
     assert 60 <= minute["seconds"] <= 120
-    assert minute["per_minute"]["delivered"] == pytest.approx(6 * 60 / minute["seconds"], 0.05)
+    assert minute["perMinute"]["delivered"] == pytest.approx(6 * 60 / minute["seconds"], 0.05)
 
 
 # -- the admin API's own rate limit ------------------------------------------------------------
@@ -644,15 +680,77 @@ def test_writes_have_their_own_smaller_budget_per_token(
     fresh_rate_window()
     auth, other = bearer(mint(tokens.ADMIN)), bearer(mint(tokens.ADMIN))
 
-    first = client.post(f"{ADMIN}/dead-letters/purge", json={}, headers=auth)
-    second = client.post(f"{ADMIN}/dead-letters/purge", json={}, headers=auth)
+    first = client.delete(f"{ADMIN}/dead-letters/dlv_x", headers=auth)
+    second = client.delete(f"{ADMIN}/dead-letters/dlv_x", headers=auth)
     read = client.get(f"{ADMIN}/dead-letters", headers=auth)
-    other_token = client.post(f"{ADMIN}/dead-letters/purge", json={}, headers=other)
+    other_token = client.delete(f"{ADMIN}/dead-letters/dlv_x", headers=other)
 
-    assert (first.status_code, first.headers["X-RateLimit-Remaining"]) == (200, "0")
+    assert (first.status_code, first.headers["X-RateLimit-Remaining"]) == (404, "0")
     assert second.status_code == 429
     assert (read.status_code, read.headers["X-RateLimit-Limit"]) == (200, "1000")
-    assert other_token.status_code == 200
+    assert other_token.status_code == 404
+
+
+def test_bulk_replay_and_purge_share_a_budget_of_their_own(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(api, "BULK_PER_MINUTE", 2)
+    fresh_rate_window()
+    auth = bearer(mint(tokens.ADMIN))
+
+    bulk = [
+        client.post(f"{ADMIN}/dead-letters/{action}", json={}, headers=auth)
+        for action in ("replay", "purge", "replay")
+    ]
+    single_write = client.delete(f"{ADMIN}/dead-letters/dlv_x", headers=auth)
+
+    assert [r.status_code for r in bulk] == [200, 200, 429]
+    assert [r.headers["X-RateLimit-Limit"] for r in bulk] == ["2", "2", "2"]
+    assert [r.headers["X-RateLimit-Remaining"] for r in bulk] == ["1", "0", "0"]
+    assert error_of(bulk[2])["message"].startswith("This token may make 2 bulk a minute")
+    assert single_write.headers["X-RateLimit-Limit"] == "100"
+    assert single_write.headers["X-RateLimit-Remaining"] == "99"  # bulk spent none of it
+
+
+def test_a_token_with_the_wrong_scope_still_sees_its_budget(client: FlaskClient) -> None:
+    response = client.post(f"{ADMIN}/dead-letters/replay", json={}, headers=READ)
+
+    assert response.status_code == 403
+    assert response.headers["X-RateLimit-Limit"] == str(api.BULK_PER_MINUTE)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/no-such-route", 404), ("PUT", "/deliveries", 405), ("GET", "", 404)],
+)
+def test_answers_outside_any_route_carry_the_envelope_and_the_headers(
+    client: FlaskClient, method: str, path: str, status: int
+) -> None:
+    anonymous = client.open(f"{ADMIN}{path}", method=method)
+    signed = client.open(f"{ADMIN}{path}", method=method, headers=ADMIN_AUTH)
+
+    assert anonymous.status_code == 401  # nothing about the API's shape without a token
+    assert signed.status_code == status
+    for response in (anonymous, signed):
+        assert "X-RateLimit-Remaining" in response.headers
+        assert response.headers["Cache-Control"] == "no-store"
+        error_of(response)
+
+
+def test_requests_without_a_token_are_limited_by_client_address(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(api, "READS_PER_MINUTE", 2)
+    fresh_rate_window()
+
+    here = [client.get(f"{ADMIN}/deliveries") for _ in range(3)]
+    elsewhere = client.get(f"{ADMIN}/deliveries", environ_overrides={"REMOTE_ADDR": "192.0.2.7"})
+    with_token = client.get(f"{ADMIN}/deliveries", headers=bearer(mint(tokens.READ)))
+
+    assert [r.status_code for r in here] == [401, 401, 429]
+    assert 1 <= int(here[2].headers["Retry-After"]) <= 60
+    assert (elsewhere.status_code, elsewhere.headers["X-RateLimit-Remaining"]) == (401, "1")
+    assert with_token.status_code == 200
 
 
 def test_errors_after_authentication_carry_the_limit_headers(client: FlaskClient) -> None:
@@ -755,3 +853,138 @@ def test_status_needs_the_organization_token(client: FlaskClient) -> None:
         "error": "Unauthorized",
         "message": "Missing or invalid x-org-auth-token header.",
     }
+
+
+# -- hostile inputs, pinned ---------------------------------------------------------------------
+def test_a_thousand_query_parameters_are_refused_by_name(client: FlaskClient) -> None:
+    query = "&".join(f"p{n:04d}=x" for n in range(1000))
+
+    response = client.get(f"{ADMIN}/deliveries?{query}", headers=READ)
+
+    assert response.status_code == 400
+    assert error_of(response)["message"].startswith("Unknown filter 'p0000'; use tenantId")
+
+
+def test_a_filter_repeated_a_thousand_times_is_read_once(client: FlaskClient) -> None:
+    john = reply(client, username="john_doe", manychat_id="40")
+    query = "&".join(["username=john_doe"] * 1000)
+
+    assert ids(client.get(f"{ADMIN}/deliveries?{query}", headers=READ)) == [john]
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        ("skip=999999999&take=100", 200),
+        ("skip=1000000000", 400),
+        ("skip=" + "9" * 5000, 400),
+        ("take=" + "0" * 30 + "1", 400),
+        ("skip=%2B1", 400),
+        ("skip=1%00", 400),
+        ("take=\N{ARABIC-INDIC DIGIT FIVE}", 400),
+        ("skip=1&skip=-1", 200),  # the first value counts, as for every parameter
+    ],
+)
+def test_skip_and_take_extremes(client: FlaskClient, query: str, status: int) -> None:
+    response = client.get(f"{ADMIN}/dead-letters?{query}", headers=READ)
+
+    assert response.status_code == status
+    if status == 200:
+        assert response.get_json()["data"] == []
+    else:
+        assert len(error_of(response)["message"]) < 200  # a huge value is not echoed whole
+
+
+def test_skip_at_its_maximum_says_there_is_nothing_more(client: FlaskClient) -> None:
+    reply(client, manychat_id="41")
+
+    meta = client.get(f"{ADMIN}/deliveries?skip=999999999", headers=READ).get_json()["meta"]
+
+    assert meta == {"total": 1, "skip": 999999999, "take": 25, "hasMore": False}
+
+
+def test_the_years_1000_and_9999_are_valid_bounds(client: FlaskClient) -> None:
+    delivery_id = reply(client, manychat_id="42")
+
+    def found(query: str) -> list[str]:
+        return ids(client.get(f"{ADMIN}/deliveries?{query}", headers=READ))
+
+    assert found("since=1000-01-01T00:00:00Z") == [delivery_id]
+    assert found("until=1000-01-01T00:00:00Z") == []
+    assert found("until=9999-12-31T23:59:59.999Z") == [delivery_id]
+    assert found("since=1000-01-01&until=9999-12-31T23:59:59Z") == [delivery_id]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["0001-01-01T00:00:00Z", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "1e400"],
+)
+def test_times_outside_the_calendar_are_a_400(client: FlaskClient, value: str) -> None:
+    response = client.get(f"{ADMIN}/deliveries?since={value.replace('+', '%2B')}", headers=READ)
+
+    assert response.status_code == 400
+    assert "'since' filter must be an ISO 8601 date-time" in error_of(response)["message"]
+
+
+@pytest.mark.parametrize("body", [{"tenantId": ""}, {"tenantId": None}, {"username": " "}])
+def test_a_blank_filter_is_refused_not_read_as_no_filter(
+    client: FlaskClient, store: Store, body: dict[str, Any]
+) -> None:
+    dead = store_dead_letter(store, ORG_A.id)
+
+    purge = client.post(f"{ADMIN}/dead-letters/purge", json=body, headers=ADMIN_AUTH)
+    listed = client.get(f"{ADMIN}/dead-letters?{next(iter(body))}=", headers=READ)
+
+    assert (purge.status_code, listed.status_code) == (400, 400)
+    assert store.dead.ids() == [dead]
+
+
+def test_a_word_that_names_a_route_is_not_a_delivery_id(client: FlaskClient) -> None:
+    for action in ("replay", "purge"):
+        response = client.get(f"{ADMIN}/dead-letters/{action}", headers=READ)
+
+        assert response.status_code == 405
+        assert set(response.headers["Allow"].split(", ")) == {"OPTIONS", "POST"}
+        assert error_of(response)["code"] == "METHOD_NOT_ALLOWED"
+
+
+# -- the conventions the README's table lists ---------------------------------------------------
+ISO_MILLISECONDS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+
+
+def test_every_time_is_iso_8601_utc_with_milliseconds(
+    client: FlaskClient, store: Store, outcomes: dict
+) -> None:
+    dead = client.get(f"{ADMIN}/dead-letters/{outcomes['dead_400']}", headers=READ)
+    overview = client.get(f"{ADMIN}/overview", headers=READ).get_json()["data"]
+
+    data = dead.get_json()["data"]
+    times = [data["receivedAt"], data["finishedAt"], *(a["at"] for a in data["attempts"])]
+    times += [overview["generatedAt"], *(point["minute"] for point in overview["series"])]
+    assert all(ISO_MILLISECONDS.fullmatch(moment) for moment in times), times
+    assert data["nextAttemptAt"] is None
+    received = settled(store, outcomes["dead_400"], DeliveryState.DEAD).received_at
+    assert data["receivedAt"] == iso_of(received)
+
+
+def test_a_delivery_shows_its_contact_never_redis_keys(client: FlaskClient) -> None:
+    delivery_id = reply(client, username="@Jane_Doe", manychat_id="77")
+
+    response = client.get(f"{ADMIN}/deliveries/{delivery_id}", headers=READ)
+
+    data = response.get_json()["data"]
+    assert data["contact"] == {"username": "jane_doe", "manychatId": "77", "contactId": None}
+    text = response.get_data(as_text=True)
+    for internal in ("contact_keys", "contactKeys", "holdsRateSlot", "dmrelay:", "chain:"):
+        assert internal not in text
+    assert set(data) == {
+        "id", "orgId", "endpoint", "state", "receivedAt", "requestId", "idempotencyKey",
+        "contact", "payload", "attemptCount", "attemptsUsed", "attemptsOmitted", "attempts",
+        "nextAttemptAt", "reason", "finishedAt", "replays",
+    }  # fmt: skip
+
+
+def iso_of(epoch: float) -> str:
+    """Format epoch seconds independently of the relay's own formatter."""
+    moment = datetime.fromtimestamp(epoch, UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"

@@ -47,6 +47,11 @@ def test_list_replay_and_purge_dead_letters(  # type: ignore[no-untyped-def]
     assert [json.loads(x)["id"] for x in capsys.readouterr().out.splitlines()] == [second]
     assert cli.main(["dead-letters", "list", "--since", "2999-01-01T00:00:00"]) == 0
     assert capsys.readouterr().out == ""
+    # The filters table normalizes like the API: an upper-case organization id still matches.
+    assert cli.main(["dead-letters", "list", "--org", ORG_A.id.upper()]) == 0
+    assert [json.loads(x)["id"] for x in capsys.readouterr().out.splitlines()] == [second, first]
+    assert cli.main(["dead-letters", "list", "--org", ORG_B.id]) == 0
+    assert capsys.readouterr().out == ""
 
     assert cli.main(["dead-letters", "replay", first]) == 0
     assert capsys.readouterr().out.splitlines() == ["replayed 1 dead letter(s)", first]
@@ -65,6 +70,9 @@ def test_list_replay_and_purge_dead_letters(  # type: ignore[no-untyped-def]
         ("--since", "yesterday"),
         ("--since", "0999-12-31T00:00:00"),
         ("--until", "0001-01-01T00:00:00"),
+        ("--org", "acme"),
+        ("--status", "99"),
+        ("--endpoint", "contact/default-reply"),
     ],
 )
 def test_a_malformed_filter_is_a_usage_error(env, capsys, option, value) -> None:  # type: ignore[no-untyped-def]
@@ -72,6 +80,13 @@ def test_a_malformed_filter_is_a_usage_error(env, capsys, option, value) -> None
         cli.main(["dead-letters", "list", option, value])
     assert stopped.value.code == 2
     assert f"argument {option}: {value!r}:" in capsys.readouterr().err
+
+
+def test_a_time_range_that_ends_before_it_starts_is_a_usage_error(env, capsys) -> None:  # type: ignore[no-untyped-def]
+    arguments = ["--since", "2026-11-30T11:00:00Z", "--until", "2026-11-30T10:00:00Z"]
+
+    assert cli.main(["dead-letters", "list", *arguments]) == 2
+    assert "The 'since' filter must be earlier than 'until'." in capsys.readouterr().err
 
 
 def test_replaying_something_that_is_not_dead_fails(env, capsys) -> None:  # type: ignore[no-untyped-def]

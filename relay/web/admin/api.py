@@ -1,17 +1,19 @@
 """The admin JSON API under /api/v1/admin, in the CRM-platform conventions.
 
-Every route needs `Authorization: Bearer <admin JWT>`: reads need relay:read, replay and
-purge need relay:admin. Lists answer `{"data": [...], "meta": {total, skip, take, hasMore}}`,
-single resources `{"data": {...}}`, errors `{"error": {code, message, requestId}}`.
+Every route needs `Authorization: Bearer <admin JWT>`: reads need relay:read, anything else
+relay:admin. Lists answer `{"data": [...], "meta": {total, skip, take, hasMore}}`, single
+resources `{"data": {...}}`, errors `{"error": {code, message, requestId}}`. Names are
+camelCase and times ISO 8601 UTC with milliseconds (relay/web/admin/resources.py).
 
-Filters (query string on lists, JSON body on bulk replay/purge): tenantId, username,
-manychat_id, endpoint, status (delivery state), httpStatus (last DmTracker status), and
-since/until on the time the relay received the message (ISO 8601, naive means UTC, or epoch
-seconds). Bulk replay and purge select exactly what `GET /dead-letters` lists for the same
-filters; their body must be a JSON object, and `{}` means every dead letter.
+Filters (query string on lists, JSON body on bulk replay/purge) come from one table,
+relay/core/filters.py. Bulk replay and purge select exactly what `GET /dead-letters` lists for
+the same filters; their body must be a JSON object, and `{}` means every dead letter.
 
-Each token may make 1000 reads and 100 writes a minute; every authenticated answer carries
-X-RateLimit-Limit/-Remaining/-Reset, and a 401 none (without a valid token there is no budget).
+Each token may make 1000 reads, 100 writes and 10 bulk operations (bulk replay, bulk purge)
+a minute, each budget counted on its own. Every answer under /api/v1/admin carries
+X-RateLimit-Limit/-Remaining/-Reset of the budget it was counted against, 401 and 403
+included: a request without a valid token is counted against its client address. Only when
+Redis, where the budgets live, cannot be reached does a 503 come without them.
 
 Replaying or purging an id that is not a dead letter (unknown, expired, queued or delivered)
 answers 404 RESOURCE_NOT_FOUND, as `GET /dead-letters/<id>` does for it.
@@ -35,20 +37,25 @@ from relay.core.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from relay.core.filters import DEAD_LETTER_FILTERS, FILTERS, DeliveryQuery, Filter, read_filters
 from relay.storage import deadletters, queries
 from relay.storage.store import Store
 from relay.web.admin import tokens
-from relay.web.admin.filters import BULK_FILTERS, LIST_FILTERS, read_filters
+from relay.web.admin.resources import delivery_resource, overview_resource
 from relay.web.context import current_settings, current_store
+from relay.web.error_handlers import ADMIN_PREFIX, is_admin_path
 from relay.web.ingest import read_json_body
 
 log = logging.getLogger("dmrelay.admin")
-bp = Blueprint("admin_api", __name__, url_prefix="/api/v1/admin")
+bp = Blueprint("admin_api", __name__, url_prefix=ADMIN_PREFIX)
 
 # The admin API's own limits, per token (subject + jti), in a fixed one-minute window.
 READS_PER_MINUTE = 1000
 WRITES_PER_MINUTE = 100
+BULK_PER_MINUTE = 10
 RATE_WINDOW_SECONDS = 60
+# Routes that act on every matching dead letter at once: the conventions' bulk operations.
+BULK_ENDPOINTS = frozenset({"admin_api.replay_matching", "admin_api.purge_matching"})
 
 DEFAULT_SKIP = 0
 MAX_SKIP = 999_999_999
@@ -60,13 +67,34 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 # -- authentication and the admin API's own rate limit ---------------------------------------
-def require_admin(scope: str) -> dict[str, Any]:
-    """Return the bearer token's claims if valid, within its rate limit and scoped; else raise."""
-    claims = bearer_claims()
-    charge_rate_limit(claims, writes=scope == tokens.ADMIN)
+@bp.before_app_request
+def authenticate() -> None:
+    """Guard every path under the prefix, unknown ones too: count the request, then check."""
+    if not is_admin_path(request.path):
+        return
+    budget = budget_of_request()
+    try:
+        claims = bearer_claims()
+    except Unauthorized:
+        # No token, no token's budget: the client address pays, and the 401 says how much.
+        charge_rate_limit(f"anonymous:{request.remote_addr or 'unknown'}", budget)
+        raise
+    charge_rate_limit(f"{claims.get('sub', '')}:{claims.get('jti', '')}", budget)
     # Checked after charging, so refused attempts also count and carry the limit headers.
-    tokens.require_scope(claims, scope)
-    return claims
+    tokens.require_scope(claims, tokens.READ if request.method in READ_METHODS else tokens.ADMIN)
+    g.admin_claims = claims
+
+
+def budget_of_request() -> str:
+    """Return which budget the request spends: bulk, reads or writes."""
+    if request.endpoint in BULK_ENDPOINTS:
+        return "bulk"
+    return "reads" if request.method in READ_METHODS else "writes"
+
+
+def limit_of(budget: str) -> int:
+    """Return the per-minute limit of a budget (read at call time, so tests may lower it)."""
+    return {"bulk": BULK_PER_MINUTE, "reads": READS_PER_MINUTE}.get(budget, WRITES_PER_MINUTE)
 
 
 def bearer_claims() -> dict[str, Any]:
@@ -77,11 +105,12 @@ def bearer_claims() -> dict[str, Any]:
     return tokens.verify(current_settings().secret_key, token.strip())
 
 
-def charge_rate_limit(claims: dict[str, Any], *, writes: bool) -> None:
-    """Count one request against the token's per-minute budget; raise 429 once it is spent."""
-    kind, limit = ("writes", WRITES_PER_MINUTE) if writes else ("reads", READS_PER_MINUTE)
-    bucket = f"admin-api:{kind}:{claims.get('sub', '')}:{claims.get('jti', '')}"
-    hits, resets_at = current_store().stats.hit_window(bucket, RATE_WINDOW_SECONDS)
+def charge_rate_limit(payer: str, budget: str) -> None:
+    """Count one request against the payer's per-minute budget; raise 429 once it is spent."""
+    limit = limit_of(budget)
+    hits, resets_at = current_store().stats.hit_window(
+        f"admin-api:{budget}:{payer}", RATE_WINDOW_SECONDS
+    )
     g.rate_limit_headers = {
         "X-RateLimit-Limit": str(limit),
         "X-RateLimit-Remaining": str(max(0, limit - hits)),
@@ -90,23 +119,17 @@ def charge_rate_limit(claims: dict[str, Any], *, writes: bool) -> None:
     if hits > limit:
         retry_after = max(1, resets_at - int(time.time()))
         raise TooManyRequests(
-            f"This token may make {limit} {kind} a minute; try again in {retry_after} s.",
+            f"This token may make {limit} {budget} a minute; try again in {retry_after} s.",
             headers={**g.rate_limit_headers, "Retry-After": str(retry_after)},
         )
 
 
-@bp.before_request
-def authenticate() -> None:
-    """Guard every route: reads need relay:read, anything else relay:admin."""
-    scope = tokens.READ if request.method in READ_METHODS else tokens.ADMIN
-    g.admin_claims = require_admin(scope)
-
-
-@bp.after_request
+@bp.after_app_request
 def add_limit_headers(response: Response) -> Response:
     """Tell the caller its remaining budget, and keep admin data out of caches."""
-    response.headers.update(g.get("rate_limit_headers", {}))
-    response.headers["Cache-Control"] = "no-store"
+    if is_admin_path(request.path):
+        response.headers.update(g.get("rate_limit_headers", {}))
+        response.headers["Cache-Control"] = "no-store"
     return response
 
 
@@ -116,46 +139,46 @@ def overview() -> Response:
     """Return depths, totals, rates and latency, with a per-minute throughput series."""
     store = current_store()
     data = queries.overview(store, current_settings())
-    return jsonify(data={**data, "series": queries.throughput_series(store)})
+    return jsonify(data=overview_resource(data, queries.throughput_series(store)))
 
 
 @bp.get("/deliveries")
 def list_deliveries() -> Response:
     """Return one page of deliveries matching the filters, newest first."""
-    return page_of(queries.search)
+    return page_of(queries.search, FILTERS)
 
 
-@bp.get("/deliveries/<delivery_id>")
+@bp.get("/deliveries/<delivery_id:delivery_id>")
 def get_delivery(delivery_id: str) -> Response:
     """Return one delivery with its attempt log."""
     delivery = current_store().history.load(delivery_id)
     if delivery is None:
         raise NotFound(f"No delivery {delivery_id} is kept (it may have expired or been purged).")
-    return jsonify(data=queries.delivery_view(delivery, current_settings().secrets()))
+    return jsonify(data=delivery_resource(delivery, current_settings().secrets()))
 
 
 @bp.get("/dead-letters")
 def list_dead_letters() -> Response:
     """Return one page of dead letters matching the filters, newest first."""
-    return page_of(queries.search_dead_letters)
+    return page_of(queries.search_dead_letters, DEAD_LETTER_FILTERS)
 
 
-@bp.get("/dead-letters/<delivery_id>")
+@bp.get("/dead-letters/<delivery_id:delivery_id>")
 def get_dead_letter(delivery_id: str) -> Response:
     """Return one dead letter with its attempt log."""
     delivery = current_store().history.load(delivery_id)
     if delivery is None or delivery.state != DeliveryState.DEAD:
         raise no_dead_letter(delivery_id)
-    return jsonify(data=queries.delivery_view(delivery, current_settings().secrets()))
+    return jsonify(data=delivery_resource(delivery, current_settings().secrets()))
 
 
-@bp.post("/dead-letters/<delivery_id>/replay")
+@bp.post("/dead-letters/<delivery_id:delivery_id>/replay")
 def replay_one(delivery_id: str) -> Response:
     """Send one dead letter again with a fresh attempt budget."""
     return apply_to_one(delivery_id, deadletters.replay, "replayed")
 
 
-@bp.delete("/dead-letters/<delivery_id>")
+@bp.delete("/dead-letters/<delivery_id:delivery_id>")
 def purge_one(delivery_id: str) -> Response:
     """Forget one dead letter."""
     return apply_to_one(delivery_id, deadletters.purge, "purged")
@@ -187,7 +210,7 @@ def apply_to_one(delivery_id: str, operation: Operation, verb: str) -> Response:
 
 def apply_to_matching(operation: Operation, verb: str) -> Response:
     """Replay or purge exactly the dead letters GET /dead-letters lists for the body's filters."""
-    query = read_filters(read_filter_body(), BULK_FILTERS)
+    query = read_filters(read_filter_body(), DEAD_LETTER_FILTERS)
     store = current_store()
     done = operation(store, deadletters.matching_ids(store, query))
     return action_response(verb, done)
@@ -219,7 +242,7 @@ def no_dead_letter(delivery_id: str) -> NotFound:
 
 # -- filters and pagination ---------------------------------------------------------------------
 PAGE_PARAMETERS = frozenset({"skip", "take"})
-Search = Callable[[Store, queries.DeliveryQuery, int, int], tuple[list[Delivery], int]]
+Search = Callable[[Store, DeliveryQuery, int, int], tuple[list[Delivery], int]]
 
 
 def read_filter_body() -> dict[str, Any]:
@@ -247,19 +270,19 @@ def whole_number(name: str, default: int, *, minimum: int, maximum: int) -> int:
         return default
     if not _WHOLE_NUMBER.fullmatch(text) or not minimum <= int(text) <= maximum:
         raise BadRequest(
-            f"'{name}' must be a whole number from {minimum} to {maximum}; got {text!r}."
+            f"'{name}' must be a whole number from {minimum} to {maximum}; got {text[:40]!r}."
         )
     return int(text)
 
 
-def page_of(search: Search) -> Response:
+def page_of(search: Search, accepted: tuple[Filter, ...]) -> Response:
     """Answer the page a search finds for the request's filters, with the conventions' meta."""
-    query = read_filters(request.args, LIST_FILTERS, extra=PAGE_PARAMETERS)
+    query = read_filters(request.args, accepted, extra=PAGE_PARAMETERS)
     skip, take = read_page()
     found, total = search(current_store(), query, skip, take)
     meta = {"total": total, "skip": skip, "take": take, "hasMore": skip + len(found) < total}
     secrets = current_settings().secrets()
-    return jsonify(data=[queries.delivery_view(d, secrets) for d in found], meta=meta)
+    return jsonify(data=[delivery_resource(d, secrets) for d in found], meta=meta)
 
 
 # -- app access --------------------------------------------------------------------------------

@@ -32,10 +32,10 @@ from relay.core import defaults
 from relay.core.delivery import STATES, Delivery
 from relay.core.endpoints import ENDPOINTS
 from relay.core.errors import BadRequest, HttpError, NotFound
+from relay.core.filters import DEAD_LETTER_FILTERS, FILTERS, DeliveryQuery, read_filters
 from relay.core.policy import Backoff, schedule_table
 from relay.core.redact import redact
 from relay.storage import deadletters, queries
-from relay.web.admin.filters import LIST_FILTERS, read_filters
 from relay.web.context import current_settings, current_store
 from relay.web.dashboard.session import (
     URL_PREFIX,
@@ -155,6 +155,7 @@ def page_context() -> dict[str, Any]:
         "org_names": {org.id: org.page_name or "" for org in settings.orgs},
         "endpoints": list(ENDPOINTS),
         "states": STATES,
+        "filter_docs": {row.name: row.doc for row in FILTERS},
     }
 
 
@@ -186,41 +187,19 @@ def last_response(delivery: Delivery) -> str:
 
 
 # -- filters and pagination -------------------------------------------------------------------
-FILTER_FIELDS = (
-    "org_id",
-    "username",
-    "manychat_id",
-    "endpoint",
-    "state",
-    "status",
-    "since",
-    "until",
-)
-
-
+# The form fields carry the admin API's filter names, so a dashboard URL reads like an API call.
 def filter_values(source: MultiDict[str, str]) -> dict[str, str]:
     """Return the non-empty filter fields of a query string or form, trimmed."""
-    values = {name: source.get(name, "").strip() for name in FILTER_FIELDS}
+    values = {row.name: source.get(row.name, "").strip() for row in FILTERS}
     return {name: value for name, value in values.items() if value}
 
 
-# The dashboard's form names -> the same fields and converters as the admin API's filters.
-DASHBOARD_FILTERS = {
-    "org_id": LIST_FILTERS["tenantId"],
-    "state": LIST_FILTERS["status"],
-    "status": LIST_FILTERS["httpStatus"],
-    **{
-        name: LIST_FILTERS[name]
-        for name in ("username", "manychat_id", "endpoint", "since", "until")
-    },
-}
-
-
-def build_query(values: dict[str, str], *, dead_only: bool = False) -> queries.DeliveryQuery:
+def build_query(values: dict[str, str], *, dead_only: bool = False) -> DeliveryQuery:
     """Turn filter fields into a DeliveryQuery, or raise BadRequest naming the bad field."""
     if dead_only:
-        values = {name: value for name, value in values.items() if name != "state"}
-    return read_filters(values, DASHBOARD_FILTERS)
+        names = {row.name for row in DEAD_LETTER_FILTERS}
+        return read_filters({k: v for k, v in values.items() if k in names}, DEAD_LETTER_FILTERS)
+    return read_filters(values, FILTERS)
 
 
 def current_page() -> int:
@@ -334,7 +313,9 @@ def replay_selected() -> Redirect:
 def replay_matching() -> Redirect:
     """Replay every dead letter the current filters match, on every page."""
     require_admin()
-    query = build_query(filter_values(request.form), dead_only=True)
+    # Unknown fields are refused, as by the API: a stale form must never widen a bulk replay.
+    sent = {name: value.strip() for name, value in request.form.items() if name != "csrf_token"}
+    query = read_filters({k: v for k, v in sent.items() if v}, DEAD_LETTER_FILTERS)
     store = current_store()
     replayed = deadletters.replay(store, deadletters.matching_ids(store, query))
     flash(f"Replayed {len(replayed)} matching dead letter(s).")
