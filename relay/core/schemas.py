@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from marshmallow import INCLUDE, Schema, ValidationError, fields, pre_load, validates_schema
 from marshmallow.validate import Email
@@ -52,6 +52,21 @@ _SIGNED_DIGITS = re.compile(r"-?[0-9]{1,20}")
 _EMAIL = Email(error=NOT_EMAIL)
 
 Converter = Callable[[Any], Any]
+C = TypeVar("C", bound=Converter)
+
+# The JSON each converter accepts before normalizing it, as JSON Schema: the OpenAPI
+# description (relay/web/apidoc) reads it, so what is documented sits beside what is checked.
+ACCEPTS: dict[Converter, dict[str, Any]] = {}
+
+
+def accepts(json_schema: dict[str, Any]) -> Callable[[C], C]:
+    """Record the JSON a converter accepts, for the API description."""
+
+    def record(convert: C) -> C:
+        ACCEPTS[convert] = json_schema
+        return convert
+
+    return record
 
 
 @dataclass(frozen=True)
@@ -135,6 +150,14 @@ def _check_length(text: str, max_chars: int) -> str:
     return text
 
 
+@accepts(
+    {
+        "type": "string",
+        "pattern": "^[@\\s]*[A-Za-z0-9._]{1,30}\\s*$",
+        "description": "Instagram username; leading '@'s, spaces and letter case are ignored.",
+        "examples": ["john_doe"],
+    }
+)
 def to_username(value: object) -> str:
     """Return the username trimmed, without its leading '@'s, lowercased."""
     name = _USERNAME_PREFIX.sub("", _identity_text(value, NOT_STRING)).lower()
@@ -143,6 +166,13 @@ def to_username(value: object) -> str:
     return name
 
 
+@accepts(
+    {
+        "type": ["string", "integer"],
+        "description": "ManyChat subscriber id, as a string or a number.",
+        "examples": ["123456"],
+    }
+)
 def to_manychat_id(value: object) -> str:
     """Return the subscriber id as a trimmed string; ManyChat may send it as a number."""
     if _is_integer(value):
@@ -150,6 +180,7 @@ def to_manychat_id(value: object) -> str:
     return _identity_text(value, NOT_STRING_OR_INTEGER)
 
 
+@accepts({"type": "string", "format": "uuid", "description": "A UUID, in any letter case."})
 def to_uuid(value: object) -> str:
     """Return the UUID in lowercase canonical form."""
     if not isinstance(value, str) or not _UUID.fullmatch(value.strip()):
@@ -157,6 +188,14 @@ def to_uuid(value: object) -> str:
     return value.strip().lower()
 
 
+@accepts(
+    {
+        "type": ["integer", "string"],
+        "minimum": 0,
+        "pattern": "^[0-9]{1,20}$",
+        "description": "A non-negative integer, as a number or a string of digits.",
+    }
+)
 def to_natural(value: object) -> int:
     """Return a non-negative integer given as a JSON number or a string of digits."""
     if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
@@ -166,6 +205,13 @@ def to_natural(value: object) -> int:
     raise ValidationError(NOT_NATURAL)
 
 
+@accepts(
+    {
+        "type": ["number", "string"],
+        "pattern": "^-?[0-9]{1,20}$",
+        "description": "A number, or an integer as a string of digits.",
+    }
+)
 def to_number(value: object) -> int | float:
     """Return a JSON number as it is, or an integer ManyChat sent as a string of digits."""
     if isinstance(value, str) and _SIGNED_DIGITS.fullmatch(value.strip()):
@@ -175,6 +221,7 @@ def to_number(value: object) -> int | float:
     raise ValidationError(NOT_NUMBER)
 
 
+@accepts({"type": ["boolean", "string"], "description": 'true or false, or "true"/"false".'})
 def to_flag(value: object) -> bool:
     """Return a boolean given as JSON true/false or the strings "true"/"false"."""
     if isinstance(value, bool):
@@ -184,6 +231,14 @@ def to_flag(value: object) -> bool:
     raise ValidationError(NOT_BOOLEAN)
 
 
+@accepts(
+    {
+        "type": "string",
+        "description": "ISO 8601 date or date and time from the year 1000 on; without an offset "
+        "it is UTC, a date alone is midnight UTC.",
+        "examples": ["2026-11-30T10:00:00.000Z"],
+    }
+)
 def to_timestamp(value: object) -> str:
     """Return an ISO 8601 date or date-time in UTC as YYYY-MM-DDTHH:MM:SS.mmmZ.
 
@@ -200,6 +255,7 @@ def to_timestamp(value: object) -> str:
     return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
 
 
+@accepts({"type": "string", "format": "email", "maxLength": MAX_EMAIL_CHARS})
 def to_email(value: object) -> str:
     """Return a trimmed, well-formed email address."""
     if not isinstance(value, str):
@@ -207,6 +263,7 @@ def to_email(value: object) -> str:
     return str(_EMAIL(_check_length(value.strip(), MAX_EMAIL_CHARS)))
 
 
+@accepts({"type": "object"})
 def to_object(value: object) -> dict[str, Any]:
     """Return a JSON object unchanged."""
     if not isinstance(value, dict):
@@ -223,7 +280,7 @@ def text(max_chars: int | None = None, *, strip: bool = False) -> Converter:
         checked = value.strip() if strip else value
         return checked if max_chars is None else _check_length(checked, max_chars)
 
-    return to_text
+    return accepts({"type": "string"} | ({"maxLength": max_chars} if max_chars else {}))(to_text)
 
 
 def choice(*options: str) -> Converter:
@@ -235,7 +292,8 @@ def choice(*options: str) -> Converter:
             raise ValidationError(f"must be one of: {', '.join(options)}.")
         return picked
 
-    return to_choice
+    described = {"type": "string", "enum": list(options), "description": "Any letter case."}
+    return accepts(described)(to_choice)
 
 
 def tag_list(*, required: bool) -> Converter:
@@ -251,7 +309,7 @@ def tag_list(*, required: bool) -> Converter:
             raise ValidationError(NO_TAG_NAMES)
         return names
 
-    return to_tags
+    return accepts({"type": "array", "items": {"type": "string"}})(to_tags)
 
 
 # -- schemas --

@@ -23,6 +23,7 @@ from relay.storage.store import Store
 from relay.web import ingest, manychat, ops
 from relay.web.admin import api as admin_api
 from relay.web.answer import build_answer_waits
+from relay.web.apidoc import views as apidoc
 from relay.web.context import current_metrics, current_settings
 from relay.web.dashboard import views as dashboard
 from relay.web.error_handlers import register_error_handlers
@@ -76,6 +77,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(admin_api.bp)
     app.register_blueprint(delivery_status_bp)
     app.register_blueprint(dashboard.bp)
+    app.register_blueprint(apidoc.bp)
 
 
 def start_request() -> None:

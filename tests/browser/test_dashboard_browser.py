@@ -2,83 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from relay.web.admin import tokens
 from tests.helpers import DEFAULT_REPLY, ORG_A, SECRET, headers
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 WAIT_MS = 20_000
 
 pytestmark = pytest.mark.browser
-
-
-def require_chromium() -> None:
-    """Skip without Debian's chromium, unless the run insists on the browser tests."""
-    if CHROMIUM.exists():
-        return
-    if os.environ.get("DMRELAY_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{CHROMIUM} is missing and DMRELAY_REQUIRE_BROWSER=1")
-    pytest.skip(f"{CHROMIUM} is not installed")
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    """Launch headless Chromium for one test and close it afterwards."""
-    require_chromium()
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    """Open a page in a fresh context that fails the test on any script or CSP error."""
-    context = browser.new_context(viewport={"width": 1360, "height": 900})
-    opened = context.new_page()
-    problems: list[str] = []
-    opened.on("pageerror", lambda error: problems.append(str(error)))
-    opened.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    try:
-        yield opened
-    finally:
-        context.close()
-    assert not problems, f"the browser reported errors: {problems}"
-
-
-def snap(page: Page, tmp_path: Path, name: str) -> Path:
-    """Screenshot the page into tmp_path, and into DMRELAY_SCREENSHOT_DIR when set."""
-    path = tmp_path / name
-    page.screenshot(path=str(path), full_page=True)
-    assert path.stat().st_size > 0
-    keep = os.environ.get("DMRELAY_SCREENSHOT_DIR")
-    if keep:
-        Path(keep).mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, Path(keep) / name)
-    return path
 
 
 def post_default_reply(relay_url: str) -> str:
@@ -114,7 +50,7 @@ def reload_until_delivered(page: Page, url: str) -> None:
 
 
 def test_an_operator_replays_a_dead_letter_to_delivery(
-    relay_url: str, sandbox: Any, start_worker: Any, page: Page, tmp_path: Path
+    relay_url: str, sandbox: Any, start_worker: Any, page: Page, snap: Any
 ) -> None:
     start_worker()
     sandbox.fault(endpoint="contact/default-reply", status=400, count=1)
@@ -124,12 +60,12 @@ def test_an_operator_replays_a_dead_letter_to_delivery(
     # The live overview picks up the dead letter by polling, without a reload.
     expect(page.locator("#dead-count")).to_have_text("1", timeout=WAIT_MS)
     expect(page.locator("#throughput polyline.line-dead")).to_have_count(1)
-    shots = [snap(page, tmp_path, "overview.png")]
+    shots = [snap(page, "overview.png")]
 
     page.click("nav >> text=Dead letters")
     row = page.locator("tr", has=page.locator(f'input[value="{delivery_id}"]'))
     expect(row).to_contain_text("DmTracker answered 400")
-    shots.append(snap(page, tmp_path, "dead-letters.png"))
+    shots.append(snap(page, "dead-letters.png"))
 
     row.locator("a").first.click()
     expect(page.locator("#reason")).to_have_text("DmTracker answered 400")
@@ -143,7 +79,7 @@ def test_an_operator_replays_a_dead_letter_to_delivery(
 
     reload_until_delivered(page, f"{relay_url}/dashboard/deliveries/{delivery_id}")
     expect(page.locator(".timeline .attempt")).to_have_count(2)
-    shots.append(snap(page, tmp_path, "delivery.png"))
+    shots.append(snap(page, "delivery.png"))
 
     page.click("nav >> text=Deliveries")
     expect(page.locator("tbody tr").first).to_contain_text("delivered")
