@@ -26,5 +26,5 @@ class Reply:
         """Return the body parsed as JSON, or None."""
         try:
             return json.loads(self.body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: "[" nested 50,000 deep
             return None

@@ -31,7 +31,7 @@ from relay.web.routing import CONVERTERS
 from relay.web.status import bp as delivery_status_bp
 
 log = logging.getLogger("dmrelay.web")
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # Metric labels must come from a closed set, or one odd request adds a series forever.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 INGEST_BLUEPRINTS = frozenset({ingest.bp.name, manychat.bp.name})
@@ -90,7 +90,8 @@ def start_request() -> None:
 
 def is_usable_request_id(given: str) -> bool:
     """Return True for a short plain id that holds none of the relay's secrets."""
-    if not REQUEST_ID.match(given):
+    # fullmatch: with match and "$", "abc\n" passed, and a newline in a header is a 500.
+    if not REQUEST_ID.fullmatch(given):
         return False
     # The id is logged, stored and forwarded to DmTracker; replacing it loses no lead.
     if holds_secret(given, current_settings().secrets()):

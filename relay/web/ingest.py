@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -96,9 +97,9 @@ def read_json_body(secrets: tuple[str, ...] = ()) -> Any:
     # docs name no 415, and refusing would lose the lead.
     raw = request.get_data(cache=True)
     try:
-        body = json.loads(raw, parse_constant=_not_json)
+        body = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
     except (ValueError, RecursionError):
-        # ValueError covers bad JSON, bad UTF-8, NaN/Infinity and integers too long to parse.
+        # ValueError covers bad JSON, bad UTF-8, NaN/Infinity, 1e400 and integers too long.
         raise BadRequest("The request body is not valid JSON.") from None
     check_storable(body, secrets)
     return body
@@ -107,6 +108,14 @@ def read_json_body(secrets: tuple[str, ...] = ()) -> Any:
 def _not_json(constant: str) -> None:
     """Refuse NaN and Infinity, which Python's parser takes but DmTracker's would not."""
     raise ValueError(constant)
+
+
+def _finite(text: str) -> float:
+    """Refuse a number too large for a float: 1e400 would be stored, then never sendable."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
 
 
 def check_storable(body: Any, secrets: tuple[str, ...]) -> None:

@@ -1,13 +1,18 @@
-"""Whatever ManyChat sends, the relay answers in the documented shape and never with a 500."""
+"""Whatever ManyChat sends, the relay answers in the documented shape and never with a 500.
+
+A property test over random bodies, then the hostile inputs earlier reviews found, pinned.
+"""
 
 from __future__ import annotations
 
 import json
+import socket
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import ORG_A
+from tests.helpers import DEFAULT_REPLY, ORG_A, headers
 
 PATHS = [
     ("POST", "/api/v1/contact/default-reply"),
@@ -57,3 +62,90 @@ def test_any_body_gets_a_documented_answer(client, route, body) -> None:  # type
     else:
         assert set(answer) == {"error", "message"}
         assert isinstance(answer["message"], str) and answer["message"]
+
+
+# -- inputs earlier reviews found by hand, pinned ------------------------------------------
+# Deep nesting, NaN/Infinity, 5,000-digit integers, bad UTF-8 and lone surrogates are pinned
+# in test_ingest.py, and dates before the year 1000 in test_ingest_rules.py; these are the
+# ones they lacked.
+URL = "/api/v1/contact/default-reply"
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1e400", "1E+999", "123456789e999"])
+def test_a_number_too_large_for_a_float_is_400_not_an_undeliverable_message(
+    client, redis_conn, number
+) -> None:  # type: ignore[no-untyped-def]
+    # json.loads reads 1e400 as infinity: stored, it could never be sent as JSON again.
+    raw = json.dumps(DEFAULT_REPLY)[:-1] + f', "manychat_data": {{"score": {number}}}}}'
+    response = client.post(URL, data=raw, headers=headers(ORG_A.token))
+
+    assert response.status_code == 400
+    assert response.get_json()["message"] == "The request body is not valid JSON."
+    assert redis_conn.keys("dmrelay:d:*") == []
+
+
+def test_the_largest_float_is_still_accepted(client) -> None:  # type: ignore[no-untyped-def]
+    raw = json.dumps(DEFAULT_REPLY)[:-1] + ', "manychat_data": {"score": 1.7e308}}'
+    assert client.post(URL, data=raw, headers=headers(ORG_A.token)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "value", ["abc\n", "abc\r\nSet-Cookie: stolen=1", "\r\n", "a\x00b", "a\tb"]
+)
+def test_control_characters_in_x_request_id_are_replaced_not_echoed(client, value) -> None:  # type: ignore[no-untyped-def]
+    # A server that lets a bare newline through would otherwise have the relay echo it: a 500.
+    response = client.post(
+        URL,
+        json=DEFAULT_REPLY,
+        headers=headers(ORG_A.token),
+        environ_overrides={"HTTP_X_REQUEST_ID": value},
+    )
+
+    assert response.status_code == 200
+    assert response.headers["X-Request-Id"].startswith("req_")
+    assert "Set-Cookie" not in response.headers
+
+
+@pytest.mark.parametrize(
+    ("header", "value", "status"),
+    [
+        ("HTTP_X_ORG_AUTH_TOKEN", ORG_A.token + "\r\n", 401),
+        ("HTTP_IDEMPOTENCY_KEY", "key\r\nX-Evil: 1", 200),
+    ],
+)
+def test_crlf_in_other_headers_is_a_documented_answer(client, header, value, status) -> None:  # type: ignore[no-untyped-def]
+    response = client.post(
+        URL,
+        json=DEFAULT_REPLY,
+        headers={"Content-Type": "application/json", "x-org-auth-token": ORG_A.token},
+        environ_overrides={header: value},
+    )
+
+    assert response.status_code == status
+    assert "X-Evil" not in response.headers
+
+
+@pytest.mark.parametrize(
+    "raw_header",
+    [b"X-Request-Id: a\nb", b"X-Request-Id: a\r\n folded", b"Idempotency-Key: k\rx"],
+)
+def test_crlf_sent_over_real_http_never_gets_a_5xx(relay_url, raw_header) -> None:  # type: ignore[no-untyped-def]
+    host, port = relay_url.removeprefix("http://").split(":")
+    body = json.dumps(DEFAULT_REPLY).encode()
+    request = (
+        b"POST " + URL.encode() + b" HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n"
+        b"Content-Type: application/json\r\nx-org-auth-token: "
+        + ORG_A.token.encode()
+        + b"\r\n"
+        + raw_header
+        + b"\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
+    with socket.create_connection((host, int(port)), timeout=5) as connection:
+        connection.sendall(request)
+        status_line = connection.recv(4096).split(b"\r\n", 1)[0]
+
+    assert status_line.startswith(b"HTTP/1.1 "), status_line
+    assert int(status_line.split()[1]) < 500, status_line

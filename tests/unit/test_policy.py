@@ -8,6 +8,8 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from relay.core import defaults, policy
 from relay.core.endpoints import ENDPOINTS
@@ -192,3 +194,31 @@ def test_default_schedule_spans_about_a_day() -> None:
     expected_hours = table[-1][2] / 3600
     assert 20 <= expected_hours <= 28
     assert len(table) == defaults.MAX_ATTEMPTS - 1
+
+
+# -- Retry-After overflow: whatever DmTracker sends, the policy answers and never raises -------
+@pytest.mark.parametrize(
+    ("body", "headers", "expected"),
+    [
+        ("", {"Retry-After": "99999999999"}, 99999999999.0),  # the worker caps the hint
+        ("", {"Retry-After": "Fri, 31 Dec 9999 23:59:59 GMT"}, 253402300799.0 - NOW),
+        ("", {"Retry-After": "Mon, 01 Jan 99999 00:00:00 GMT"}, None),
+        ("", {"Retry-After": "\N{ARABIC-INDIC DIGIT ONE}"}, None),
+        ("[" * 50_000, {"Retry-After": "7"}, 7.0),  # deeper than json's recursion limit
+    ],
+    ids=["eleven-digit-seconds", "year-9999", "year-99999", "arabic-digit", "deep-body"],
+)
+def test_retry_after_extremes(body: str, headers: dict[str, str], expected: float | None) -> None:
+    assert policy.retry_after_seconds(reply(429, body, headers), NOW) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    header=st.one_of(st.text(), st.from_regex(r"[0-9]{1,400}", fullmatch=True)),
+    body=st.one_of(st.text(), st.builds(lambda n: f'{{"retry_after": {n}}}', st.integers())),
+    now=st.floats(min_value=0, max_value=4e9),
+)
+def test_retry_after_never_raises(header: str, body: str, now: float) -> None:
+    wait = policy.retry_after_seconds(reply(429, body, {"Retry-After": header}), now)
+
+    assert wait is None or 0 <= wait < float("inf")
