@@ -23,7 +23,7 @@ from relay.web.context import current_settings, current_store
 bp = Blueprint("delivery_status", __name__, url_prefix="/api/v1")
 
 
-@bp.get("/deliveries/<delivery_id:delivery_id>")
+@bp.get("/deliveries/<delivery_id>")
 def delivery_status(delivery_id: str) -> Response:
     """Tell the organization where one of its deliveries stands."""
     settings = current_settings()
