@@ -194,7 +194,8 @@ def build_spec(app: Flask) -> dict[str, Any]:
 def teach(plugin: MarshmallowPlugin) -> None:
     """Tell apispec how the relay's own field types look in JSON."""
     plugin.map_to_openapi_type(IsoTime, "string", "date-time")
-    assert plugin.converter is not None  # set by APISpec when it registers the plugin
+    if plugin.converter is None:  # APISpec sets it when it registers the plugin
+        raise RuntimeError("register the MarshmallowPlugin with APISpec before teaching it")
     plugin.converter.add_attribute_function(checked_properties)
 
 
