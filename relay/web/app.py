@@ -64,13 +64,13 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     app.after_request(finish_request)
     app.teardown_request(end_request)
     register_error_handlers(app)
-    app.url_map.converters.update(CONVERTERS)
     register_blueprints(app)
     return app
 
 
 def register_blueprints(app: Flask) -> None:
-    """Mount every surface of the relay."""
+    """Mount every surface of the relay, with the URL converters their routes use."""
+    app.url_map.converters.update(CONVERTERS)
     app.register_blueprint(ingest.bp)
     app.register_blueprint(manychat.bp)
     app.register_blueprint(ops.bp)
