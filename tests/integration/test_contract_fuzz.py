@@ -24,6 +24,7 @@ import requests
 import schemathesis
 from schemathesis.config import SchemathesisConfig
 
+from relay.core import defaults
 from relay.core.delivery import DeliveryState
 from relay.devtools.localredis import LocalRedis
 from relay.devtools.sandbox import SandboxServer
@@ -123,6 +124,8 @@ def relay(redis_server: LocalRedis, sandbox_server: SandboxServer) -> Iterator[F
         # The budgets have tests of their own; here every case should reach its route.
         for limit in ("READS_PER_MINUTE", "WRITES_PER_MINUTE", "BULK_PER_MINUTE"):
             patch.setattr(api, limit, 10**9)
+        # So do the answer waits: a fuzzed ?wait=8 would otherwise hold a case for 8 s.
+        patch.setattr(defaults, "MAX_ANSWER_WAIT_SECONDS", 0.2)
         with served(create_app(settings, connection)) as url:
             worker = RunningWorker(settings, connection).start()
             fuzzed = FuzzedRelay(url, Store(connection), worker)

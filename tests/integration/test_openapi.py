@@ -51,6 +51,7 @@ def test_the_description_covers_each_surface(client: FlaskClient) -> None:
         "/api/v1/organization/create-contact",
         "/api/v1/contact/update-tags-external",
         "/api/v1/contact/contact-status",
+        "/api/v1/manychat/{action}",
         "/api/v1/deliveries/{delivery_id}",
         "/api/v1/admin/dead-letters/purge",
         "/healthz",
@@ -65,12 +66,12 @@ def test_the_description_covers_each_surface(client: FlaskClient) -> None:
 
 def test_a_route_added_without_a_description_is_named(app: Flask) -> None:
     app.add_url_rule(
-        "/api/v1/manychat/<action>", "manychat.contact_data", lambda action: "", methods=["POST"]
+        "/api/v1/contact/<int:contact>/notes", "notes.add", lambda contact: "", methods=["POST"]
     )
 
     assert coverage_gaps(app, build_spec(app)) == [
-        "POST /api/v1/manychat/{action} (manychat.contact_data) is not described: "
-        "add OPERATIONS['manychat.contact_data']"
+        "POST /api/v1/contact/{contact}/notes (notes.add) is not described: "
+        "add OPERATIONS['notes.add']"
     ]
 
 
@@ -132,7 +133,7 @@ def conforms(client: FlaskClient) -> Validate:
     return check
 
 
-def test_real_admin_and_status_answers_conform(
+def test_real_answers_conform(
     client: FlaskClient,
     store: Store,
     sandbox: Sandbox,
@@ -171,12 +172,28 @@ def test_real_admin_and_status_answers_conform(
         ),
     ]
 
+    waited = client.post(
+        "/api/v1/contact/default-reply?wait=5",
+        json={**DEFAULT_REPLY, "manychat_id": "3"},
+        headers=headers(ORG_A.token),
+    )
+    full_contact = client.post(
+        "/api/v1/manychat/default-reply",
+        json={"contact": {"id": 4, "ig_username": "jane", "last_input_text": "Hi"}},
+        headers=headers(ORG_A.token),
+    )
+    answers += [
+        ("/api/v1/contact/default-reply", "POST", waited),
+        ("/api/v1/manychat/{action}", "POST", full_contact),
+    ]
     for path, method, response in answers:
         conforms(path, method, response)
+    assert waited.get_json()["relay"]["state"] == "delivered"  # DmTracker's own answer
+    assert full_contact.get_json()["status"] == "queued"
     listed = answers[1][2].get_json()["data"]
     assert {d["id"] for d in listed} == {dead, delivered}
     assert answers[2][2].get_json()["data"]["attempts"][0]["httpStatus"] == 400
-    assert answers[-1][2].status_code == 404
+    assert answers[5][2].status_code == 404  # the unknown delivery
 
 
 def send(client: FlaskClient, manychat_id: str) -> str:

@@ -7,21 +7,24 @@ answer against them, so a route that drifts from its description fails a test.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from marshmallow import Schema, fields
+from marshmallow import INCLUDE, Schema, fields
 from marshmallow.validate import OneOf
 
 from relay.core.delivery import STATES
 from relay.core.endpoints import ENDPOINTS
+from relay.core.manychat import CONTACT_KEYS
 
 
 class Answer(Schema):
-    """An answer: every declared field is always sent."""
+    """An answer: every declared field is sent, except those named in OPTIONAL."""
+
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset()
 
     def on_bind_field(self, field_name: str, field_obj: fields.Field[Any]) -> None:
-        """Describe every field as always present."""
-        field_obj.required = True
+        """Describe every field as always present, unless the answer says otherwise."""
+        field_obj.required = field_name not in self.OPTIONAL
 
 
 class DmTrackerError(Answer):
@@ -32,13 +35,27 @@ class DmTrackerError(Answer):
 
 
 # -- ingest -------------------------------------------------------------------------------------
+class RelayNote(Answer):
+    """What the relay adds to every stored request's answer, so one JSONPath finds it."""
+
+    delivery_id = fields.String(metadata={"examples": ["dlv_187c0ffee0000001a2b3c4d5e6f7"]})
+    state = fields.String(validate=OneOf(STATES))
+    duplicate = fields.Boolean(
+        metadata={"description": "True when this repeats a message already stored."}
+    )
+
+
 class QueuedData(Answer):
-    """The delivery the message became."""
+    """The delivery the message became, and where it stands when the answer goes."""
+
+    OPTIONAL = frozenset({"reason"})
 
     delivery_id = fields.String(metadata={"examples": ["dlv_187c0ffee0000001a2b3c4d5e6f7"]})
     duplicate = fields.Boolean(
-        metadata={"description": "True when this repeats a message already queued."}
+        metadata={"description": "True when this repeats a message already stored."}
     )
+    state = fields.String(validate=OneOf(STATES))
+    reason = fields.String(metadata={"description": "Why DmTracker refused it (state dead)."})
 
 
 class Queued(Answer):
@@ -47,6 +64,16 @@ class Queued(Answer):
     status = fields.String(validate=OneOf(["queued"]))
     message = fields.String()
     data = fields.Nested(QueuedData)
+    relay = fields.Nested(RelayNote)
+
+
+class Delivered(Answer):
+    """DmTracker's own answer, delivered within the wait, with the relay's note beside it."""
+
+    class Meta:
+        unknown = INCLUDE  # described as additionalProperties: DmTracker's fields pass through
+
+    relay = fields.Nested(RelayNote)
 
 
 class SkippedData(Answer):
@@ -103,3 +130,35 @@ class Readiness(Answer):
 
     status = fields.String(validate=OneOf(["ready", "unavailable"]))
     redis = fields.String(validate=OneOf(["ok", "unreachable"]))
+
+
+# -- ManyChat's own shape -------------------------------------------------------------------------
+class ManyChatBody(Schema):
+    """A body in ManyChat's shape: fields beyond those described are read as the route says."""
+
+    class Meta:
+        unknown = INCLUDE
+
+
+CONTACT_FIELDS: dict[str, fields.Field[Any]] = {
+    "id": fields.Raw(
+        metadata={"type": ["string", "integer"], "description": "The subscriber: manychat_id."}
+    ),
+    "ig_username": fields.String(
+        allow_none=True, metadata={"description": "The Instagram username: username."}
+    ),
+    "ig_id": fields.Raw(metadata={"type": ["string", "integer", "null"]}),
+    "last_input_text": fields.String(
+        allow_none=True, metadata={"description": "message_content, last_message_content."}
+    ),
+    "last_interaction": fields.String(
+        allow_none=True, metadata={"description": "last_response_at of an inbound contact."}
+    ),
+}
+NESTED_CONTACT = {
+    key: fields.Dict(metadata={"description": "The contact object, when nested under this key."})
+    for key in CONTACT_KEYS
+}
+FullContactData = ManyChatBody.from_dict(
+    {**CONTACT_FIELDS, **NESTED_CONTACT}, name="FullContactData"
+)

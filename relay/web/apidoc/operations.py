@@ -4,15 +4,16 @@ To describe a new route (tests/integration/test_openapi.py fails until you do):
 1. Give its view function a one-line docstring: it becomes the operation's summary.
 2. Add a row to OPERATIONS under the route's endpoint name, "<blueprint>.<function>":
 
-       "ingest.full_contact": Operation(
+       "notes.add": Operation(
            tag=INGEST,
            auth=ORG_SCHEME,
-           body=FullContactSchema,           # a marshmallow schema, or None
-           answers={200: json("Queued.", QUEUED_OR_SKIPPED), **INGEST_ERRORS},
+           body=NoteSchema,                  # a marshmallow schema, or None
+           answers={200: STORED, **INGEST_ERRORS},
        ),
 
-   The path, its methods and its path parameters are read from the Flask route itself; every
-   answer gets X-Request-Id, and every admin answer the X-RateLimit-* headers.
+   or, for a route that takes the plain ingest path, `ingest(NoteSchema)`. The path, its
+   methods and its path parameters are read from the Flask route itself; every answer gets
+   X-Request-Id, and every admin answer the X-RateLimit-* headers.
 3. A request body's fields are described by their converters (`accepts` in
    relay/core/schemas.py) or by marshmallow's own field types; an answer is a marshmallow
    schema whose fields are always sent (see relay/web/apidoc/answers.py).
@@ -101,7 +102,7 @@ class Operation:
     auth: str | None = None
     body: Any = None  # the JSON request body's marshmallow schema
     query: tuple[type[Schema], ...] = ()  # schemas whose fields are query parameters
-    headers: tuple[str, ...] = ()  # names of header parameters in the components
+    shared_parameters: tuple[str, ...] = ()  # names of parameters in the components
     description: str = ""
 
 
@@ -121,7 +122,8 @@ def admin_error(description: str, *headers: str) -> Answer:
 
 
 RATE_LIMIT_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
-QUEUED_OR_SKIPPED = {"oneOf": [answers.Queued, answers.Skipped]}
+# anyOf, not oneOf: DmTracker's own answer is any object carrying the relay's note.
+STORED_OR_SKIPPED = {"anyOf": [answers.Queued, answers.Delivered, answers.Skipped]}
 REDIS_DOWN = "The relay cannot reach Redis right now; nothing was stored."
 
 INGEST_ERRORS = {
@@ -139,20 +141,29 @@ INGEST_TERMS = (
     "The body DmTracker documents for this route. As ManyChat sends them, an optional field "
     "that is null, blank or an unrendered placeholder ({{first_name}}) counts as not sent, "
     "numbers may come as strings, and unknown fields are forwarded unchanged. An answer of 200 "
-    "means the message is stored: it is delivered or ends in the dead letters."
+    "means the message is stored: it is delivered or ends in the dead letters. Within the wait "
+    "(?wait= or X-Dmrelay-Wait, at most 8 s) the answer is DmTracker's own, with `relay` beside "
+    "it; after it, the relay's `queued` answer."
 )
+FULL_CONTACT_TERMS = (
+    "ManyChat's Full Contact Data, as the body itself or under contact, subscriber, "
+    "full_contact_data or user, with the action's DmTracker fields beside it; mapped onto the "
+    "action's DmTracker body, then checked and answered as the action's own route."
+)
+STORED = json("Stored (queued, or DmTracker's own answer), or skipped.", STORED_OR_SKIPPED)
 
 
-def ingest(body: type[Schema]) -> Operation:
-    """Return the description of an ingest route taking a body."""
+def ingest(
+    body: Any, terms: str = INGEST_TERMS, more: dict[int, Answer] | None = None
+) -> Operation:
+    """Return the description of an ingest route taking a body, with any answers of its own."""
     return Operation(
         tag=INGEST,
         auth=ORG_SCHEME,
         body=body,
-        headers=("Idempotency-Key",),
-        answers={200: json("Queued, or skipped as carrying nothing.", QUEUED_OR_SKIPPED)}
-        | INGEST_ERRORS,
-        description=INGEST_TERMS,
+        shared_parameters=("Idempotency-Key", "X-Dmrelay-Wait", "wait"),
+        answers={200: STORED} | INGEST_ERRORS | (more or {}),
+        description=terms,
     )
 
 
@@ -211,6 +222,12 @@ OPERATIONS: dict[str, Operation] = {
     "ingest.create_contact": ingest(CreateContactSchema),
     "ingest.update_tags": ingest(UpdateTagsSchema),
     "ingest.contact_status": ingest(ContactStatusSchema),
+    # -- Full Contact Data (relay/web/manychat.py) -----------------------------------------------
+    "manychat.full_contact_data": ingest(
+        answers.FullContactData,
+        FULL_CONTACT_TERMS,
+        {404: error("The action is not one of the four: no such route.")},
+    ),
     # -- the integrator's delivery status (relay/web/status.py) ----------------------------------
     "delivery_status.delivery_status": Operation(
         tag=STATUS,

@@ -39,7 +39,8 @@ UNDESCRIBED_BLUEPRINTS = {
 }
 # Flask answers these for every route by itself.
 AUTOMATIC_METHODS = frozenset({"HEAD", "OPTIONS"})
-_VARIABLE = re.compile(r"<(?:(?P<converter>\w+)(?:\([^)]*\))?:)?(?P<name>\w+)>")
+_VARIABLE = re.compile(r"<(?:(?P<converter>\w+)(?:\((?P<arguments>[^)]*)\))?:)?(?P<name>\w+)>")
+_QUOTED = re.compile(r"'([^']*)'")
 # Path parameters by Flask converter, and what the description says of some by name.
 _CONVERTER_TYPES = {
     "int": {"type": "integer"},
@@ -93,6 +94,19 @@ PARAMETERS: dict[str, dict[str, Any]] = {
         "name": "Idempotency-Key",
         "description": "A repeated key answers the first request's delivery, not a new one.",
         "schema": {"type": "string", "maxLength": defaults.IDEMPOTENCY_KEY_MAX_CHARS},
+    },
+    "wait": {
+        "in": "query",
+        "name": "wait",
+        "description": "Seconds to wait for DmTracker's answer, 0 to "
+        f"{defaults.MAX_ANSWER_WAIT_SECONDS:g}; anything unreadable means the route's default.",
+        "schema": {"type": "string", "examples": ["3"]},
+    },
+    "X-Dmrelay-Wait": {
+        "in": "header",
+        "name": "X-Dmrelay-Wait",
+        "description": "The same as ?wait=, for a flow that cannot change the URL.",
+        "schema": {"type": "string"},
     },
 }
 INFO = {
@@ -218,7 +232,11 @@ def path_parameters(rule: Rule) -> list[dict[str, Any]]:
     parameters = []
     for match in _VARIABLE.finditer(rule.rule):
         name = match.group("name")
-        schema = _CONVERTER_TYPES.get(match.group("converter") or "", {"type": "string"})
+        schema: dict[str, Any] = _CONVERTER_TYPES.get(
+            match.group("converter") or "", {"type": "string"}
+        )
+        if match.group("converter") == "any":  # <any('a', 'b'):name>: one of the words
+            schema = {"type": "string", "enum": _QUOTED.findall(match.group("arguments"))}
         described = {"in": "path", "required": True, "name": name, "schema": schema}
         parameters.append(described | PATH_PARAMETERS.get(name, {}))
     return parameters
@@ -265,7 +283,7 @@ def admin_terms(rule: Rule, method: str) -> str:
 
 def parameters_of(operation: Operation) -> list[Any]:
     """Return the operation's query and header parameters."""
-    shared = ["X-Request-Id", *operation.headers]
+    shared = ["X-Request-Id", *operation.shared_parameters]
     query = [{"in": "query", "schema": schema} for schema in operation.query]
     return [*query, *shared]
 
