@@ -33,7 +33,7 @@ run: install ## web + worker + private Redis + DmTracker sandbox, Ctrl-C stops a
 test: install ## the whole suite against a private redis-server and the sandbox
 	$(BIN)/python -m pytest
 
-fuzz: install ## Schemathesis's long profile against every route (about 9,500 cases, 4 minutes)
+fuzz: install ## Schemathesis's long profile against every route (about 10,000 cases, 3-4 minutes)
 	DMRELAY_FUZZ=long $(BIN)/python -m pytest -p no:cacheprovider --timeout 900 \
 		tests/integration/test_contract_fuzz.py
 
