@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import uuid
 from collections.abc import Mapping
@@ -62,6 +63,9 @@ class Settings:
     delivered_retention_seconds: int = defaults.DELIVERED_RETENTION_SECONDS
     dead_letter_retention_seconds: int = defaults.DEAD_LETTER_RETENTION_SECONDS
     history_max_mb: int = defaults.HISTORY_MAX_MB
+    max_retry_after_seconds: float = defaults.MAX_RETRY_AFTER_SECONDS
+    throttle_budget_seconds: float = defaults.THROTTLE_BUDGET_SECONDS
+    full_record_sample_rate: float = defaults.FULL_RECORD_SAMPLE_RATE
 
     def secrets(self) -> tuple[str, ...]:
         """Return every secret value, so reports and logs can mask them."""
@@ -94,6 +98,8 @@ class Number:
         except ValueError:
             noun = "a whole number" if self.kind is int else "a number"
             raise ConfigError(self.env, f"must be {noun}, got {raw!r}") from None
+        if not math.isfinite(value):  # float() takes "inf" and "nan", which no bound holds
+            raise ConfigError(self.env, f"must be a finite number, got {raw!r}")
         if value < self.minimum or (self.strict and value == self.minimum):
             relation = "greater than" if self.strict else "at least"
             raise ConfigError(self.env, f"must be {relation} {self.kind(self.minimum)}")
@@ -185,6 +191,25 @@ NUMBERS = (
         defaults.DEAD_LETTER_RETENTION_SECONDS,
     ),
     Number("DMRELAY_HISTORY_MAX_MB", "history_max_mb", int, defaults.HISTORY_MAX_MB, 1),
+    Number(
+        "DMRELAY_MAX_RETRY_AFTER_SECONDS",
+        "max_retry_after_seconds",
+        float,
+        defaults.MAX_RETRY_AFTER_SECONDS,
+    ),
+    Number(
+        "DMRELAY_THROTTLE_BUDGET_SECONDS",
+        "throttle_budget_seconds",
+        float,
+        defaults.THROTTLE_BUDGET_SECONDS,
+        strict=True,
+    ),
+    Number(
+        "DMRELAY_FULL_RECORD_SAMPLE_RATE",
+        "full_record_sample_rate",
+        float,
+        defaults.FULL_RECORD_SAMPLE_RATE,
+    ),
 )
 
 # Every variable the relay reads: the numbers above and those with readers of their own.

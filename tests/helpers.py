@@ -195,6 +195,7 @@ def make_settings(redis_url: str, dmtracker_base_url: str) -> Settings:
         worker_concurrency=8,
         # Answer at once unless a test asks to wait: tests without a worker would wait in vain.
         answer_wait_seconds=dict.fromkeys(ENDPOINTS, 0.0),
+        full_record_sample_rate=1.0,  # tests read attempts back; summaries have tests of their own
     )
 
 

@@ -1,10 +1,12 @@
-"""Deliver one delivery: order gate, rate-limit gate, HTTP call, then decide its fate."""
+"""Deliver one delivery the worker holds a lease on: rate-limit gate, HTTP call, then its fate."""
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
+from dataclasses import asdict
 
 import redis
 
@@ -12,20 +14,22 @@ from relay.config import Settings
 from relay.core import defaults, policy
 from relay.core.delivery import Attempt, Delivery, DeliveryState
 from relay.core.endpoints import ENDPOINTS
+from relay.core.errors import LeaseLost
 from relay.core.policy import Verdict
 from relay.core.redact import redact
 from relay.core.reply import Reply
 from relay.logs import bind_context
 from relay.storage.answers import Answers, outcome_of
-from relay.storage.metrics import Metrics
+from relay.storage.inflight import GONE, START, Lease, Taken
 from relay.storage.ratelimit import RateLimiter
 from relay.storage.store import Store
+from relay.storage.tally import TalliedMetrics, Tally
 from workers.dmtracker import DmTrackerClient
 
 log = logging.getLogger("dmrelay.delivery")
 
-# Outcomes of one pass, for logs and metrics.
-GONE, PARKED, RATE_LIMITED = "gone", "parked", "rate_limited"
+# Outcomes of one pass, for logs and metrics (besides the take's verdicts and the states).
+RATE_LIMITED, LEASE_LOST = "rate_limited", "lease_lost"
 # DmTracker's answer handed back to a waiting ManyChat request: whole, unlike the attempt log.
 ANSWER_MAX_BYTES = defaults.MAX_BODY_BYTES
 
@@ -42,20 +46,40 @@ class Deliverer:
         rng: random.Random | None = None,
     ) -> None:
         self.store = store
-        self.metrics = Metrics(store)
+        self.tally = Tally(store.stats)
+        self.metrics = TalliedMetrics(store, self.tally)
         self.answers = Answers(store.redis, store.keys)
         self.client = client
         self.limiter = limiter
         self.settings = settings
         self.backoff = policy.Backoff(settings.backoff_base_seconds, settings.backoff_cap_seconds)
-        self.rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self.rng = rng or random.Random()  # noqa: S311 - jitter and sampling, not cryptography
         self.secrets = settings.secrets()
 
-    def process(self, delivery_id: str) -> str:
-        """Take one delivery as far as it can go now; return what happened."""
-        delivery = self.store.history.load(delivery_id)
+    def process(self, delivery_id: str, holder: str) -> str:
+        """Claim a delivery RQ took off its queue, take it as far as it can go, write counts."""
+        taken = self.store.inflight.claim(delivery_id, holder)
+        outcome = self.run(taken) if taken.verdict == START else self.note(taken)
+        self.tally.flush()
+        return outcome
+
+    def note(self, taken: Taken) -> str:
+        """Count a take that starts nothing (parked, held, finished, gone); return its verdict."""
+        if taken.verdict == GONE:
+            log.warning("delivery %s taken, but its record has vanished", taken.delivery_id)
+        self.metrics.count(
+            "dmrelay_deliveries",
+            organization=taken.org_id,
+            endpoint=taken.endpoint,
+            outcome=taken.verdict,
+        )
+        return taken.verdict
+
+    def run(self, taken: Taken) -> str:
+        """Take a delivery the worker holds the lease on as far as it can go now."""
+        delivery, lease = taken.delivery, taken.lease
         if delivery is None:
-            return GONE
+            raise ValueError(f"take of {taken.delivery_id} did not start it ({taken.verdict})")
         # Into the context the worker opened for this delivery: every line below carries them.
         bind_context(
             request_id=delivery.request_id,
@@ -63,18 +87,12 @@ class Deliverer:
             organization=delivery.org_id,
             endpoint=delivery.endpoint,
         )
-        if delivery.state in (DeliveryState.DELIVERED, DeliveryState.DEAD):
-            self.store.ordering.release_if_finished(
-                delivery
-            )  # frees a contact an old crash blocked
-            return GONE
         try:
-            outcome = self._advance(delivery)
-        except redis.RedisError:
-            raise  # the worker hands the delivery back once Redis answers again
-        except Exception as error:
-            log.exception("delivery %s failed inside the relay", delivery.id)
-            outcome = self._internal_failure(delivery, error)
+            outcome = self._attempt_safely(delivery, lease)
+        except LeaseLost:
+            # Another worker took it over (this one was taken for dead): its result wins.
+            log.warning("delivery %s: lease lost to another worker, result dropped", delivery.id)
+            outcome = LEASE_LOST
         self.metrics.count(
             "dmrelay_deliveries",
             organization=delivery.org_id,
@@ -83,21 +101,29 @@ class Deliverer:
         )
         return outcome
 
-    def _advance(self, delivery: Delivery) -> str:
-        """Pass the order gate and the rate-limit gate, then call DmTracker."""
-        if not self.store.ordering.try_start(delivery):
-            return PARKED
+    def _attempt_safely(self, delivery: Delivery, lease: Lease) -> str:
+        """Advance the delivery; a bug or bad data uses up an attempt instead of looping."""
+        try:
+            return self._advance(delivery, lease)
+        except (redis.RedisError, LeaseLost):
+            raise  # Redis: the worker hands the delivery back once Redis answers again
+        except Exception as error:
+            log.exception("delivery %s failed inside the relay", delivery.id)
+            return self._internal_failure(delivery, lease, error)
+
+    def _advance(self, delivery: Delivery, lease: Lease) -> str:
+        """Pass the rate-limit gate, then call DmTracker (the take passed the order gate)."""
         org = self.settings.org_by_id(delivery.org_id)
         if org is None:
-            return self._dead(delivery, "the organization is no longer configured")
-        if self._must_wait_for_rate_limit(delivery):
+            return self._dead(delivery, lease, "the organization is no longer configured")
+        if self._must_wait_for_rate_limit(delivery, lease):
             return RATE_LIMITED
         reply = self.client.send(
             ENDPOINTS[delivery.endpoint], org.token, delivery.payload, delivery.request_id
         )
-        return self._settle(delivery, reply)
+        return self._settle(delivery, lease, reply)
 
-    def _must_wait_for_rate_limit(self, delivery: Delivery) -> bool:
+    def _must_wait_for_rate_limit(self, delivery: Delivery, lease: Lease) -> bool:
         """Take a permit, or reschedule the delivery to its reserved slot."""
         limit = self.settings.rate_limits_per_minute.get(delivery.endpoint)
         if not limit:
@@ -111,72 +137,89 @@ class Deliverer:
                 "dmrelay_rate_limit_waits", organization=delivery.org_id, endpoint=delivery.endpoint
             )
             delivery.state = DeliveryState.RETRYING if delivery.attempts else delivery.state
-            self.store.schedule.put(delivery, time.time() + wait)
+            self.store.schedule.put(delivery, time.time() + wait, lease)
         return wait > 0
 
-    def _settle(self, delivery: Delivery, reply: Reply) -> str:
+    def _settle(self, delivery: Delivery, lease: Lease, reply: Reply) -> str:
         """Record the attempt and deliver, retry or dead-letter."""
         now = time.time()
         verdict = policy.classify(reply, delivery.endpoint, now - delivery.received_at)
         delivery.add_attempt(_attempt(reply, verdict, now, self.secrets))
         _log_attempt(delivery, reply, verdict)
-        fate = self._decide(delivery, reply, verdict, now)
+        fate = self._decide(delivery, lease, reply, verdict, now)
         # Statistics only once the fate is stored: a Redis blip here must not send it again.
         outcome = "delivered" if verdict == Verdict.DELIVERED else "failed"
-        self._record(delivery, outcome, reply.latency_ms)
+        self.tally.record(delivery.org_id, delivery.endpoint, outcome, reply.latency_ms)
         self.metrics.observe(
             "dmrelay_attempt_seconds", reply.latency_ms / 1000, endpoint=delivery.endpoint
         )
         return fate
 
-    def _decide(self, delivery: Delivery, reply: Reply, verdict: Verdict, now: float) -> str:
+    def _decide(
+        self, delivery: Delivery, lease: Lease, reply: Reply, verdict: Verdict, now: float
+    ) -> str:
         """Deliver, retry or dead-letter according to the verdict on the reply."""
         if verdict == Verdict.DELIVERED:
-            self.store.history.finish(
-                delivery, DeliveryState.DELIVERED, self.settings.delivered_retention_seconds
-            )
-            self._publish_answer(delivery, redact(reply.body, self.secrets, ANSWER_MAX_BYTES))
-            return DeliveryState.DELIVERED
+            return self._delivered(delivery, lease, reply)
         if verdict == Verdict.THROTTLED:
-            # A 429 is DmTracker asking us to wait; it does not use up an attempt.
-            wait = policy.retry_after_seconds(reply, now)
-            if wait is None:  # no hint: back off further with each 429 in a row
-                wait = self.backoff.ceiling(_throttled_in_a_row(delivery))
-            wait += self.rng.uniform(0, defaults.RATE_LIMIT_JITTER_SECONDS)
-            return self._retry(delivery, now + wait, "throttled by DmTracker (429)")
+            return self._throttled(delivery, lease, reply, now)
         if verdict == Verdict.PERMANENT:
             delivery.attempts_used += 1
-            return self._dead(delivery, _reason(reply))
-        return self._use_attempt(delivery, _reason(reply), now)
+            return self._dead(delivery, lease, _reason(reply))
+        return self._use_attempt(delivery, lease, _reason(reply), now)
 
-    def _internal_failure(self, delivery: Delivery, error: Exception) -> str:
+    def _delivered(self, delivery: Delivery, lease: Lease, reply: Reply) -> str:
+        """Record the delivery, keeping its full record only for the configured sample."""
+        summary = self.rng.random() >= self.settings.full_record_sample_rate
+        retention = self.settings.delivered_retention_seconds
+        self.store.history.finish(
+            delivery, DeliveryState.DELIVERED, retention, lease, summary=summary
+        )
+        self._publish_answer(delivery, redact(reply.body, self.secrets, ANSWER_MAX_BYTES))
+        return DeliveryState.DELIVERED
+
+    def _throttled(self, delivery: Delivery, lease: Lease, reply: Reply, now: float) -> str:
+        """Wait as DmTracker asks, within bounds; a 429 uses no attempt, but has a budget."""
+        if delivery.throttled_since is None:
+            delivery.throttled_since = now
+        budget = self.settings.throttle_budget_seconds
+        if now - delivery.throttled_since >= budget:
+            reason = f"throttled by DmTracker (429) past the throttle budget of {budget:g} s"
+            return self._dead(delivery, lease, reason)
+        wait = policy.retry_after_seconds(reply, now, self.settings.max_retry_after_seconds)
+        if wait is None:  # no usable hint: back off further with each 429 in a row
+            wait = self.backoff.ceiling(_throttled_in_a_row(delivery))
+        wait += self.rng.uniform(0, defaults.RATE_LIMIT_JITTER_SECONDS)
+        return self._retry(delivery, lease, now + wait, "throttled by DmTracker (429)")
+
+    def _internal_failure(self, delivery: Delivery, lease: Lease, error: Exception) -> str:
         """Count a bug or bad data as a used attempt, so a poison message ends as a dead letter."""
         now = time.time()
         reason = f"internal error: {type(error).__name__}"
         delivery.add_attempt(Attempt(now, None, 0.0, Verdict.RETRY, "", reason))
-        return self._use_attempt(delivery, reason, now)
+        return self._use_attempt(delivery, lease, reason, now)
 
-    def _use_attempt(self, delivery: Delivery, reason: str, now: float) -> str:
+    def _use_attempt(self, delivery: Delivery, lease: Lease, reason: str, now: float) -> str:
         """Spend one attempt: back off and retry, or give up when the budget is spent."""
         delivery.attempts_used += 1
         if delivery.attempts_used >= self.settings.max_attempts:
             used = delivery.attempts_used
-            return self._dead(delivery, f"gave up after {used} attempts: {reason}")
+            return self._dead(delivery, lease, f"gave up after {used} attempts: {reason}")
         delay = self.backoff.delay(delivery.attempts_used, self.rng)
-        return self._retry(delivery, now + delay, reason)
+        return self._retry(delivery, lease, now + delay, reason)
 
-    def _retry(self, delivery: Delivery, at: float, reason: str) -> str:
+    def _retry(self, delivery: Delivery, lease: Lease, at: float, reason: str) -> str:
+        """Schedule the next attempt and log the failed one, with its bodies, for operators."""
         delivery.state, delivery.reason = DeliveryState.RETRYING, reason
-        self.store.schedule.put(delivery, at)
+        self.store.schedule.put(delivery, at, lease, _failed_attempt_json(delivery))
         return DeliveryState.RETRYING
 
-    def _dead(self, delivery: Delivery, reason: str) -> str:
+    def _dead(self, delivery: Delivery, lease: Lease, reason: str) -> str:
         delivery.reason = reason
-        self.store.history.finish(
-            delivery, DeliveryState.DEAD, self.settings.dead_letter_retention_seconds
-        )
+        retention = self.settings.dead_letter_retention_seconds
+        self.store.history.finish(delivery, DeliveryState.DEAD, retention, lease)
         self._publish_answer(delivery)
-        self._record(delivery, "dead")
+        self.tally.record(delivery.org_id, delivery.endpoint, "dead")
         log.warning("dead letter %s (%s): %s", delivery.id, delivery.endpoint, reason)
         return DeliveryState.DEAD
 
@@ -187,12 +230,13 @@ class Deliverer:
         except redis.RedisError:
             log.warning("answer not published: Redis unavailable")
 
-    def _record(self, delivery: Delivery, outcome: str, latency_ms: float | None = None) -> None:
-        """Count an outcome for the overview; best effort, like the metrics."""
-        try:
-            self.store.stats.record(delivery.org_id, delivery.endpoint, outcome, latency_ms)
-        except redis.RedisError:
-            log.warning("statistics not recorded: Redis unavailable")
+
+def _failed_attempt_json(delivery: Delivery) -> str:
+    """Return the log entry of a delivery's latest attempt: ids, attempt, request body."""
+    last = asdict(delivery.last_attempt) if delivery.last_attempt else {}
+    entry = {"id": delivery.id, "org_id": delivery.org_id, "endpoint": delivery.endpoint}
+    entry |= last | {"request": delivery.payload}
+    return json.dumps(entry, separators=(",", ":"), ensure_ascii=False)
 
 
 def _attempt(reply: Reply, verdict: Verdict, at: float, secrets: tuple[str, ...]) -> Attempt:

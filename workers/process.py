@@ -18,13 +18,14 @@ import redis
 
 from relay.core import defaults
 from relay.logs import close_context, open_context
+from relay.storage.inflight import GONE, START, Lease, Taken
 from workers.deliverer import Deliverer
+from workers.maintenance import Heartbeat, Maintenance
 
 log = logging.getLogger("dmrelay.worker")
 IDLE_SLEEP_SECONDS = 0.05
 REDIS_DOWN_SLEEP_SECONDS = 1.0
-# A record outlives its reception by its retention plus its time in retries (at most ~2 days).
-INDEX_GRACE_SECONDS = 2 * 24 * 3600
+ALIVE_FILE_EVERY_SECONDS = 1.0
 
 
 class WorkerProcess:
@@ -46,22 +47,36 @@ class WorkerProcess:
         self.org_ids = org_ids
         self.concurrency = concurrency
         self.grace = shutdown_grace_seconds
-        self.heartbeat_ttl = heartbeat_ttl_seconds
         self.alive_file = alive_file
-        self.name = name or f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
+        self.base_name = name or f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
+        self.name = self.base_name
+        self._generation = 0
         self.stopping = threading.Event()
+        # Set while this worker's registration holds: only then does it take work.
+        self.registered = threading.Event()
         self._slots = threading.BoundedSemaphore(concurrency)
-        # A count per id, not a set: a delivery rescheduled a moment ago can be taken again
-        # before the thread that scheduled it is done, and must still count as in flight.
-        self._in_flight: Counter[str] = Counter()
+        # The lease of each delivery running on a thread, and its organization.
+        self._working: dict[Lease, str] = {}
         self._org_in_flight: Counter[str] = Counter()
         # No organization may hold every slot: an outage that makes its calls hang for the
         # full timeout must leave room for the others.
         self.org_cap = concurrency if len(org_ids) < 2 else max(1, concurrency * 3 // 4)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the counts above
+        # A take, the orphan check and a hand-back never overlap: each sees the others' work.
+        self._take_lock = threading.Lock()
         self._turn = 0
-        self._next_heartbeat = 0.0
         self._next_schedule_poll = 0.0
+        self._next_alive_touch = 0.0
+        self.heartbeat = Heartbeat(
+            deliverer,
+            heartbeat_ttl_seconds,
+            lambda: self.name,
+            self.registered.set,
+            self._registration_lost,
+        )
+        self.maintenance = Maintenance(
+            deliverer, org_ids, heartbeat_ttl_seconds / 3, self.requeue_orphans
+        )
 
     def install_signal_handlers(self) -> None:
         """Stop taking work on SIGTERM or SIGINT (Heroku sends SIGTERM before SIGKILL)."""
@@ -75,114 +90,140 @@ class WorkerProcess:
     def run(self) -> None:
         """Work until asked to stop, then finish or hand back what is in flight."""
         log.info("worker %s started, %d in flight at most", self.name, self.concurrency)
+        self.heartbeat.start()
+        self.maintenance.start()
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="delivery") as pool:
             while not self.stopping.is_set():
                 self._tick(pool)
             self._drain()
+        self.maintenance.stop()
+        self.heartbeat.stop()  # beats on while draining, so nobody reclaims what finishes
         self._hand_back()
+        self.maintenance.flush_counts()
         log.info("worker %s stopped", self.name)
 
     def _tick(self, pool: ThreadPoolExecutor) -> None:
+        if not self.registered.wait(0.1):  # not registered yet, or registering again
+            return
+        self._touch_alive_file()
         try:
-            self._maintain()
-            if not self._slots.acquire(timeout=0.1):
-                return
-            taken = self._take_next()
+            self._move_due_retries()
         except redis.RedisError as error:
-            log.warning("redis unavailable (%s); retrying", type(error).__name__)
-            self.stopping.wait(REDIS_DOWN_SLEEP_SECONDS)
+            self._redis_down(error)
             return
-        if taken is None:
-            self._slots.release()
-            self.stopping.wait(IDLE_SLEEP_SECONDS)
+        if not self._slots.acquire(timeout=0.1):
             return
-        org_id, delivery_id = taken
-        with self._lock:
-            self._in_flight[delivery_id] += 1
-            self._org_in_flight[org_id] += 1
-        pool.submit(self._run_one, org_id, delivery_id)
-
-    def _take_next(self) -> tuple[str, str] | None:
-        """Take the next delivery, starting each time from the next organization."""
-        count = len(self.org_ids)
-        for offset in range(count):
-            org_id = self.org_ids[(self._turn + offset) % count]
-            with self._lock:
-                if self._org_in_flight[org_id] >= self.org_cap:
-                    continue
-            delivery_id = self.store.inflight.take(org_id, self.name)
-            if delivery_id:
-                self._turn = (self._turn + offset + 1) % count
-                return org_id, delivery_id
-        return None
-
-    def _run_one(self, org_id: str, delivery_id: str) -> None:
-        log_context = open_context(delivery_id=delivery_id, organization=org_id)
+        started = False
         try:
-            outcome = self.deliverer.process(delivery_id)
-            log.debug("delivery %s: %s", delivery_id, outcome)
-            self.store.inflight.done(delivery_id, self.name)
-        except Exception:
-            # Left in the processing list: _reclaim_orphans hands it back to its queue.
-            log.exception("delivery %s failed inside the worker", delivery_id)
+            taken = self._take()
+            started = taken is not None and taken.verdict == START
+            if taken is None:
+                self.stopping.wait(IDLE_SLEEP_SECONDS)
+            elif started:
+                pool.submit(self._run_one, taken)
+            else:
+                self._passed_over(taken)
+        except redis.RedisError as error:
+            self._redis_down(error)
         finally:
-            with self._lock:
-                self._in_flight -= Counter({delivery_id: 1})  # drops it at zero
-                self._org_in_flight -= Counter({org_id: 1})
-            self._slots.release()
-            close_context(log_context)
+            if not started:
+                self._slots.release()  # nothing runs on it: a Redis error never costs a slot
 
-    def _maintain(self) -> None:
+    def _redis_down(self, error: redis.RedisError) -> None:
+        log.warning("redis unavailable (%s); retrying", type(error).__name__)
+        self.stopping.wait(REDIS_DOWN_SLEEP_SECONDS)
+
+    def _touch_alive_file(self) -> None:
+        """Show a container health check that the loop itself goes round, not just a thread."""
+        now = time.monotonic()
+        if self.alive_file and now >= self._next_alive_touch:
+            self.alive_file.touch()
+            self._next_alive_touch = now + ALIVE_FILE_EVERY_SECONDS
+
+    def _move_due_retries(self) -> None:
         now = time.monotonic()
         if now >= self._next_schedule_poll:
             self.store.schedule.move_due(self.org_ids)
             self._next_schedule_poll = now + defaults.SCHEDULER_POLL_SECONDS
-        if now >= self._next_heartbeat:
-            self.store.inflight.heartbeat(self.name, self.heartbeat_ttl)
-            if self.alive_file:
-                self.alive_file.touch()  # for a container health check
-            self._reclaim_dead_workers()
-            self._reclaim_orphans()
-            self._forget_expired_index_entries()
-            self._trim_history()
-            # Beat three times per TTL so one slow beat never looks like a death.
-            self._next_heartbeat = now + self.heartbeat_ttl / 3
 
-    def _reclaim_dead_workers(self) -> None:
-        """Requeue what workers that died without a goodbye had in flight."""
-        for worker in self.store.inflight.dead_workers():
-            count = self.store.inflight.requeue_processing(worker)
-            log.warning("requeued %d deliveries of dead worker %s", count, worker)
+    def _take(self) -> Taken | None:
+        """Take the next delivery, trying organizations from the next one in turn."""
+        with self._take_lock:
+            org_ids = self._orgs_in_turn()
+            taken = self.store.inflight.take(self.name, org_ids) if org_ids else None
+            if taken is None:
+                return None
+            if taken.verdict == START:
+                with self._lock:
+                    self._working[taken.lease] = taken.org_id
+                    self._org_in_flight[taken.org_id] += 1
+            if taken.org_id in self.org_ids:
+                self._turn = (self.org_ids.index(taken.org_id) + 1) % len(self.org_ids)
+            return taken
 
-    def _trim_history(self) -> None:
-        """Keep delivered history within its memory budget, so it never crowds out leads."""
-        history = self.store.history
-        trimmed = history.trim(history.budget_bytes(self.deliverer.settings.history_max_mb))
-        if trimmed:
-            log.info("trimmed %d delivered records to stay within the history budget", trimmed)
-
-    def _forget_expired_index_entries(self) -> None:
-        """Keep the search index from growing forever: its records expire, its entries not."""
-        settings = self.deliverer.settings
-        kept = max(settings.delivered_retention_seconds, settings.dead_letter_retention_seconds)
-        self.store.history.forget_index_before(time.time() - kept - INDEX_GRACE_SECONDS)
-
-    def _reclaim_orphans(self) -> None:
-        """Requeue entries of our own processing list that no thread is working on."""
-        # Look at the threads before the list: an id whose thread ended earlier has left the
-        # list already (done() runs first), and requeue_one requeues only what is still listed.
+    def _orgs_in_turn(self) -> list[str]:
+        """Return the organizations below their share of slots, from the one whose turn it is."""
+        count = len(self.org_ids)
+        rotated = [self.org_ids[(self._turn + i) % count] for i in range(count)]
         with self._lock:
-            working = set(self._in_flight)
-        orphans = [d for d in self.store.inflight.processing(self.name) if d not in working]
-        for delivery_id in orphans:
-            self.store.inflight.requeue_one(delivery_id, self.name)
+            return [org for org in rotated if self._org_in_flight[org] < self.org_cap]
+
+    def _passed_over(self, taken: Taken) -> None:
+        """Count a take that starts nothing; a vanished record may have left its contact stuck."""
+        self.deliverer.note(taken)
+        if taken.verdict == GONE:
+            self.maintenance.release_stuck_chains()
+
+    def _run_one(self, taken: Taken) -> None:
+        log_context = open_context(delivery_id=taken.delivery_id, organization=taken.org_id)
+        try:
+            outcome = self.deliverer.run(taken)
+            log.debug("delivery %s: %s", taken.delivery_id, outcome)
+        except Exception:
+            # Left in the processing list under its lease: requeue_orphans hands it back.
+            log.exception("delivery %s failed inside the worker", taken.delivery_id)
+        finally:
+            with self._lock:
+                del self._working[taken.lease]
+                self._org_in_flight -= Counter({taken.org_id: 1})  # drops it at zero
+            self._slots.release()
+            close_context(log_context)
+
+    def requeue_orphans(self) -> int:
+        """Requeue entries of our own processing list that no thread is working on."""
+        with self._take_lock:
+            with self._lock:
+                working = list(self._working)
+            count = self.store.inflight.requeue_orphans(self.name, working)
+        if count:
+            log.warning("requeued %d deliveries no thread of %s works on", count, self.name)
+        return count
+
+    def _registration_lost(self) -> None:
+        """Stop taking, hand back what we hold, and register again under a new name.
+
+        Our heartbeat expired, so others may have reclaimed our deliveries already: the
+        threads still running them have lost their leases and will drop their results.
+        """
+        self.registered.clear()
+        with self._take_lock:
+            old = self.name
+            count = self.store.inflight.requeue_processing(old)
+            self._generation += 1
+            self.name = f"{self.base_name}.{self._generation}"
+        log.warning(
+            "worker %s found its heartbeat expired: handed back %d, registering as %s",
+            old,
+            count,
+            self.name,
+        )
 
     def _drain(self) -> None:
         """Give deliveries in flight the grace period to finish."""
         deadline = time.monotonic() + self.grace
         while time.monotonic() < deadline:
             with self._lock:
-                if not self._in_flight:
+                if not self._working:
                     return
             time.sleep(0.05)
 

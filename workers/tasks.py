@@ -1,8 +1,16 @@
-"""The RQ job function, so a stock `rq worker` can run the same delivery task."""
+"""The function RQ's job for each accepted request names (RQ needs one to enqueue a job).
+
+Only `dmrelay worker` runs the relay's queues. A stock `rq worker` running this task delivers
+a first attempt correctly (it claims the delivery with a lease, as the worker does), but RQ
+deletes a job once it has run, and skips ids whose job is gone: the retries and the woken
+successors the relay later pushes back on the queue would be dropped. See the README.
+"""
 
 from __future__ import annotations
 
 import functools
+import os
+import socket
 
 from relay.config import load_settings
 from relay.logs import log_context
@@ -18,5 +26,6 @@ def _deliverer() -> Deliverer:
 
 def deliver(delivery_id: str) -> str:
     """Deliver one delivery (the job RQ stores for every accepted request)."""
+    holder = f"rq-{socket.gethostname()}.{os.getpid()}"
     with log_context(delivery_id=delivery_id):
-        return _deliverer().process(delivery_id)
+        return _deliverer().process(delivery_id, holder)

@@ -26,6 +26,9 @@ MAX_ATTEMPTS = 35
 BACKOFF_BASE_SECONDS = 2.0
 BACKOFF_CAP_SECONDS = 7200.0
 RATE_LIMIT_JITTER_SECONDS = 0.5
+# A 429's hint is honoured up to this; throttling gives up this long after the first 429.
+MAX_RETRY_AFTER_SECONDS = 3600.0
+THROTTLE_BUDGET_SECONDS = 24 * 3600.0
 NOT_FOUND_GRACE_SECONDS = 600
 
 WORKER_CONCURRENCY = 32
@@ -44,5 +47,8 @@ DELIVERED_RETENTION_SECONDS = 7 * 24 * 3600
 DEAD_LETTER_RETENTION_SECONDS = 30 * 24 * 3600
 # Delivered history's memory budget when Redis sets no maxmemory (else a quarter of it).
 HISTORY_MAX_MB = 64
+# A delivered message keeps a summary; its full record only for this share of deliveries.
+FULL_RECORD_SAMPLE_RATE = 0.01
+FAILED_ATTEMPTS_KEPT = 1000  # the latest failed attempts, with request and response bodies
 
 KEY_PREFIX = "dmrelay"

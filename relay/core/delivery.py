@@ -7,7 +7,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from relay.core import defaults
 
@@ -41,6 +41,9 @@ class Attempt:
 class Delivery:
     """A message to deliver: never holds the organization's token."""
 
+    # True for a delivered message rebuilt from its summary (relay/core/summary.py).
+    is_summary: ClassVar[bool] = False
+
     id: str
     org_id: str
     endpoint: str
@@ -58,6 +61,7 @@ class Delivery:
     replays: int = 0
     holds_rate_slot: bool = False
     attempts_omitted: int = 0
+    throttled_since: float | None = None  # the first 429, for the throttle budget
 
     @classmethod
     def new(cls, org_id: str, endpoint: str, payload: dict[str, Any], **extra: Any) -> Delivery:

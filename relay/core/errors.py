@@ -15,6 +15,10 @@ class ConfigError(DmRelayError):
         self.variable = variable
 
 
+class LeaseLost(DmRelayError):
+    """A worker's lease on a delivery is gone (another take holds it): its result is dropped."""
+
+
 class HttpError(DmRelayError):
     """An error answered to an HTTP client in the surface's documented shape."""
 

@@ -61,15 +61,17 @@ def classify(reply: Reply, endpoint: str, age_seconds: float) -> Verdict:
     return Verdict.PERMANENT
 
 
-def retry_after_seconds(reply: Reply, now: float) -> float | None:
-    """Return the wait DmTracker asked for: body retry_after, else Retry-After header."""
+def retry_after_seconds(
+    reply: Reply, now: float, cap_seconds: float = defaults.MAX_RETRY_AFTER_SECONDS
+) -> float | None:
+    """Return the wait DmTracker asked for (body retry_after, else Retry-After), at most the cap."""
     body = reply.json()
-    if isinstance(body, dict):
-        wait = _seconds(body.get("retry_after"))
-        if wait is not None:
-            return wait
-    header = next((v for k, v in reply.headers.items() if k.lower() == "retry-after"), None)
-    return _parse_retry_after(header, now) if header else None
+    wait = _seconds(body.get("retry_after")) if isinstance(body, dict) else None
+    if wait is None:
+        header = next((v for k, v in reply.headers.items() if k.lower() == "retry-after"), None)
+        wait = _parse_retry_after(header, now) if header else None
+    # A hint of a year is as good as none: the throttle budget runs out long before.
+    return None if wait is None else min(wait, cap_seconds)
 
 
 def _seconds(value: object) -> float | None:
@@ -90,7 +92,7 @@ def _parse_retry_after(value: str, now: float) -> float | None:
         return _seconds(float(value))
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if when.tzinfo is None:  # "-0000" means UTC, never the machine's local time
         when = when.replace(tzinfo=UTC)

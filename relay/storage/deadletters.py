@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,7 @@ import redis
 from relay.core.delivery import Delivery, DeliveryState
 from relay.core.filters import DeliveryQuery
 from relay.storage.codec import text
+from relay.storage.history import decode
 from relay.storage.keys import Keys
 from relay.storage.ordering import Ordering
 from relay.storage.queries import dead_letters
@@ -43,11 +45,29 @@ class DeadLetters:
             self.redis.zrem(self.keys.dead, *gone)
         return [i for i, exists in zip(ids, alive, strict=True) if exists]
 
+    def trim(self, retention_seconds: int, now: float | None = None, check: int = 100) -> int:
+        """Forget index entries of dead letters whose record has expired; return how many.
+
+        Each record expires `retention_seconds` after its death, the entry's score: those older
+        go at once. The oldest `check` entries are also looked up, for records gone otherwise.
+        """
+        now = time.time() if now is None else now
+        expired = int(self.redis.zremrangebyscore(self.keys.dead, "-inf", now - retention_seconds))
+        oldest = [text(i) for i in self.redis.zrange(self.keys.dead, 0, check - 1)]
+        with self.redis.pipeline(transaction=False) as pipe:
+            for delivery_id in oldest:
+                pipe.exists(self.keys.delivery(delivery_id))
+            alive = pipe.execute()
+        gone = [i for i, exists in zip(oldest, alive, strict=True) if not exists]
+        if gone:
+            self.redis.zrem(self.keys.dead, *gone)
+        return expired + len(gone)
+
     def replay(self, delivery_id: str) -> bool:
         """Send a dead letter again with a fresh attempt budget, at the end of its chains."""
         raw = self.redis.get(self.keys.delivery(delivery_id))
         if raw:
-            self.queues.queue(Delivery.from_json(raw).org_id)  # before the transaction
+            self.queues.queue(decode(delivery_id, raw).org_id)  # before the transaction
         return self.if_still_dead(delivery_id, self.queue_replay)
 
     def purge(self, delivery_id: str) -> bool:
@@ -65,7 +85,7 @@ class DeadLetters:
             try:
                 pipe.watch(key)
                 raw = pipe.get(key)
-                delivery = Delivery.from_json(raw) if raw else None
+                delivery = decode(delivery_id, raw) if raw else None
                 if delivery is None or delivery.state != DeliveryState.DEAD:
                     return False
                 pipe.multi()  # RQ's enqueue_call calls multi() itself, which needs it first
@@ -79,7 +99,7 @@ class DeadLetters:
         """Queue the commands that give a dead letter a fresh start."""
         delivery.state, delivery.reason = DeliveryState.QUEUED, None
         delivery.attempts_used, delivery.replays = 0, delivery.replays + 1
-        delivery.finished_at = delivery.next_attempt_at = None
+        delivery.finished_at = delivery.next_attempt_at = delivery.throttled_since = None
         pipe.zrem(self.keys.dead, delivery.id)
         pipe.set(self.keys.delivery(delivery.id), delivery.to_json())
         pipe.sadd(self.keys.pending, delivery.id)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import redis
 
 from relay.core.delivery import Delivery, DeliveryState
+from relay.core.errors import LeaseLost
+from relay.core.summary import from_summary, is_summary_json, summary_json
 from relay.storage import lua
 from relay.storage.codec import text
+from relay.storage.inflight import Lease
 from relay.storage.keys import Keys
 from relay.storage.ordering import Ordering
 
@@ -19,6 +24,14 @@ SIZE_SAMPLE = 64
 HISTORY_SHARE_OF_MAXMEMORY = 0.25
 
 
+def decode(delivery_id: str, raw: bytes | str) -> Delivery:
+    """Return the Delivery a stored record holds, full or summary."""
+    record = text(raw)
+    if is_summary_json(record):
+        return from_summary(delivery_id, json.loads(record))
+    return Delivery.from_json(record)
+
+
 class History:
     """The record of every delivery, kept for its retention period."""
 
@@ -26,12 +39,12 @@ class History:
         self.redis = connection
         self.keys = keys
         self.ordering = ordering
-        self._finish = lua.register(connection, "release_chains", "finish")
+        self._finish = lua.register(connection, "record", "release_chains", "finish")
 
     def load(self, delivery_id: str) -> Delivery | None:
         """Return a stored delivery, or None if it is gone."""
         raw = self.redis.get(self.keys.delivery(delivery_id))
-        return Delivery.from_json(raw) if raw else None
+        return decode(delivery_id, raw) if raw else None
 
     def save(self, delivery: Delivery) -> None:
         """Store the delivery's current state."""
@@ -41,10 +54,11 @@ class History:
         """Load many deliveries at once, skipping any that expired."""
         ids = list(ids)
         for start in range(0, len(ids), 500):
-            batch = [self.keys.delivery(i) for i in ids[start : start + 500]]
-            for raw in self.redis.mget(batch):
+            batch = ids[start : start + 500]
+            found = self.redis.mget([self.keys.delivery(i) for i in batch])
+            for delivery_id, raw in zip(batch, found, strict=True):
                 if raw:
-                    yield Delivery.from_json(raw)
+                    yield decode(delivery_id, raw)
 
     def recent_ids(
         self, limit: int, since: float | None = None, until: float | None = None
@@ -61,19 +75,42 @@ class History:
         """Drop index entries of deliveries received before a time; return how many."""
         return int(self.redis.zremrangebyscore(self.keys.index, "-inf", f"({received_before}"))
 
-    def finish(self, delivery: Delivery, state: DeliveryState, retention_seconds: int) -> list[str]:
-        """Record a final state, keep it for the retention period, unblock the contact."""
+    def finish(
+        self,
+        delivery: Delivery,
+        state: DeliveryState,
+        retention_seconds: int,
+        lease: Lease | None = None,
+        *,
+        summary: bool = False,
+    ) -> list[str]:
+        """Record a final state, keep it for the retention period, unblock the contact.
+
+        With `summary`, only the compact summary is kept. Raise LeaseLost, writing nothing,
+        when the lease is no longer held; return the ids of the successors woken.
+        """
         delivery.state = state
         delivery.finished_at = time.time()
         delivery.next_attempt_at = None
+        record = summary_json(delivery) if summary else delivery.to_json()
         # Let RQ's job record lapse rather than delete it: a stock `rq worker` running the
         # same task still updates it after the task returns.
+        processing = self.keys.processing(lease.holder if lease else "")
         keys = [self.keys.delivery(delivery.id), self.keys.pending, self.keys.job(delivery.id)]
-        keys += [self.keys.dead, *delivery.contact_keys]
-        args: list[str | int] = [*self.ordering.chain_args(delivery), delivery.to_json()]
-        args += [retention_seconds, JOB_RECORD_GRACE_SECONDS]
+        keys += [self.keys.dead, processing, self.keys.leases]
+        keys += delivery.contact_keys
+        args: list[str | int] = [delivery.id, self.keys.parked, *self.ordering.queue_args()]
+        args += [lease.value if lease else "", record, retention_seconds, JOB_RECORD_GRACE_SECONDS]
         args += [repr(delivery.finished_at) if state == DeliveryState.DEAD else ""]
-        return [text(item) for item in self._finish(keys=keys, args=args)]
+        done, *woken = self._finish(keys=keys, args=args)
+        if not int(done):
+            raise LeaseLost(delivery.id)
+        return [text(item) for item in woken]
+
+    def failed_attempts(self, delivery_id: str) -> list[dict[str, Any]]:
+        """Return the failed attempts of a delivery still in the log of the latest ones."""
+        entries = (json.loads(raw) for raw in self.redis.lrange(self.keys.failed_attempts, 0, -1))
+        return [entry for entry in entries if entry.get("id") == delivery_id]
 
     def budget_bytes(self, fallback_mb: int) -> int:
         """Return what delivered history may use: a quarter of maxmemory, else the fallback."""
@@ -152,5 +189,5 @@ class History:
 
 
 def _is_delivered(raw: bytes | str) -> bool:
-    """Return True when a stored record is in its delivered state."""
-    return Delivery.from_json(raw).state == DeliveryState.DELIVERED
+    """Return True when a stored record is in its delivered state (a summary always is)."""
+    return decode("", raw).state == DeliveryState.DELIVERED

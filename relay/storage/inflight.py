@@ -1,14 +1,58 @@
-"""Deliveries a worker has taken: processing lists, heartbeats, and reclaiming the lost."""
+"""Deliveries a worker has taken: processing lists, leases, heartbeats, and reclaiming the lost.
+
+Each take gives the delivery a lease ('holder token' in one hash). Finishing, scheduling a retry
+and releasing the contact's chain check it, so a worker that lost its delivery to another (its
+heartbeat expired while it was still running) cannot record a result over the other's. A lease
+is live while its holder's heartbeat is; reclaim requeues only deliveries no live lease holds.
+"""
 
 from __future__ import annotations
 
 import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import redis
 
+from relay.core.delivery import Delivery
 from relay.storage import lua
 from relay.storage.codec import text
 from relay.storage.keys import QUEUE_KEY_PREFIX, Keys
+
+# What a take found, in take.lua's words.
+START, PARKED, HELD, FINISHED, GONE = "start", "parked", "held", "finished", "gone"
+
+
+@dataclass(frozen=True)
+class Lease:
+    """One take of a delivery by a worker."""
+
+    holder: str
+    token: str
+
+    @classmethod
+    def new(cls, holder: str) -> Lease:
+        """Return a fresh lease for a worker."""
+        return cls(holder, uuid.uuid4().hex[:12])
+
+    @property
+    def value(self) -> str:
+        """Return the lease as stored in Redis."""
+        return f"{self.holder} {self.token}"
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What a take found: the verdict, the delivery, and for START its lease and record."""
+
+    verdict: str
+    delivery_id: str
+    org_id: str
+    endpoint: str
+    lease: Lease
+    delivery: Delivery | None = None
+    woken: tuple[str, ...] = ()
 
 
 class InFlight:
@@ -17,44 +61,65 @@ class InFlight:
     def __init__(self, connection: redis.Redis, keys: Keys) -> None:
         self.redis = connection
         self.keys = keys
-        self._requeue_processing = lua.register(connection, "requeue_if_lost", "requeue_processing")
-        self._requeue_one = lua.register(connection, "requeue_if_lost", "requeue_one")
+        self._take = lua.register(connection, "record", "leases", "release_chains", "take")
+        requeue = ("record", "leases", "requeue_if_lost")
+        self._requeue_processing = lua.register(connection, *requeue, "requeue_processing")
+        self._requeue_orphans = lua.register(connection, *requeue, "requeue_orphans")
 
-    def take(self, org_id: str, worker: str) -> str | None:
-        """Move the next delivery id of an organization into the worker's processing list."""
-        taken = self.redis.lmove(
-            self.keys.queue(org_id), self.keys.processing(worker), "LEFT", "RIGHT"
-        )
-        return text(taken) if taken else None
+    def take(self, holder: str, org_ids: Sequence[str]) -> Taken | None:
+        """Take the next delivery of the first organization with one queued, in one round trip."""
+        return self._run_take(Lease.new(holder), "", org_ids)
 
-    def done(self, delivery_id: str, worker: str) -> None:
-        """Drop a delivery from the worker's processing list."""
-        self.redis.lrem(self.keys.processing(worker), 1, delivery_id)
+    def claim(self, delivery_id: str, holder: str) -> Taken:
+        """Take a delivery RQ has already popped off its queue (a stock `rq worker`)."""
+        taken = self._run_take(Lease.new(holder), delivery_id, [])
+        if taken is None:
+            raise RuntimeError("take.lua gave no verdict for a given id")
+        return taken
+
+    def _run_take(self, lease: Lease, given_id: str, org_ids: Sequence[str]) -> Taken | None:
+        keys = [self.keys.processing(lease.holder), self.keys.leases, self.keys.parked]
+        args = [lease.value, self.keys.prefix, QUEUE_KEY_PREFIX, given_id, *org_ids]
+        found = [text(item) for item in self._take(keys=keys, args=args)]
+        if not found:
+            return None
+        verdict, delivery_id, org_id, endpoint, *rest = found
+        if verdict == START:
+            delivery = Delivery.from_json(rest[0])
+            return Taken(verdict, delivery_id, org_id, endpoint, lease, delivery)
+        return Taken(verdict, delivery_id, org_id, endpoint, lease, woken=tuple(rest))
+
+    def lease_of(self, delivery_id: str) -> str | None:
+        """Return the lease held on a delivery ('holder token'), if any."""
+        held = self.redis.hget(self.keys.leases, delivery_id)
+        return text(held) if held else None
 
     def processing(self, worker: str) -> list[str]:
         """Return the ids in a worker's processing list."""
         return [text(i) for i in self.redis.lrange(self.keys.processing(worker), 0, -1)]
 
-    def requeue_one(self, delivery_id: str, worker: str) -> bool:
-        """Move one delivery from a worker's processing list back to its queue if lost."""
-        keys = [self.keys.processing(worker)]
-        return bool(self._requeue_one(keys=keys, args=[*self._requeue_args(), delivery_id]))
+    def requeue_orphans(self, worker: str, working: Iterable[Lease]) -> int:
+        """Requeue entries of a live worker's list that none of its threads (`working`) runs."""
+        keys = [self.keys.processing(worker), self.keys.leases]
+        args = [*self._requeue_args(), worker, *(lease.value for lease in working)]
+        return int(self._requeue_orphans(keys=keys, args=args))
 
     def requeue_processing(self, worker: str) -> int:
         """Give a worker's in-flight deliveries back to their queues; return how many."""
-        keys = [self.keys.processing(worker), self.keys.workers]
+        keys = [self.keys.processing(worker), self.keys.workers, self.keys.leases]
         return int(self._requeue_processing(keys=keys, args=[*self._requeue_args(), worker]))
 
     def _requeue_args(self) -> list[str]:
         keys = self.keys
         return [keys.prefix, QUEUE_KEY_PREFIX, keys.scheduled_prefix(), keys.parked]
 
-    def heartbeat(self, worker: str, ttl_seconds: int) -> None:
-        """Tell the others this worker is alive."""
+    def heartbeat(self, worker: str, ttl_seconds: int) -> bool:
+        """Tell the others this worker is alive; return False if it had been taken for dead."""
         with self.redis.pipeline() as pipe:
             pipe.sadd(self.keys.workers, worker)
-            pipe.set(self.keys.worker(worker), int(time.time()), ex=ttl_seconds)
-            pipe.execute()
+            pipe.set(self.keys.worker(worker), int(time.time()), ex=ttl_seconds, get=True)
+            added, previous = pipe.execute()
+        return not added and previous is not None
 
     def workers(self) -> list[str]:
         """Return every registered worker."""

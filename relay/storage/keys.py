@@ -27,7 +27,7 @@ class Keys:
         return ":".join((self.prefix, *parts))
 
     def delivery(self, delivery_id: str) -> str:
-        """Return the key of one delivery's record (JSON)."""
+        """Return the key of one delivery's record (JSON; the Lua scripts name it too)."""
         return self.key("d", delivery_id)
 
     def queue(self, org_id: str) -> str:
@@ -40,11 +40,17 @@ class Keys:
 
     def scheduled(self, org_id: str) -> str:
         """Return the schedule (sorted set by due time) of an organization's retries."""
-        return f"rq:scheduled:{queue_name(org_id)}"
+        # Under the relay's prefix: RQ's own `rq:scheduled:<queue>` would be acted on by a
+        # stock `rq worker --with-scheduler`.
+        return self.key("scheduled", org_id)
 
     def scheduled_prefix(self) -> str:
         """Return what the Lua scripts add an organization id to, to find its schedule."""
         return self.scheduled("")
+
+    def legacy_scheduled(self, org_id: str) -> str:
+        """Return where earlier versions kept an organization's schedule (RQ's key)."""
+        return f"rq:scheduled:{queue_name(org_id)}"
 
     @property
     def pending(self) -> str:
@@ -115,8 +121,18 @@ class Keys:
         return self.key("workers")
 
     def worker(self, name: str) -> str:
-        """Return a worker's heartbeat key."""
+        """Return a worker's heartbeat key (leases.lua names it too)."""
         return self.key("worker", name)
+
+    @property
+    def leases(self) -> str:
+        """Return the hash of leases: delivery id -> 'holder token' of the take running it."""
+        return self.key("leases")
+
+    @property
+    def failed_attempts(self) -> str:
+        """Return the list of the latest failed attempts, with full request and response."""
+        return self.key("failed-attempts")
 
     def processing(self, worker: str) -> str:
         """Return the list of deliveries a worker has taken and not finished."""

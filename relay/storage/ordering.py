@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import redis
 
 from relay.core.delivery import Delivery
@@ -18,10 +20,7 @@ class Ordering:
     def __init__(self, connection: redis.Redis, keys: Keys) -> None:
         self.redis = connection
         self.keys = keys
-        self._try_start = lua.register(connection, "try_start")
-        self._release_if_finished = lua.register(
-            connection, "release_chains", "release_if_finished"
-        )
+        self._release_stuck = lua.register(connection, "record", "release_chains", "release_stuck")
 
     def identities(self, delivery: Delivery) -> list[str]:
         """Return the names a delivery's contact goes by: username, manychat_id, contact_id."""
@@ -51,20 +50,37 @@ class Ordering:
             # One key per link, so links of contacts gone quiet expire instead of piling up.
             pipe.set(self.keys.alias(delivery.org_id, manychat), username, ex=ALIAS_TTL_SECONDS)
 
-    def try_start(self, delivery: Delivery) -> bool:
-        """Return True if the delivery may go now; otherwise park it behind its predecessor."""
-        if not delivery.contact_keys:
-            return True
-        args = [delivery.id, self.keys.parked]
-        return bool(self._try_start(keys=delivery.contact_keys, args=args))
+    def queue_args(self) -> list[str]:
+        """Return the key prefix and queue key prefix the chain scripts build keys from."""
+        return [self.keys.prefix, QUEUE_KEY_PREFIX]
 
-    def release_if_finished(self, delivery: Delivery) -> list[str]:
-        """Take a delivery still finished out of its chains; requeue successors it unblocks."""
-        if not delivery.contact_keys:
-            return []
-        keys, args = delivery.contact_keys, self.chain_args(delivery)
-        return [text(item) for item in self._release_if_finished(keys=keys, args=args)]
+    def release_stuck(self, cursor: int = 0, page: int = 200) -> Released:
+        """Free chains headed by a vanished or finished delivery, for one page of parked ones."""
+        args: list[str | int] = [*self.queue_args(), cursor, page]
+        found = self._release_stuck(keys=[self.keys.parked], args=args)
+        next_cursor, *rest = [text(item) for item in found]
+        split = rest.index("")
+        pairs = (entry.split(" ", 1) for entry in rest[:split])
+        chains = tuple((head, chain) for head, chain in pairs)
+        return Released(int(next_cursor), chains, tuple(rest[split + 1 :]))
 
-    def chain_args(self, delivery: Delivery) -> list[str]:
-        """Return the arguments release_chains.lua expects first."""
-        return [delivery.id, self.keys.parked, self.keys.prefix, QUEUE_KEY_PREFIX]
+    def release_all_stuck(self, max_pages: int = 100) -> Released:
+        """Run release_stuck over the whole parked set (bounded); return everything it did."""
+        cursor, chains, woken = 0, list[tuple[str, str]](), list[str]()
+        for _ in range(max_pages):
+            found = self.release_stuck(cursor)
+            chains += found.chains
+            woken += found.woken
+            cursor = found.cursor
+            if cursor == 0:
+                break
+        return Released(cursor, tuple(chains), tuple(woken))
+
+
+@dataclass(frozen=True)
+class Released:
+    """What release_stuck did: where to go on, (head, chain) pairs freed, deliveries woken."""
+
+    cursor: int
+    chains: tuple[tuple[str, str], ...]
+    woken: tuple[str, ...]

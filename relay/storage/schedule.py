@@ -7,8 +7,11 @@ from collections.abc import Iterable
 
 import redis
 
+from relay.core import defaults
 from relay.core.delivery import Delivery
+from relay.core.errors import LeaseLost
 from relay.storage import lua
+from relay.storage.inflight import Lease
 from relay.storage.keys import Keys
 
 
@@ -18,15 +21,30 @@ class Schedule:
     def __init__(self, connection: redis.Redis, keys: Keys) -> None:
         self.redis = connection
         self.keys = keys
+        self._retry = lua.register(connection, "retry")
         self._move_due = lua.register(connection, "move_due")
 
-    def put(self, delivery: Delivery, at: float) -> None:
-        """Store the delivery and put it back on its queue at a later time."""
+    def put(
+        self, delivery: Delivery, at: float, lease: Lease | None = None, failed_attempt: str = ""
+    ) -> None:
+        """Store the delivery and put it back on its queue at a later time, giving up the lease.
+
+        `failed_attempt` (JSON) goes to the log of the latest failed attempts. Raise LeaseLost,
+        writing nothing, when the lease is no longer held.
+        """
         delivery.next_attempt_at = at
-        with self.redis.pipeline() as pipe:
-            pipe.set(self.keys.delivery(delivery.id), delivery.to_json())
-            pipe.zadd(self.keys.scheduled(delivery.org_id), {delivery.id: at})
-            pipe.execute()
+        holder = lease.holder if lease else ""
+        keys = [self.keys.delivery(delivery.id), self.keys.scheduled(delivery.org_id)]
+        keys += [self.keys.processing(holder), self.keys.leases, self.keys.failed_attempts]
+        args: list[str | float] = [
+            delivery.id,
+            lease.value if lease else "",
+            delivery.to_json(),
+            at,
+        ]
+        args += [failed_attempt, defaults.FAILED_ATTEMPTS_KEPT]
+        if not self._retry(keys=keys, args=args):
+            raise LeaseLost(delivery.id)
 
     def move_due(self, org_ids: Iterable[str], now: float | None = None) -> int:
         """Move deliveries whose time has come onto their queues; return how many."""
@@ -34,3 +52,16 @@ class Schedule:
         keys = [self.keys.scheduled(org_id) for org_id in org_ids]
         queues = [self.keys.queue(org_id) for org_id in org_ids]
         return int(self._move_due(keys=keys, args=[now or time.time(), *queues]))
+
+    def adopt_legacy(self, org_ids: Iterable[str]) -> int:
+        """Move retries an earlier version scheduled under RQ's key into the relay's own."""
+        moved = 0
+        for org_id in org_ids:
+            legacy, own = self.keys.legacy_scheduled(org_id), self.keys.scheduled(org_id)
+            with self.redis.pipeline() as pipe:
+                pipe.zcard(legacy)
+                pipe.zunionstore(own, [own, legacy], aggregate="MIN")
+                pipe.delete(legacy)
+                count, _, _ = pipe.execute()
+            moved += int(count)
+        return moved

@@ -29,15 +29,23 @@ class Stats:
         pipe.hincrby(bucket, f"{org_id}|{endpoint}|{outcome}", 1)
         pipe.expire(bucket, STATS_RETENTION_SECONDS)
 
-    def record(
-        self, org_id: str, endpoint: str, outcome: str, latency_ms: float | None = None
+    def add_counts(
+        self,
+        outcomes: Mapping[tuple[int, str], int],
+        latencies: list[float],
+        metrics: Mapping[str, float],
     ) -> None:
-        """Count one outcome in this minute's bucket, and keep the latency sample."""
+        """Add counts gathered in a process: (minute, field) outcomes, latencies, metrics."""
         with self.redis.pipeline(transaction=False) as pipe:
-            self.count(pipe, org_id, endpoint, outcome)
-            if latency_ms is not None:
-                pipe.lpush(self.keys.latency, latency_ms)
+            for (minute, field), count in outcomes.items():
+                pipe.hincrby(self.keys.stats(minute), field, count)
+            for minute in {minute for minute, _ in outcomes}:
+                pipe.expire(self.keys.stats(minute), STATS_RETENTION_SECONDS)
+            if latencies:
+                pipe.lpush(self.keys.latency, *latencies[-LATENCY_SAMPLES:])
                 pipe.ltrim(self.keys.latency, 0, LATENCY_SAMPLES - 1)
+            for field, amount in metrics.items():
+                pipe.hincrbyfloat(self.keys.metrics, field, amount)
             pipe.execute()
 
     def minute_counts(self, minutes: int) -> list[tuple[int, Counts]]:

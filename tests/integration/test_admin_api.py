@@ -629,9 +629,12 @@ def test_deleting_one_dead_letter(client: FlaskClient, store: Store, outcomes: d
 
 # -- overview ----------------------------------------------------------------------------------
 def test_overview_has_totals_and_a_series(client: FlaskClient, outcomes: dict) -> None:
-    response = client.get(f"{ADMIN}/overview", headers=READ)
+    def counted() -> dict[str, Any] | None:
+        data = dict(client.get(f"{ADMIN}/overview", headers=READ).get_json()["data"])
+        counts = data["windows"]["hour"]["counts"]
+        return data if counts.get("dead") == 2 and counts.get("delivered") == 1 else None
 
-    data = response.get_json()["data"]
+    data = wait_until(counted)  # the worker writes the counts it gathers once a second
     assert data["totals"]["deadLetters"] == 2
     assert data["totals"]["pending"] == 0
     assert data["windows"]["hour"]["counts"]["dead"] == 2

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import redis
 
 from relay.core.delivery import DeliveryState
+from relay.core.errors import LeaseLost
+from relay.storage.inflight import HELD, PARKED, START, Taken
 from relay.storage.store import Store
 from tests.helpers import DEFAULT_REPLY, ORG_A, headers, queued_ids, wait_until
-from workers.process import INDEX_GRACE_SECONDS
+from workers.maintenance import INDEX_GRACE_SECONDS
 
 URL = "/api/v1/contact/default-reply"
 WORKER = "gone-worker"
@@ -21,21 +24,31 @@ def accept(client, **changes: str) -> str:  # type: ignore[no-untyped-def]
     return str(response.get_json()["data"]["delivery_id"])
 
 
-def take_into(store: Store, worker: str) -> str:
-    """Move the next queued delivery into a worker's processing list, as a worker would."""
-    taken = store.inflight.take(ORG_A.id, worker)
-    assert taken
+def accept_for(client, name: str) -> str:  # type: ignore[no-untyped-def]
+    """Accept a message of a contact of its own."""
+    return accept(client, username=name, manychat_id=name)
+
+
+def take(store: Store, worker: str = WORKER, verdict: str = START) -> Taken:
+    """Take the next queued delivery as a worker would, and check what the take found."""
+    taken = store.inflight.take(worker, [ORG_A.id])
+    assert taken is not None
+    assert taken.verdict == verdict
     return taken
+
+
+def chain_entries(store: Store, delivery_id: str, chains: list[str]) -> list[int]:
+    return [store.redis.lrange(c, 0, -1).count(delivery_id.encode()) for c in chains]
 
 
 def test_a_finished_delivery_still_heading_its_chain_is_released_when_met_again(  # type: ignore[no-untyped-def]
     client, store, sandbox, start_worker
 ) -> None:
     first, second = accept(client), accept(client, message_content="a follow-up")
-    # The state of a worker killed between recording the result and leaving the chain (the
+    # The state of a worker killed between recording the result and leaving the chain (an
     # old two-step finish): `first` is delivered yet still heads the contact's chain.
-    take_into(store, WORKER)
-    delivery = store.history.load(first)
+    delivery = take(store).delivery
+    assert delivery is not None
     delivery.state = DeliveryState.DELIVERED
     store.history.save(delivery)
     store.redis.lpush(store.keys.queue(ORG_A.id), first)  # as the reclaim hands it back
@@ -49,73 +62,143 @@ def test_a_stale_copy_of_a_dead_letter_leaves_its_replay_in_the_chain(  # type: 
     client, store, sandbox, start_worker
 ) -> None:
     delivery_id = accept(client)
-    take_into(store, WORKER)
-    store.history.finish(store.history.load(delivery_id), DeliveryState.DEAD, retention_seconds=60)
-    stale = store.history.load(delivery_id)  # a leftover copy of the job loads it: dead, so GONE
-    assert store.dead.replay(delivery_id)  # meanwhile an operator replays it
+    taken = take(store)
+    assert taken.delivery is not None
+    store.history.finish(taken.delivery, DeliveryState.DEAD, 60, taken.lease)
+    assert store.dead.replay(delivery_id)  # an operator replays it...
+    store.redis.rpush(store.keys.queue(ORG_A.id), delivery_id)  # ...while a stale copy waits
 
-    assert store.ordering.release_if_finished(stale) == []
-    assert all(store.redis.lrange(c, 0, -1) == [delivery_id.encode()] for c in stale.contact_keys)
     start_worker()
     wait_until(lambda: store.history.load(delivery_id).state == DeliveryState.DELIVERED)
+    wait_until(lambda: not queued_ids(store.redis))
+    assert len(sandbox.requests()) == 1
+    chains = store.history.load(delivery_id).contact_keys
+    assert chain_entries(store, delivery_id, chains) == [0] * len(chains)
 
 
 def test_finish_records_and_releases_in_one_step(client, store) -> None:  # type: ignore[no-untyped-def]
     first, second = accept(client), accept(client, message_content="next")
-    for delivery_id in (first, second):
-        take_into(store, WORKER)
-        assert store.ordering.try_start(store.history.load(delivery_id)) is (delivery_id == first)
+    taken = take(store)
+    take(store, verdict=PARKED)  # `second` waits behind `first`
+    assert taken.delivery is not None
 
-    woken = store.history.finish(
-        store.history.load(first), DeliveryState.DEAD, retention_seconds=60
-    )
+    woken = store.history.finish(taken.delivery, DeliveryState.DEAD, 60, taken.lease)
 
     assert woken == [second]
     assert store.history.load(first).state == DeliveryState.DEAD
     assert store.dead.ids() == [first]
     assert 0 < store.redis.ttl(store.keys.delivery(first)) <= 60
-    assert all(
-        first not in store.redis.lrange(c, 0, -1) for c in store.history.load(first).contact_keys
-    )
+    chains = store.history.load(first).contact_keys
+    assert chain_entries(store, first, chains) == [0] * len(chains)
     assert queued_ids(store.redis) == [second]
-
-
-def test_an_orphan_is_requeued_once_and_only_while_it_is_listed(client, store) -> None:  # type: ignore[no-untyped-def]
-    delivery_id = accept(client)
-    take_into(store, WORKER)
-
-    assert store.inflight.requeue_one(delivery_id, WORKER) is True
-    assert store.inflight.requeue_one(delivery_id, WORKER) is False  # its thread finished meanwhile
-    assert queued_ids(store.redis) == [delivery_id]
     assert store.inflight.processing(WORKER) == []
+    assert store.inflight.lease_of(first) is None
+
+
+def test_an_orphan_is_requeued_once_and_a_running_one_never(client, store) -> None:  # type: ignore[no-untyped-def]
+    running, orphan = accept_for(client, "running"), accept_for(client, "orphan")
+    working = take(store)
+    take(store)  # its thread failed before it could record anything
+
+    assert store.inflight.requeue_orphans(WORKER, [working.lease]) == 1
+    assert store.inflight.requeue_orphans(WORKER, [working.lease]) == 0
+    assert queued_ids(store.redis) == [orphan]
+    assert store.inflight.processing(WORKER) == [running]
+    assert store.inflight.lease_of(orphan) is None
 
 
 def test_reclaim_skips_what_something_else_will_run(client, store) -> None:  # type: ignore[no-untyped-def]
-    lost = accept(client, username="lost")
-    scheduled = accept(client, username="scheduled")
-    parked_first = accept(client, username="parked")
-    parked = accept(client, username="parked", message_content="second")
-    requeued = accept(client, username="already_queued")
-    finished = accept(client, username="finished")
-    for _ in range(6):
-        take_into(store, WORKER)
-    store.schedule.put(store.history.load(scheduled), time.time() + 3600)
-    assert store.ordering.try_start(store.history.load(parked)) is False
+    lost = accept_for(client, "lost")
+    scheduled = accept_for(client, "scheduled")
+    requeued = accept_for(client, "already_queued")
+    finished = accept_for(client, "finished")
+    taken = {t.delivery_id: t for t in (take(store) for _ in range(4))}
+    scheduled_delivery = taken[scheduled].delivery
+    finished_delivery = taken[finished].delivery
+    assert scheduled_delivery is not None and finished_delivery is not None
+    store.schedule.put(scheduled_delivery, time.time() + 3600)
     store.redis.rpush(store.keys.queue(ORG_A.id), requeued)
-    store.history.finish(
-        store.history.load(finished), DeliveryState.DELIVERED, retention_seconds=60
-    )
-    store.redis.sadd(store.keys.key("workers"), WORKER)
+    store.history.finish(finished_delivery, DeliveryState.DELIVERED, 60)
+    store.redis.sadd(store.keys.workers, WORKER)
 
-    assert store.inflight.requeue_processing(WORKER) == 2
-    assert sorted(queued_ids(store.redis)) == sorted([lost, parked_first, requeued])
-    assert queued_ids(store.redis).count(requeued) == 1
+    assert store.inflight.requeue_processing(WORKER) == 1
+    assert sorted(queued_ids(store.redis)) == sorted([lost, requeued])
+    assert store.inflight.lease_of(lost) is None
+
+
+def test_reclaim_leaves_a_parked_delivery_parked(client, store) -> None:  # type: ignore[no-untyped-def]
+    first, second = accept(client), accept(client, message_content="second")
+    take(store)
+    take(store, verdict=PARKED)
+    store.redis.rpush(store.keys.processing(WORKER), second)  # listed, as a crash could leave it
+    store.redis.sadd(store.keys.workers, WORKER)
+
+    assert store.inflight.requeue_processing(WORKER) == 1
+    assert queued_ids(store.redis) == [first]
+
+
+def test_reclaim_never_sends_a_delivery_twice_at_once(client, store) -> None:  # type: ignore[no-untyped-def]
+    """The sequence of issue 9, section 3, at the store level."""
+    x = accept(client)
+    follow_up = accept(client, message_content="a follow-up")
+    for alive in ("B", "C"):
+        store.inflight.heartbeat(alive, 30)
+    store.redis.sadd(store.keys.workers, "A")  # A is registered; its heartbeat has expired
+
+    # 1. Worker A took X, got a 503 and scheduled the retry, and was killed before done().
+    a = take(store, "A")
+    take(store, "A", verdict=PARKED)  # the follow-up waits behind X
+    assert a.delivery is not None
+    store.schedule.put(a.delivery, time.time() - 1, a.lease)
+    store.redis.rpush(store.keys.processing("A"), x)  # what the old two-step left behind
+    # 2. X came due and worker B took it.
+    assert store.schedule.move_due([ORG_A.id]) == 1
+    b = take(store, "B")
+    assert (b.delivery_id, store.inflight.lease_of(x)) == (x, b.lease.value)
+    # 3. Reclaiming A's list must not queue X again while B holds it.
+    assert store.inflight.requeue_processing("A") == 0
+    assert queued_ids(store.redis) == []
+    # 4. Even a stray copy on the queue does not let worker C start it.
+    store.redis.rpush(store.keys.queue(ORG_A.id), x)
+    c = take(store, "C", verdict=HELD)
+    assert c.delivery_id == x
+    assert (queued_ids(store.redis), store.inflight.processing("C")) == ([], [])
+    # A's late result is refused; B's finish wakes the contact's next message, once.
+    with pytest.raises(LeaseLost):
+        store.history.finish(a.delivery, DeliveryState.DELIVERED, 60, a.lease)
+    assert b.delivery is not None
+    assert store.history.finish(b.delivery, DeliveryState.DELIVERED, 60, b.lease) == [follow_up]
+    assert queued_ids(store.redis) == [follow_up]
+
+
+def test_a_worker_taken_for_dead_loses_its_delivery_and_records_nothing(client, store) -> None:  # type: ignore[no-untyped-def]
+    x = accept(client)
+    follow_up = accept(client, message_content="a follow-up")
+    store.inflight.heartbeat("A", 30)
+    a = take(store, "A")
+    take(store, "A", verdict=PARKED)  # the follow-up waits behind X
+    store.redis.delete(store.keys.worker("A"))  # A stalls past its heartbeat TTL
+    assert store.inflight.dead_workers() == ["A"]
+    assert store.inflight.requeue_processing("A") == 1  # another worker reclaims X
+    store.inflight.heartbeat("B", 30)
+    b = take(store, "B")
+    assert a.delivery is not None and b.delivery is not None
+
+    with pytest.raises(LeaseLost):
+        store.schedule.put(a.delivery, time.time() + 60, a.lease)
+    with pytest.raises(LeaseLost):
+        store.history.finish(a.delivery, DeliveryState.DELIVERED, 60, a.lease)
+    assert store.history.load(x).state == "queued"  # nothing A wrote stuck
+    assert store.redis.zcard(store.keys.scheduled(ORG_A.id)) == 0
+    assert queued_ids(store.redis) == []  # the contact's next message still waits for B
+    assert store.history.finish(b.delivery, DeliveryState.DELIVERED, 60, b.lease) == [follow_up]
 
 
 def test_two_replays_of_one_dead_letter_at_once_queue_it_once(client, store, redis_server) -> None:  # type: ignore[no-untyped-def]
     delivery_id = accept(client)
-    take_into(store, WORKER)
-    store.history.finish(store.history.load(delivery_id), DeliveryState.DEAD, retention_seconds=60)
+    taken = take(store)
+    assert taken.delivery is not None
+    store.history.finish(taken.delivery, DeliveryState.DEAD, 60, taken.lease)
     rival = Store(redis.Redis.from_url(redis_server.url))
 
     def replay_while_a_rival_replays(pipe, delivery) -> None:  # type: ignore[no-untyped-def]
@@ -125,7 +208,7 @@ def test_two_replays_of_one_dead_letter_at_once_queue_it_once(client, store, red
     assert store.dead.if_still_dead(delivery_id, replay_while_a_rival_replays) is False
     assert queued_ids(store.redis) == [delivery_id]
     chains = store.history.load(delivery_id).contact_keys
-    assert all(store.redis.lrange(c, 0, -1).count(delivery_id.encode()) == 1 for c in chains)
+    assert chain_entries(store, delivery_id, chains) == [1] * len(chains)
     assert store.dead.purge(delivery_id) is False  # no longer dead: a purge leaves it alone
     assert store.history.load(delivery_id) is not None
 
@@ -138,10 +221,10 @@ def test_a_statistics_failure_after_delivery_does_not_send_it_again(  # type: ig
     def unreachable(*args: object, **kwargs: object) -> None:
         raise redis.ConnectionError("blip")
 
-    monkeypatch.setattr(worker.deliverer.store.stats, "record", unreachable)
+    monkeypatch.setattr(worker.deliverer.store.stats, "add_counts", unreachable)
     delivery_id = accept(client)
     wait_until(lambda: store.history.load(delivery_id).state == DeliveryState.DELIVERED)
-    time.sleep(0.5)  # a resend would come from the orphan reclaim; give it the chance
+    time.sleep(1.5)  # a resend would come from the orphan reclaim; give it the chance
     assert len(sandbox.requests()) == 1
 
 

@@ -1,15 +1,25 @@
--- Record a final state and leave the chains in one step: a crash between the two would leave
--- a finished delivery heading its chains, and every later one for the contact parked forever.
--- The record is written last, so a failure before it leaves the delivery to run again.
+-- Record a final state and leave the chains in one step, if the lease still holds: a crash
+-- between the two would leave a finished delivery heading its chains, and every later one for
+-- the contact parked. The record is written last, so a failure before it leaves the delivery
+-- to run again. (record.lua and release_chains.lua come first.)
 -- KEYS[1]: the record; KEYS[2]: the pending set; KEYS[3]: RQ's job hash; KEYS[4]: the dead
--- letter index; KEYS[5..]: the contact chains.
--- ARGV[1..4]: as release_chains.lua; ARGV[5]: the record's JSON; ARGV[6]: its TTL (s);
--- ARGV[7]: the job hash's TTL (s); ARGV[8]: the dead-letter score, or '' when delivered.
--- Returns the ids of the successors woken.
-local record, pending, job, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-redis.call('SREM', pending, id)
-redis.call('EXPIRE', job, ARGV[7])
-if ARGV[8] ~= '' then redis.call('ZADD', dead, ARGV[8], id) end
-local woken = release({unpack(KEYS, 5)})
-redis.call('SET', record, ARGV[5], 'EX', ARGV[6])
-return woken
+-- letter index; KEYS[5]: the lease holder's processing list; KEYS[6]: the leases hash;
+-- KEYS[7..]: the contact chains.
+-- ARGV[1]: the delivery id; ARGV[2]: the parked set; ARGV[3]: the key prefix; ARGV[4]: the
+-- queue key prefix; ARGV[5]: the lease, or '' when no worker holds one (tools and tests);
+-- ARGV[6]: the record's JSON; ARGV[7]: its TTL (s); ARGV[8]: the job hash's TTL (s);
+-- ARGV[9]: the dead-letter score, or '' when delivered.
+-- Returns {1, woken ids...}, or {0} when the lease is no longer held (nothing is written).
+local id = ARGV[1]
+local ctx = {parked = ARGV[2], prefix = ARGV[3], queue_prefix = ARGV[4]}
+if ARGV[5] ~= '' then
+  if redis.call('HGET', KEYS[6], id) ~= ARGV[5] then return {0} end
+  redis.call('HDEL', KEYS[6], id)
+  redis.call('LREM', KEYS[5], 1, id)
+end
+redis.call('SREM', KEYS[2], id)
+redis.call('EXPIRE', KEYS[3], ARGV[8])
+if ARGV[9] ~= '' then redis.call('ZADD', KEYS[4], ARGV[9], id) end
+local woken = release(id, {unpack(KEYS, 7)}, ctx)
+redis.call('SET', KEYS[1], ARGV[6], 'EX', ARGV[7])
+return {1, unpack(woken)}

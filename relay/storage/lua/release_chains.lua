@@ -1,29 +1,29 @@
--- Shared by release_if_finished.lua and finish.lua (prepended to them, not run alone).
--- ARGV[1]: delivery id; ARGV[2]: the parked set; ARGV[3]: the key prefix; ARGV[4]: the
--- queue key prefix an organization id is added to.
--- release(chains): leave every chain; wake each parked successor that now heads all of its
--- chains by pushing it on its organization's queue; return the woken ids.
-local id, parked, prefix, queue_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local function release(chains)
+-- Shared by take.lua, finish.lua and release_stuck.lua (prepended to them, not run alone;
+-- record.lua comes first). ctx: {parked = the parked set, prefix = the key prefix,
+-- queue_prefix = what an organization id is added to, to name its queue}.
+-- wake_if_ready(id, ctx): if a parked delivery now heads every chain it is in, unpark it and
+-- push it on its organization's queue; return true if woken.
+-- release(id, chains, ctx): leave every chain; wake each parked successor that now heads all
+-- of its chains; return the woken ids.
+local function wake_if_ready(id, ctx)
+  if redis.call('SISMEMBER', ctx.parked, id) == 0 then return false end
+  local raw = redis.call('GET', ctx.prefix .. ':d:' .. id)
+  if not raw then return false end
+  local _, org_id, record = read_record(raw)
+  for _, chain in ipairs(record['contact_keys'] or {}) do
+    if redis.call('LINDEX', chain, 0) ~= id then return false end
+  end
+  redis.call('SREM', ctx.parked, id)
+  redis.call('RPUSH', ctx.queue_prefix .. org_id, id)
+  return true
+end
+
+local function release(id, chains, ctx)
   local woken = {}
   for _, chain in ipairs(chains) do redis.call('LREM', chain, 1, id) end
   for _, chain in ipairs(chains) do
     local head = redis.call('LINDEX', chain, 0)
-    if head and redis.call('SISMEMBER', parked, head) == 1 then
-      local raw = redis.call('GET', prefix .. ':d:' .. head)
-      local ready = raw ~= false
-      if ready then
-        local next = cjson.decode(raw)
-        for _, other in ipairs(next['contact_keys']) do
-          if redis.call('LINDEX', other, 0) ~= head then ready = false end
-        end
-        if ready then
-          redis.call('SREM', parked, head)
-          redis.call('RPUSH', queue_prefix .. next['org_id'], head)
-          table.insert(woken, head)
-        end
-      end
-    end
+    if head and wake_if_ready(head, ctx) then table.insert(woken, head) end
   end
   return woken
 end

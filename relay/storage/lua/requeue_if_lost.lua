@@ -1,4 +1,5 @@
--- Shared by requeue_processing.lua and requeue_one.lua (prepended to them, not run alone).
+-- Shared by requeue_processing.lua and requeue_orphans.lua (prepended to them, not run alone;
+-- record.lua and leases.lua come first).
 -- ARGV[1]: the key prefix; ARGV[2]: the queue key prefix; ARGV[3]: the schedule key prefix;
 -- ARGV[4]: the parked set.
 -- requeue_if_lost(id): put a delivery taken from a processing list back on its queue, unless
@@ -8,11 +9,11 @@ local prefix, queue_prefix, scheduled_prefix, parked = ARGV[1], ARGV[2], ARGV[3]
 local function requeue_if_lost(id)
   local raw = redis.call('GET', prefix .. ':d:' .. id)
   if not raw then return 0 end
-  local delivery = cjson.decode(raw)
-  local queue = queue_prefix .. delivery['org_id']
-  if delivery['state'] == 'delivered' or delivery['state'] == 'dead'
-    or redis.call('SISMEMBER', parked, id) == 1
-    or redis.call('ZSCORE', scheduled_prefix .. delivery['org_id'], id)
+  local state, org_id = read_record(raw)
+  if is_finished(state) then return 0 end
+  local queue = queue_prefix .. org_id
+  if redis.call('SISMEMBER', parked, id) == 1
+    or redis.call('ZSCORE', scheduled_prefix .. org_id, id)
     or redis.call('LPOS', queue, id) then  -- O(queue length), but only when reclaiming
     return 0
   end

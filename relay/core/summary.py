@@ -1,0 +1,103 @@
+"""The summary kept of a delivered message: what anyone asks about it later, in a few hundred
+bytes of Redis. Full request and response bodies are kept only for dead letters, the latest
+failed attempts and a sample of deliveries.
+
+Its keys are short on purpose: each is paid for in every record kept for the whole retention.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+from relay.core.delivery import Attempt, Delivery
+from relay.core.policy import Verdict
+
+MARK = '{"summary":1,'  # how a summary's JSON starts; record.lua checks the same key
+# The contact's names, so a delivered message is still found by username or manychat_id.
+CONTACT_FIELDS = {"username": "u", "manychat_id": "m", "contact_id": "c"}
+# Fields of DmTracker's answer that ManyChat flows route contacts on ($.data.contact_type).
+ROUTING_FIELDS = {"contact_type": "ct", "outreach_reason": "or", "outreach_message": "om"}
+ROUTING_VALUE_MAX_CHARS = 64
+
+
+class DeliverySummary(Delivery):
+    """A delivered message rebuilt from its summary: its request and response bodies are gone."""
+
+    is_summary: ClassVar[bool] = True
+
+
+def summary_json(delivery: Delivery) -> str:
+    """Return the compact JSON kept for a delivered message."""
+    last = delivery.last_attempt
+    received = delivery.received_at
+    data: dict[str, Any] = {
+        "summary": 1,
+        "o": delivery.org_id,
+        "e": delivery.endpoint,
+        "s": delivery.state,
+        "r": round(received, 3),
+        "f": round((delivery.finished_at or received) - received, 3),
+        "n": delivery.attempt_count,
+    }
+    optional: dict[str, float | None] = {"a": delivery.attempts_used, "p": delivery.replays}
+    if last is not None:
+        optional |= {"h": last.status, "l": last.latency_ms}
+    data |= {key: value for key, value in optional.items() if value}
+    data |= _picked(delivery.payload, CONTACT_FIELDS)
+    answer = _answer_data(last.body if last else "")
+    data |= _picked(answer, ROUTING_FIELDS, ROUTING_VALUE_MAX_CHARS)
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def is_summary_json(raw: str) -> bool:
+    """Return True if a stored record is a summary rather than a full Delivery."""
+    return raw.startswith(MARK)
+
+
+def from_summary(delivery_id: str, data: dict[str, Any]) -> Delivery:
+    """Rebuild a Delivery from a summary: the contact's names, the final attempt, the counts."""
+    received = float(data["r"])
+    finished = received + float(data.get("f", 0))
+    routing = {name: data[key] for name, key in ROUTING_FIELDS.items() if key in data}
+    body = json.dumps({"data": routing}, ensure_ascii=False) if routing else ""
+    final = Attempt(finished, data.get("h"), float(data.get("l", 0.0)), Verdict.DELIVERED, body)
+    count = int(data.get("n", 0))
+    attempts = [final] if count else []
+    return DeliverySummary(
+        id=delivery_id,
+        org_id=data["o"],
+        endpoint=data["e"],
+        payload={name: data[key] for name, key in CONTACT_FIELDS.items() if key in data},
+        received_at=received,
+        state=data["s"],
+        attempts=attempts,
+        attempts_used=int(data.get("a", 0)),
+        finished_at=finished,
+        replays=int(data.get("p", 0)),
+        attempts_omitted=count - len(attempts),
+    )
+
+
+def _answer_data(body: str) -> dict[str, Any]:
+    """Return the `data` object of DmTracker's JSON answer, or {}."""
+    try:
+        answer = json.loads(body) if body else None
+    except ValueError:
+        return {}
+    data = answer.get("data") if isinstance(answer, dict) else None
+    return data if isinstance(data, dict) else {}
+
+
+def _picked(
+    source: dict[str, Any], fields: dict[str, str], max_chars: int | None = None
+) -> dict[str, Any]:
+    """Return the given fields of `source` that hold a value, under their short keys."""
+    picked = {}
+    for name, key in fields.items():
+        value = source.get(name)
+        if isinstance(value, str):
+            value = value[:max_chars]
+        if value not in (None, ""):
+            picked[key] = value
+    return picked

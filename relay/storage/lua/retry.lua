@@ -1,0 +1,21 @@
+-- Put a delivery aside for a later attempt in one step, if the lease still holds: store its
+-- record, schedule it, give up the lease, and log the failed attempt if there was one.
+-- KEYS[1]: the record; KEYS[2]: the organization's schedule; KEYS[3]: the lease holder's
+-- processing list; KEYS[4]: the leases hash; KEYS[5]: the log of the latest failed attempts.
+-- ARGV[1]: the delivery id; ARGV[2]: the lease, or '' when no worker holds one (tools and
+-- tests); ARGV[3]: the record's JSON; ARGV[4]: when it is due (epoch s); ARGV[5]: the failed
+-- attempt to log (JSON), or ''; ARGV[6]: how many entries the log keeps.
+-- Returns 1, or 0 when the lease is no longer held (nothing is written).
+local id = ARGV[1]
+if ARGV[2] ~= '' then
+  if redis.call('HGET', KEYS[4], id) ~= ARGV[2] then return 0 end
+  redis.call('HDEL', KEYS[4], id)
+  redis.call('LREM', KEYS[3], 1, id)
+end
+redis.call('SET', KEYS[1], ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[4], id)
+if ARGV[5] ~= '' then
+  redis.call('LPUSH', KEYS[5], ARGV[5])
+  redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[6]) - 1)
+end
+return 1

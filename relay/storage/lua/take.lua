@@ -1,0 +1,64 @@
+-- Take the next delivery for a worker in one round trip: move its id from a queue to the
+-- worker's processing list and decide, in the same step, what to do with it.
+-- (record.lua, leases.lua and release_chains.lua come first.)
+-- KEYS[1]: the worker's processing list; KEYS[2]: the leases hash; KEYS[3]: the parked set.
+-- ARGV[1]: the lease to give this take ('holder token'); ARGV[2]: the key prefix; ARGV[3]: the
+-- queue key prefix; ARGV[4]: the id of a delivery already taken off its queue by RQ, or '';
+-- ARGV[5..]: the organization ids whose queues to try, in turn.
+-- Returns {} when every queue tried is empty, else {verdict, id, organization id, endpoint,
+-- ...} (the endpoint is '' when unknown):
+--   start    it heads its contact's chains: the lease is taken; the record's JSON follows
+--   parked   an earlier delivery of its contact is unfinished: parked until woken
+--   held     a live lease holds it already: this was a stray copy, dropped
+--   finished delivered or dead already (a stale copy): chains released; woken ids follow
+--   gone     its record has vanished
+local processing, leases, parked = KEYS[1], KEYS[2], KEYS[3]
+local lease, prefix = ARGV[1], ARGV[2]
+local ctx = {parked = parked, prefix = prefix, queue_prefix = ARGV[3]}
+
+local function drop(id)
+  redis.call('LREM', processing, -1, id)  -- the entry just added, at the end
+end
+
+local function judge(id, org_id)
+  local held = redis.call('HGET', leases, id)
+  if lease_live(prefix, held) then
+    drop(id)
+    return {'held', id, org_id, ''}
+  end
+  local raw = redis.call('GET', prefix .. ':d:' .. id)
+  if not raw then
+    drop(id)
+    redis.call('HDEL', leases, id)
+    return {'gone', id, org_id, ''}
+  end
+  local state, record_org, record = read_record(raw)
+  local endpoint = record['endpoint'] or record['e']
+  if is_finished(state) then
+    drop(id)
+    redis.call('HDEL', leases, id)
+    local woken = release(id, record['contact_keys'] or {}, ctx)
+    return {'finished', id, record_org, endpoint, unpack(woken)}
+  end
+  for _, chain in ipairs(record['contact_keys']) do
+    if redis.call('LINDEX', chain, 0) ~= id then
+      redis.call('SADD', parked, id)
+      drop(id)
+      redis.call('HDEL', leases, id)
+      return {'parked', id, record_org, endpoint}
+    end
+  end
+  redis.call('SREM', parked, id)  -- a requeued copy may still be marked parked
+  redis.call('HSET', leases, id, lease)
+  return {'start', id, record_org, endpoint, raw}
+end
+
+if ARGV[4] ~= '' then
+  redis.call('RPUSH', processing, ARGV[4])
+  return judge(ARGV[4], '')
+end
+for i = 5, #ARGV do
+  local id = redis.call('LMOVE', ctx.queue_prefix .. ARGV[i], processing, 'LEFT', 'RIGHT')
+  if id then return judge(id, ARGV[i]) end
+end
+return {}

@@ -1,0 +1,182 @@
+"""Upkeep beside the delivery loop, on threads of its own so a slow loop never looks dead.
+
+The heartbeat tells the other workers this one is alive. Maintenance writes the counts the
+deliveries gathered, reclaims what dead workers held, frees contacts whose chain is headed by a
+delivery that will never finish, and trims the search and dead-letter indexes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import redis
+
+from workers.deliverer import Deliverer
+
+log = logging.getLogger("dmrelay.worker")
+FLUSH_SECONDS = 1.0
+# A record outlives its reception by its retention plus its time in retries (at most ~2 days).
+INDEX_GRACE_SECONDS = 2 * 24 * 3600
+
+
+class Heartbeat:
+    """Beat every third of the TTL; when a beat finds this worker taken for dead, call on_lost.
+
+    `name` gives the worker's current name; `on_registered` is called after the first beat of
+    each name (the worker may take work from then on). on_lost is retried at every beat until
+    it succeeds.
+    """
+
+    def __init__(
+        self,
+        deliverer: Deliverer,
+        ttl_seconds: int,
+        name: Callable[[], str],
+        on_registered: Callable[[], None],
+        on_lost: Callable[[], None],
+    ) -> None:
+        self.inflight = deliverer.store.inflight
+        self.ttl = ttl_seconds
+        self.name, self.on_registered, self.on_lost = name, on_registered, on_lost
+        self.stopping = threading.Event()
+        self._registered: str | None = None
+        self._lost = False
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+
+    def start(self) -> None:
+        """Start beating."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop beating (the worker then hands back what it holds and leaves)."""
+        self.stopping.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.beat()
+            except redis.RedisError as error:
+                log.warning("heartbeat failed, Redis unavailable (%s)", type(error).__name__)
+            except Exception:
+                log.exception("heartbeat failed")
+            if self.stopping.wait(self.ttl / 3):
+                return
+
+    def beat(self) -> None:
+        """Beat once; hand back and register again if this worker was taken for dead."""
+        for _ in range(2):  # the second turn registers the new name at once
+            if self._lost:
+                self.on_lost()
+                self._lost = False
+            name = self.name()
+            intact = self.inflight.heartbeat(name, self.ttl)
+            if name != self._registered:  # the first beat of a name registers it
+                self._registered = name
+                self.on_registered()
+                return
+            if intact:
+                return
+            self._lost = True
+
+
+class Maintenance:
+    """Periodic upkeep on its own thread: counts every second, the rest every `period_seconds`."""
+
+    def __init__(
+        self,
+        deliverer: Deliverer,
+        org_ids: list[str],
+        period_seconds: float,
+        requeue_orphans: Callable[[], int],
+    ) -> None:
+        self.deliverer = deliverer
+        self.store = deliverer.store
+        self.org_ids = org_ids
+        self.period = period_seconds
+        self.requeue_orphans = requeue_orphans
+        self.stopping = threading.Event()
+        self._adopted = False
+        self._thread = threading.Thread(target=self._run, name="maintenance", daemon=True)
+
+    def start(self) -> None:
+        """Start the upkeep thread."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the upkeep thread."""
+        self.stopping.set()
+        self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        next_upkeep = 0.0
+        while not self.stopping.wait(FLUSH_SECONDS):
+            self.flush_counts()
+            if time.monotonic() >= next_upkeep:
+                self.upkeep()
+                next_upkeep = time.monotonic() + self.period
+
+    def flush_counts(self) -> None:
+        """Write the counts gathered since the last flush (kept for the next one on failure)."""
+        try:
+            self.deliverer.tally.flush()
+        except redis.RedisError as error:
+            log.warning("counts not written yet, Redis unavailable (%s)", type(error).__name__)
+
+    def upkeep(self) -> None:
+        """Run every periodic job; stop at the first Redis error, and go on next period."""
+        jobs = (
+            self.adopt_legacy_schedule,
+            self.reclaim_dead_workers,
+            self.requeue_orphans,
+            self.release_stuck_chains,
+            self.trim_indexes,
+            self.trim_history,
+        )
+        for job in jobs:
+            try:
+                job()
+            except redis.RedisError as error:
+                log.warning("maintenance paused, Redis unavailable (%s)", type(error).__name__)
+                return
+            except Exception:
+                log.exception("maintenance job %s failed", getattr(job, "__name__", job))
+
+    def adopt_legacy_schedule(self) -> None:
+        """Once: move retries an earlier version scheduled under RQ's key to the relay's own."""
+        if not self._adopted:
+            moved = self.store.schedule.adopt_legacy(self.org_ids)
+            self._adopted = True
+            if moved:
+                log.warning("moved %d scheduled retries from RQ's key to the relay's own", moved)
+
+    def reclaim_dead_workers(self) -> None:
+        """Requeue what workers that died without a goodbye had in flight."""
+        for worker in self.store.inflight.dead_workers():
+            count = self.store.inflight.requeue_processing(worker)
+            log.warning("requeued %d deliveries of dead worker %s", count, worker)
+
+    def release_stuck_chains(self) -> None:
+        """Free contacts parked behind a delivery whose record vanished or that is finished."""
+        released = self.store.ordering.release_all_stuck()
+        for head, chain in released.chains:
+            log.warning("released contact chain %s: its head %s will never finish", chain, head)
+        if released.woken:
+            log.warning("woke %d deliveries parked behind those", len(released.woken))
+
+    def trim_indexes(self) -> None:
+        """Keep the search and dead-letter indexes to what is still kept."""
+        settings = self.deliverer.settings
+        kept = max(settings.delivered_retention_seconds, settings.dead_letter_retention_seconds)
+        self.store.history.forget_index_before(time.time() - kept - INDEX_GRACE_SECONDS)
+        self.store.dead.trim(settings.dead_letter_retention_seconds)
+
+    def trim_history(self) -> None:
+        """Keep delivered history within its memory budget, so it never crowds out leads."""
+        history = self.store.history
+        trimmed = history.trim(history.budget_bytes(self.deliverer.settings.history_max_mb))
+        if trimmed:
+            log.info("trimmed %d delivered records to stay within the history budget", trimmed)
