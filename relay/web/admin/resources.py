@@ -92,6 +92,12 @@ class DeliveryResource(Resource):
     reason = fields.String(allow_none=True)
     finished_at = IsoTime(allow_none=True)
     replays = fields.Integer()
+    summary = fields.Boolean(
+        metadata={
+            "description": "True when only the summary of a delivered message is kept: its"
+            " contact, final attempt and DmTracker's routing fields, no request body."
+        }
+    )
 
 
 def delivery_resource(delivery: Delivery, secrets: tuple[str, ...]) -> dict[str, Any]:
@@ -106,6 +112,7 @@ def delivery_resource(delivery: Delivery, secrets: tuple[str, ...]) -> dict[str,
             "contact_id": payload.get("contact_id"),
         },
         "attempt_count": delivery.attempt_count,
+        "summary": delivery.is_summary,
     }
     resource: dict[str, Any] = DeliveryResource().dump(source)
     return resource

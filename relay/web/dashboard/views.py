@@ -7,7 +7,6 @@ import json
 import logging
 import math
 import re
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -35,6 +34,7 @@ from relay.core.errors import BadRequest, HttpError, NotFound
 from relay.core.filters import DEAD_LETTER_FILTERS, FILTERS, DeliveryQuery, read_filters
 from relay.core.policy import Backoff, schedule_table
 from relay.core.redact import redact
+from relay.core.times import utc
 from relay.storage import deadletters, queries
 from relay.web.context import current_settings, current_store
 from relay.web.dashboard.session import (
@@ -123,14 +123,15 @@ def unexpected_error_page(error: Exception) -> tuple[str, int]:
 @bp.app_template_filter("iso")
 def iso_utc(epoch: float | None) -> str:
     """Format an epoch time as ISO 8601 UTC, to the second."""
-    if epoch is None:
-        return "—"
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    moment = utc(epoch)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else "—"
 
 
 @bp.app_template_filter("duration")
 def human_duration(seconds: float) -> str:
     """Format seconds as the two largest units (e.g. '2 h 5 m', '0.4 s')."""
+    if not math.isfinite(seconds):
+        return "—"
     if seconds < 60:
         return f"{seconds:.3g} s"
     parts, rest = [], int(seconds)
@@ -268,16 +269,34 @@ def deliveries() -> str:
 @bp.get("/deliveries/<delivery_id>")
 def delivery(delivery_id: str) -> str:
     """Show one delivery: its details, attempt timeline, request and response bodies."""
-    found = current_store().history.load(delivery_id)
+    store = current_store()
+    found = store.history.load(delivery_id)
     if found is None:
         raise NotFound("No delivery with this id is kept (it may have expired or been purged).")
+    # A delivered message keeps a summary; its earlier failures may still be in the log.
+    failed = store.history.failed_attempts(delivery_id) if found.is_summary else []
     return render_template(
         "dashboard/delivery.html",
         d=found,
-        request_body=pretty(json.dumps(found.payload), defaults.MAX_BODY_BYTES),
+        request_body=None
+        if found.is_summary
+        else pretty(json.dumps(found.payload), defaults.MAX_BODY_BYTES),
         response_bodies=[pretty(attempt.body) for attempt in found.attempts],
+        failed_attempts=[failed_attempt_view(entry) for entry in failed],
         max_attempts=current_settings().max_attempts,
     )
+
+
+def failed_attempt_view(entry: dict[str, Any]) -> dict[str, Any]:
+    """Return a logged failed attempt for the page, its bodies indented and secrets masked."""
+    return {
+        "at": entry.get("at"),
+        "status": entry.get("status"),
+        "latency_ms": entry.get("latency_ms") or 0.0,
+        "error": entry.get("error"),
+        "response_body": pretty(str(entry.get("body") or "")),
+        "request_body": pretty(json.dumps(entry.get("request")), defaults.MAX_BODY_BYTES),
+    }
 
 
 # -- dead letters -----------------------------------------------------------------------------
