@@ -73,7 +73,8 @@ def test_ten_redis_restarts_under_load_leave_every_slot(settings, sandbox, tmp_p
     own = with_settings(settings, redis_url=server.url, worker_concurrency=4)
     connection = redis.Redis.from_url(server.url)
     store = Store(connection)
-    worker = RunningWorker(own, connect(server.url)).start()  # the production client
+    client_of_worker = connect(server.url, own.worker_redis_connections, "dmrelay-worker")
+    worker = RunningWorker(own, client_of_worker).start()  # the production client
     feeder = Feeder(create_app(own, connection).test_client(), per_second=20)
     sandbox.configure(latency_ms=50)
     try:
