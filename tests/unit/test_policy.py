@@ -139,6 +139,21 @@ RETRY_AFTER_CASES: list[tuple[str, str, dict[str, str], float | None]] = [
     ("header HTTP date in the past", "", {"Retry-After": http_date(NOW - 90)}, 0.0),
     ("header HTTP date in -0000 (UTC)", "", {"Retry-After": http_date(NOW + 60, "-0000")}, 60.0),
     ("header HTTP date in +0100", "", {"Retry-After": http_date(NOW + 3660, "+0100")}, 60.0),
+    ("body just under the cap", '{"retry_after": 3599}', {}, 3599.0),
+    ("body of 1e12 s: capped at an hour", '{"retry_after": 1e12}', {}, 3600.0),
+    ("header of 99999999999 s: capped", "", {"Retry-After": "99999999999"}, 3600.0),
+    (
+        "header date in year 9999: capped",
+        "",
+        {"Retry-After": "Fri, 31 Dec 9999 23:59:59 GMT"},
+        3600.0,
+    ),
+    (
+        "header date past year 9999: no hint",
+        "",
+        {"Retry-After": "Sat, 01 Jan 10000 00:00:00 GMT"},
+        None,
+    ),
 ]
 
 
@@ -148,6 +163,12 @@ RETRY_AFTER_CASES: list[tuple[str, str, dict[str, str], float | None]] = [
 )
 def test_retry_after_seconds(body: str, headers: dict[str, str], expected: float | None) -> None:
     assert policy.retry_after_seconds(reply(429, body, headers), NOW) == expected
+
+
+def test_retry_after_is_capped_at_the_configured_longest_wait() -> None:
+    throttled = reply(429, '{"retry_after": 600}')
+    assert policy.retry_after_seconds(throttled, NOW, cap_seconds=60) == 60.0
+    assert policy.retry_after_seconds(throttled, NOW, cap_seconds=6000) == 600.0
 
 
 def test_an_http_date_in_minus_0000_is_utc_whatever_the_local_zone(
