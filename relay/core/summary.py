@@ -1,5 +1,5 @@
-"""The summary kept of a delivered message: what anyone asks about it later, in a few hundred
-bytes of Redis. Full request and response bodies are kept only for dead letters, the latest
+"""The summary kept of a delivered message (only a delivered one: its state goes without
+saying): what anyone asks about it later, in a few hundred bytes of Redis. Full request and response bodies are kept only for dead letters, the latest
 failed attempts and a sample of deliveries.
 
 Its keys are short on purpose: each is paid for in every record kept for the whole retention.
@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar
 
-from relay.core.delivery import Attempt, Delivery
+from relay.core.delivery import Attempt, Delivery, DeliveryState
 from relay.core.policy import Verdict
 
-MARK = '{"summary":1,'  # how a summary's JSON starts; record.lua checks the same key
+MARK = '{"v":1,'  # how a summary's JSON starts (format 1); record.lua checks the same key
 # The contact's names, so a delivered message is still found by username or manychat_id.
 CONTACT_FIELDS = {"username": "u", "manychat_id": "m", "contact_id": "c"}
 # Fields of DmTracker's answer that ManyChat flows route contacts on ($.data.contact_type).
@@ -32,17 +32,16 @@ def summary_json(delivery: Delivery) -> str:
     last = delivery.last_attempt
     received = delivery.received_at
     data: dict[str, Any] = {
-        "summary": 1,
+        "v": 1,
         "o": delivery.org_id,
         "e": delivery.endpoint,
-        "s": delivery.state,
         "r": round(received, 3),
         "f": round((delivery.finished_at or received) - received, 3),
         "n": delivery.attempt_count,
     }
     optional: dict[str, float | None] = {"a": delivery.attempts_used, "p": delivery.replays}
     if last is not None:
-        optional |= {"h": last.status, "l": last.latency_ms}
+        optional |= {"h": last.status, "l": round(last.latency_ms)}
     data |= {key: value for key, value in optional.items() if value}
     data |= _picked(delivery.payload, CONTACT_FIELDS)
     answer = _answer_data(last.body if last else "")
@@ -70,7 +69,7 @@ def from_summary(delivery_id: str, data: dict[str, Any]) -> Delivery:
         endpoint=data["e"],
         payload={name: data[key] for name, key in CONTACT_FIELDS.items() if key in data},
         received_at=received,
-        state=data["s"],
+        state=DeliveryState.DELIVERED,
         attempts=attempts,
         attempts_used=int(data.get("a", 0)),
         finished_at=finished,
