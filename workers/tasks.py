@@ -1,9 +1,9 @@
 """The function RQ's job for each accepted request names (RQ needs one to enqueue a job).
 
-Only `dmrelay worker` runs the relay's queues. A stock `rq worker` running this task delivers
-a first attempt correctly (it claims the delivery with a lease, as the worker does), but RQ
-deletes a job once it has run, and skips ids whose job is gone: the retries and the woken
-successors the relay later pushes back on the queue would be dropped. See the README.
+Only `dmrelay worker` runs the relay's queues. A stock `rq worker` running this task makes a
+first attempt correctly (it claims the delivery with a lease, as the worker does), but RQ
+deletes a job once it has run and drops ids whose job is gone: the retries and the woken
+successors the relay later pushes back on the queue would be lost to it. See the README.
 """
 
 from __future__ import annotations
