@@ -101,8 +101,12 @@ def part_costs(count: int) -> dict[str, Any]:
             dmtracker_base_url=stack.api_url,
             worker_concurrency=IN_FLIGHT,
         )
-        pool = redis.ConnectionPool.from_url(
-            stack.redis_server.url, connection_class=CountingConnection
+        # The worker's own kind of pool, bounded as in production, counting what it sends.
+        pool = redis.BlockingConnectionPool.from_url(
+            stack.redis_server.url,
+            connection_class=CountingConnection,
+            max_connections=settings.worker_redis_connections,
+            timeout=2.0,
         )
         counted = redis.Redis(connection_pool=pool)
         worker = build_worker(settings, counted)

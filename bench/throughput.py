@@ -7,7 +7,7 @@ in the same run, on a private redis-server and the DmTracker sandbox in a subpro
 (b) fairness: a burst of 600 create-contacts for org A against its per-minute limit, while
     org B sends default-replies; baseline: the ideal rate, and org B alone for its lag.
 (c) chaos: default-replies posted at a steady pace (so kills land while work is in flight)
-    against 30 % injected 503s, two workers, one SIGKILLed every 10 s and restarted;
+    against 30 % injected 503s, three workers, one SIGKILLed every 10 s and restarted;
     baseline: the same run without faults or kills.
 
 Run: python -m bench.throughput [--quick] [--only abc] [--keep-logs DIR]
@@ -16,6 +16,7 @@ Run: python -m bench.throughput [--quick] [--only abc] [--keep-logs DIR]
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -61,6 +62,8 @@ THROUGHPUT_LATENCY_MS = 200
 FAIRNESS_LATENCY_MS = 50
 CHAOS_LATENCY_MS = 50
 CHAOS_FAULT_RATE = 0.3
+CHAOS_WORKERS = 3
+LATENCY_S = CHAOS_LATENCY_MS / 1000
 KILL_EVERY_SECONDS = 10.0
 DRAIN_LIMIT_SECONDS = 600.0
 RELAY_DRAIN_LIMIT_SECONDS = 300.0
@@ -366,6 +369,8 @@ class ChaosRun:
     lost: int
     unconfirmed: int
     delivered_twice: int
+    twice_after_kill: int
+    concurrent_sends: int
     status_503: int
     kills: int
     unexpected_exits: int
@@ -381,12 +386,12 @@ def part_chaos(mode: Mode, logs: Path | None) -> list[ChaosRun]:
 
 
 def _chaos_run(mode: Mode, logs: Path | None, chaos: bool) -> ChaosRun:
-    """Feed default-replies at a steady pace to two workers, with faults and kills or not."""
+    """Feed default-replies at a steady pace to three workers, with faults and kills or not."""
     sandbox = ["--latency-ms", str(CHAOS_LATENCY_MS)]
     sandbox += ["--fault-rate", str(CHAOS_FAULT_RATE)] if chaos else []
     with running_stack((ORG_A,), sandbox, CHAOS_ENV, logs) as stack:
-        workers = [stack.start_worker(), stack.start_worker()]
-        wait_until(lambda: stack.workers_registered() >= 2, 30)
+        workers = [stack.start_worker() for _ in range(CHAOS_WORKERS)]
+        wait_until(lambda: stack.workers_registered() >= CHAOS_WORKERS, 30)
         started = time.monotonic()
         interval = mode.chaos_feed_seconds / mode.chaos_count
         poster = Poster(stack.client(), ORG_A, mode.chaos_count, interval, "c").start()
@@ -405,15 +410,17 @@ def _chaos_run(mode: Mode, logs: Path | None, chaos: bool) -> ChaosRun:
 
 def _drain(
     stack: Stack, workers: list[subprocess.Popen], poster: Poster, kill_every: float | None
-) -> tuple[int, int]:
+) -> tuple[list[float], int]:
     """Wait until everything is posted and settled, SIGKILLing one worker every `kill_every` s.
 
-    Each killed worker is restarted at once. Returns (kills, workers that exited on their
-    own, which are restarted too). Bounded by DRAIN_LIMIT_SECONDS.
+    Each killed worker is restarted at once. Returns (when each kill happened, epoch s;
+    workers that exited on their own, which are restarted too). Bounded by
+    DRAIN_LIMIT_SECONDS.
     """
     started = time.monotonic()
     next_kill = started + (kill_every or math.inf)
-    kills = exits = 0
+    kills: list[float] = []
+    exits = 0
     for _ in range(int(DRAIN_LIMIT_SECONDS / 0.1) + 1):
         now = time.monotonic()
         if (poster.done and stack.pending() == 0) or now - started > DRAIN_LIMIT_SECONDS:
@@ -423,10 +430,11 @@ def _drain(
                 exits += 1
                 workers[index] = stack.start_worker()
         if now >= next_kill:
-            victim = kills % len(workers)
+            victim = len(kills) % len(workers)
+            kills.append(time.time())
             stack.children.kill(workers[victim])
             workers[victim] = stack.start_worker()
-            kills, next_kill = kills + 1, next_kill + (kill_every or math.inf)
+            next_kill += kill_every or math.inf
         time.sleep(0.1)
     return kills, exits
 
@@ -469,12 +477,13 @@ def _chaos_outcome(
     ids: list[str],
     outcome: dict[str, tuple[str, str]],
     journal: list[dict[str, Any]],
-    kills: int,
+    kills: list[float],
     exits: int,
     times: tuple[float, float],
     drained: bool,
 ) -> ChaosRun:
     """Cross-check the relay's account against the sandbox journal."""
+    twice_after_kill, concurrent = _duplicates(journal, kills)
     confirmed = Counter(username_of(e) for e in answered(journal, DEFAULT_REPLY_PATH))
     by_state = Counter(state for state, _ in outcome.values())
     unconfirmed = sum(
@@ -483,8 +492,32 @@ def _chaos_outcome(
     return ChaosRun(
         name, len(ids), by_state[State.DELIVERED], by_state[State.DEAD], by_state["pending"],
         by_state["lost"], unconfirmed, sum(1 for n in confirmed.values() if n > 1),
-        count_status(journal, 503), kills, exits, *times, drained, dict(by_state),
+        twice_after_kill, concurrent, count_status(journal, 503), len(kills), exits, *times,
+        drained, dict(by_state),
     )  # fmt: skip
+
+
+def _duplicates(journal: list[dict[str, Any]], kills: list[float]) -> tuple[int, int]:
+    """Return (second 2xx sends with a SIGKILL since the previous 2xx, concurrent sends).
+
+    Two sends of one message are concurrent when the second arrived while the first was still
+    being answered (within the sandbox's latency): that is what leases rule out. A repeat
+    after a kill is at-least-once doing its job: the killed worker had not recorded the answer.
+    """
+    sends: dict[str, list[tuple[float, bool]]] = {}
+    for entry in journal:
+        if entry["path"].endswith(f"/{DEFAULT_REPLY_PATH}"):
+            ok = 200 <= int(entry["status"]) < 300
+            sends.setdefault(username_of(entry) or "", []).append((float(entry["at"]), ok))
+    after_kill = concurrent = 0
+    for times in sends.values():
+        times.sort()
+        concurrent += sum(1 for (a, _), (b, _) in itertools.pairwise(times) if b - a < LATENCY_S)
+        oks = [at for at, ok in times if ok]
+        after_kill += sum(
+            1 for a, b in itertools.pairwise(oks) if any(a <= kill <= b for kill in kills)
+        )
+    return after_kill, concurrent
 
 
 def print_chaos(runs: list[ChaosRun], mode: Mode) -> None:
@@ -492,15 +525,18 @@ def print_chaos(runs: list[ChaosRun], mode: Mode) -> None:
     calm = runs[0]
     print(
         f"\n### (c) Chaos: {mode.chaos_count} default-replies posted over "
-        f"{mode.chaos_feed_seconds:.0f} s, sandbox latency {CHAOS_LATENCY_MS} ms, two workers,"
+        f"{mode.chaos_feed_seconds:.0f} s, sandbox latency {CHAOS_LATENCY_MS} ms,"
+        f" {CHAOS_WORKERS} workers,"
         " heartbeat TTL 6 s, backoff 0.2-2 s\n"
     )
     header = ["run", "accepted", "delivered", "dead", "pending", "lost", "not in journal"]
-    header += ["delivered twice", "503s", "kills", "drain s", "vs baseline", "tail s"]
+    header += ["delivered twice", "of which after a kill", "concurrent sends", "503s", "kills"]
+    header += ["drain s", "vs baseline", "tail s"]
     rows = [
         [
             run.name, str(run.accepted), str(run.delivered), str(run.dead), str(run.pending),
-            str(run.lost), str(run.unconfirmed), str(run.delivered_twice), str(run.status_503),
+            str(run.lost), str(run.unconfirmed), str(run.delivered_twice),
+            str(run.twice_after_kill), str(run.concurrent_sends), str(run.status_503),
             str(run.kills), f"{run.seconds:.1f}" + ("" if run.drained else " (limit)"),
             f"{run.seconds / calm.seconds:.2f}x", f"{run.tail_seconds:.1f}",
         ]
@@ -512,7 +548,10 @@ def print_chaos(runs: list[ChaosRun], mode: Mode) -> None:
         "\nlost: accepted, not delivered nor dead, and in no queue, schedule, processing list "
         "or parked set. not in journal: delivered per the relay with no 2xx for its username "
         "at the sandbox. delivered twice: usernames with more than one 2xx at the sandbox "
-        "(at-least-once). drain: first post -> all delivered or dead; tail: last post -> all "
+        "(at-least-once); after a kill: a SIGKILL fell between the two 2xx arrivals. "
+        "concurrent sends: a message's send arriving while an earlier send of it was still in "
+        f"flight (within {CHAOS_LATENCY_MS} ms), whatever the answers. "
+        "drain: first post -> all delivered or dead; tail: last post -> all "
         f"delivered or dead. Workers that exited on their own: {exits}."
     )
 
@@ -581,6 +620,10 @@ def _chaos_summary(runs: list[ChaosRun]) -> list[list[str]]:
          _verdict(chaos.lost == 0 and chaos.unconfirmed == 0)],
         ["c", "delivered twice (at-least-once)", "reported", str(chaos.delivered_twice),
          str(calm.delivered_twice), "", ""],
+        ["c", "of which with a SIGKILL between", "reported", str(chaos.twice_after_kill),
+         str(calm.twice_after_kill), "", ""],
+        ["c", "concurrent sends of one message", "0", str(chaos.concurrent_sends),
+         str(calm.concurrent_sends), "", _verdict(chaos.concurrent_sends == 0)],
         ["c", "dead letters", "0", str(chaos.dead), str(calm.dead), "", _verdict(chaos.dead == 0)],
         ["c", "time to drain s", "drains", f"{chaos.seconds:.1f}", f"{calm.seconds:.1f}",
          f"{chaos.seconds / calm.seconds:.2f}x", _verdict(chaos.drained)],
