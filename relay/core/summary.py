@@ -1,6 +1,7 @@
-"""The summary kept of a delivered message (only a delivered one: its state goes without
-saying): what anyone asks about it later, in a few hundred bytes of Redis. Full request and response bodies are kept only for dead letters, the latest
-failed attempts and a sample of deliveries.
+"""The summary kept of a delivered message (only of a delivered one: its state goes without
+saying): what anyone asks about it later, in a few hundred bytes of Redis. Full request and
+response bodies are kept only for dead letters, the latest failed attempts and a sample of
+deliveries.
 
 Its keys are short on purpose: each is paid for in every record kept for the whole retention.
 """
