@@ -6,8 +6,9 @@ redis-server and the DmTracker sandbox (200 ms latency) in a subprocess.
     worker's client sends; a pipeline or a script is one), commands per delivery (Redis's own
     INFO commandstats, commands run inside scripts included), deliveries per second, and the
     bytes kept per delivered message (MEMORY USAGE of its record and its share of the index).
-(b) Redis restarts: one `dmrelay worker` process; deliveries per second before and after
-    restarting redis-server 10 times under load (AOF on, so nothing is lost).
+(b) Redis restarts: one `dmrelay worker` process; the rate it drains N queued default-replies
+    at (queued while it is paused with SIGSTOP), before and after restarting redis-server 10
+    times under load (AOF on, so nothing is lost).
 
 Run: python -m bench.delivery_costs [--count 1000] [--restarts 10] [--only ab]
 """
@@ -17,6 +18,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
+import subprocess
 import tempfile
 import threading
 import time
@@ -158,9 +161,13 @@ def _sandbox_env(server: LocalRedis) -> dict[str, str]:
     return relay_env(server.url, "http://127.0.0.1:9/api/v1", (ORG_A,))
 
 
-def phase_rate(stack: Stack, tag: str, count: int) -> float:
-    """Queue `count` default-replies while the worker runs; return their steady delivery rate."""
-    ids = enqueue(stack.client(), ORG_A, DEFAULT_REPLY_PATH, default_reply, tag, count)
+def phase_rate(stack: Stack, worker: subprocess.Popen, tag: str, count: int) -> float:
+    """Queue `count` default-replies with the worker paused; return the rate it drains them at."""
+    os.kill(worker.pid, signal.SIGSTOP)  # so posting never limits the rate measured
+    try:
+        ids = enqueue(stack.client(), ORG_A, DEFAULT_REPLY_PATH, default_reply, tag, count)
+    finally:
+        os.kill(worker.pid, signal.SIGCONT)
     wait_until(lambda: stack.pending() == 0, 600, 0.05)
     times = [
         e["at"]
@@ -206,9 +213,9 @@ def part_restarts(count: int, restarts: int) -> dict[str, Any]:
         tempfile.TemporaryDirectory(prefix="dmrelay-bench-") as scratch,
         persistent_stack(Path(scratch)) as (stack, data_dir),
     ):
-        stack.start_worker(DMRELAY_WORKER_CONCURRENCY=str(IN_FLIGHT))
+        worker = stack.start_worker(DMRELAY_WORKER_CONCURRENCY=str(IN_FLIGHT))
         wait_until(lambda: stack.workers_registered() > 0, 30)
-        before = phase_rate(stack, "before", count)
+        before = phase_rate(stack, worker, "before", count)
         feeder = Feeder(stack, 60)
         feeder.thread.start()
         for _ in range(restarts):
@@ -221,7 +228,7 @@ def part_restarts(count: int, restarts: int) -> dict[str, Any]:
         feeder.stop.set()
         feeder.thread.join(timeout=30)
         drained = wait_until(lambda: stack.pending() == 0, 300, 0.1)
-        after = phase_rate(stack, "after", count)
+        after = phase_rate(stack, worker, "after", count)
         seen = {username_of(e) for e in answered(stack.journal(), DEFAULT_REPLY_PATH)}
         unseen = sum(1 for user in feeder.accepted if user not in seen)
     return {
