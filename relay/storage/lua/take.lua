@@ -40,7 +40,7 @@ local function judge(id, org_id)
     local woken = release(id, record['contact_keys'] or {}, ctx)
     return {'finished', id, record_org, endpoint, unpack(woken)}
   end
-  for _, chain in ipairs(record['contact_keys']) do
+  for _, chain in ipairs(record['contact_keys'] or {}) do
     if redis.call('LINDEX', chain, 0) ~= id then
       redis.call('SADD', parked, id)
       drop(id)
