@@ -19,7 +19,6 @@ from relay.core.policy import Verdict
 from relay.core.redact import redact
 from relay.core.reply import Reply
 from relay.logs import bind_context
-from relay.storage.answers import Answers, outcome_of
 from relay.storage.inflight import GONE, START, Lease, Taken
 from relay.storage.ratelimit import RateLimiter
 from relay.storage.store import Store
@@ -48,7 +47,6 @@ class Deliverer:
         self.store = store
         self.tally = Tally(store.stats)
         self.metrics = TalliedMetrics(store, self.tally)
-        self.answers = Answers(store.redis, store.keys)
         self.client = client
         self.limiter = limiter
         self.settings = settings
@@ -172,10 +170,10 @@ class Deliverer:
         """Record the delivery, keeping its full record only for the configured sample."""
         summary = self.rng.random() >= self.settings.full_record_sample_rate
         retention = self.settings.delivered_retention_seconds
+        answer = redact(reply.body, self.secrets, ANSWER_MAX_BYTES)  # whole, for a waiter
         self.store.history.finish(
-            delivery, DeliveryState.DELIVERED, retention, lease, summary=summary
+            delivery, DeliveryState.DELIVERED, retention, lease, summary=summary, answer_body=answer
         )
-        self._publish_answer(delivery, redact(reply.body, self.secrets, ANSWER_MAX_BYTES))
         return DeliveryState.DELIVERED
 
     def _throttled(self, delivery: Delivery, lease: Lease, reply: Reply, now: float) -> str:
@@ -218,17 +216,9 @@ class Deliverer:
         delivery.reason = reason
         retention = self.settings.dead_letter_retention_seconds
         self.store.history.finish(delivery, DeliveryState.DEAD, retention, lease)
-        self._publish_answer(delivery)
         self.tally.record(delivery.org_id, delivery.endpoint, "dead")
         log.warning("dead letter %s (%s): %s", delivery.id, delivery.endpoint, reason)
         return DeliveryState.DEAD
-
-    def _publish_answer(self, delivery: Delivery, body: str | None = None) -> None:
-        """Hand a finished delivery's answer to web requests waiting for it; best effort."""
-        try:
-            self.answers.publish(outcome_of(delivery, body), delivery.id)
-        except redis.RedisError:
-            log.warning("answer not published: Redis unavailable")
 
 
 def _failed_attempt_json(delivery: Delivery) -> str:

@@ -80,17 +80,27 @@ class Answers:
 
     def publish(self, outcome: Outcome, delivery_id: str) -> None:
         """Keep a finished delivery's outcome for a while and tell every web process."""
-        message = json.dumps({"id": delivery_id, "outcome": asdict(outcome)}, ensure_ascii=False)
         with self.redis.pipeline(transaction=False) as pipe:
             # Stored first, so a waiter that checks the key after missing the message finds it.
             pipe.set(self.keys.answer(delivery_id), outcome.to_json(), ex=self.ttl_seconds)
-            pipe.publish(self.keys.answers_channel, message)
+            pipe.publish(self.keys.answers_channel, _message(outcome, delivery_id))
             pipe.execute()
+
+    def script_args(self, outcome: Outcome, delivery_id: str) -> tuple[str, list[str | int]]:
+        """Return what publish writes, for a script that publishes in its own step: the key,
+        and the stored outcome, its TTL, the channel and the message."""
+        args: list[str | int] = [outcome.to_json(), self.ttl_seconds, self.keys.answers_channel]
+        return self.keys.answer(delivery_id), [*args, _message(outcome, delivery_id)]
 
     def peek(self, delivery_id: str) -> Outcome | None:
         """Return the published outcome without waiting, if it is still kept."""
         raw = self.redis.get(self.keys.answer(delivery_id))
         return Outcome.from_json(raw) if raw else None
+
+
+def _message(outcome: Outcome, delivery_id: str) -> str:
+    """Return the message published for a finished delivery."""
+    return json.dumps({"id": delivery_id, "outcome": asdict(outcome)}, ensure_ascii=False)
 
 
 class _Waiter:

@@ -13,6 +13,7 @@ from relay.core.delivery import Delivery, DeliveryState
 from relay.core.errors import LeaseLost
 from relay.core.summary import from_summary, is_summary_json, summary_json
 from relay.storage import lua
+from relay.storage.answers import Answers, outcome_of
 from relay.storage.codec import text
 from relay.storage.inflight import Lease
 from relay.storage.keys import Keys
@@ -35,10 +36,13 @@ def decode(delivery_id: str, raw: bytes | str) -> Delivery:
 class History:
     """The record of every delivery, kept for its retention period."""
 
-    def __init__(self, connection: redis.Redis, keys: Keys, ordering: Ordering) -> None:
+    def __init__(
+        self, connection: redis.Redis, keys: Keys, ordering: Ordering, answers: Answers
+    ) -> None:
         self.redis = connection
         self.keys = keys
         self.ordering = ordering
+        self.answers = answers
         self._finish = lua.register(connection, "record", "release_chains", "finish")
 
     def load(self, delivery_id: str) -> Delivery | None:
@@ -83,8 +87,10 @@ class History:
         lease: Lease | None = None,
         *,
         summary: bool = False,
+        answer_body: str | None = None,
     ) -> list[str]:
-        """Record a final state, keep it for the retention period, unblock the contact.
+        """Record a final state, keep it for the retention period, unblock the contact, and
+        hand the outcome to web requests waiting for it (`answer_body`, else the last reply's).
 
         With `summary`, only the compact summary is kept. Raise LeaseLost, writing nothing,
         when the lease is no longer held; return the ids of the successors woken.
@@ -93,15 +99,19 @@ class History:
         delivery.finished_at = time.time()
         delivery.next_attempt_at = None
         record = summary_json(delivery) if summary else delivery.to_json()
+        answer_key, answer_args = self.answers.script_args(
+            outcome_of(delivery, answer_body), delivery.id
+        )
         # Let RQ's job record lapse rather than delete it: a stock `rq worker` running the
         # same task still updates it after the task returns.
         processing = self.keys.processing(lease.holder if lease else "")
         keys = [self.keys.delivery(delivery.id), self.keys.pending, self.keys.job(delivery.id)]
-        keys += [self.keys.dead, processing, self.keys.leases]
+        keys += [self.keys.dead, processing, self.keys.leases, answer_key]
         keys += delivery.contact_keys
         args: list[str | int] = [delivery.id, self.keys.parked, *self.ordering.queue_args()]
         args += [lease.value if lease else "", record, retention_seconds, JOB_RECORD_GRACE_SECONDS]
         args += [repr(delivery.finished_at) if state == DeliveryState.DEAD else ""]
+        args += answer_args
         done, *woken = self._finish(keys=keys, args=args)
         if not int(done):
             raise LeaseLost(delivery.id)

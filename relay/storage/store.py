@@ -5,6 +5,7 @@ from __future__ import annotations
 import redis
 
 from relay.core import defaults
+from relay.storage.answers import Answers
 from relay.storage.deadletters import DeadLetters
 from relay.storage.history import History
 from relay.storage.inflight import InFlight
@@ -26,7 +27,8 @@ class Store:
         self.stats = Stats(connection, self.keys)
         self.ordering = Ordering(connection, self.keys)
         self.intake = Intake(connection, self.keys, self.ordering, self.queues, self.stats)
-        self.history = History(connection, self.keys, self.ordering)
+        self.answers = Answers(connection, self.keys)
+        self.history = History(connection, self.keys, self.ordering, self.answers)
         self.schedule = Schedule(connection, self.keys)
         self.inflight = InFlight(connection, self.keys)
         self.dead = DeadLetters(connection, self.keys, self.ordering, self.queues)
