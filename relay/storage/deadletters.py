@@ -45,9 +45,6 @@ class DeadLetters:
 
     def replay(self, delivery_id: str) -> bool:
         """Send a dead letter again with a fresh attempt budget, at the end of its chains."""
-        raw = self.redis.get(self.keys.delivery(delivery_id))
-        if raw:
-            self.queues.queue(Delivery.from_json(raw).org_id)  # before the transaction
         return self.if_still_dead(delivery_id, self.queue_replay)
 
     def purge(self, delivery_id: str) -> bool:
@@ -68,7 +65,7 @@ class DeadLetters:
                 delivery = Delivery.from_json(raw) if raw else None
                 if delivery is None or delivery.state != DeliveryState.DEAD:
                     return False
-                pipe.multi()  # RQ's enqueue_call calls multi() itself, which needs it first
+                pipe.multi()
                 action(pipe, delivery)
                 pipe.execute()
             except redis.WatchError:
@@ -82,7 +79,7 @@ class DeadLetters:
         delivery.finished_at = delivery.next_attempt_at = None
         pipe.zrem(self.keys.dead, delivery.id)
         pipe.set(self.keys.delivery(delivery.id), delivery.to_json())
-        pipe.sadd(self.keys.pending, delivery.id)
+        pipe.hincrby(self.keys.pending, delivery.org_id, 1)
         self.ordering.join(pipe, delivery)
         self.queues.enqueue(pipe, delivery)
 

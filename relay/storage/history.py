@@ -69,10 +69,10 @@ class History:
         # Let RQ's job record lapse rather than delete it: a stock `rq worker` running the
         # same task still updates it after the task returns.
         keys = [self.keys.delivery(delivery.id), self.keys.pending, self.keys.job(delivery.id)]
-        keys += [self.keys.dead, *delivery.contact_keys]
+        keys += [self.keys.dead, *self.ordering.chain_keys(delivery)]
         args: list[str | int] = [*self.ordering.chain_args(delivery), delivery.to_json()]
         args += [retention_seconds, JOB_RECORD_GRACE_SECONDS]
-        args += [repr(delivery.finished_at) if state == DeliveryState.DEAD else ""]
+        args += [repr(delivery.finished_at) if state == DeliveryState.DEAD else "", delivery.org_id]
         return [text(item) for item in self._finish(keys=keys, args=args)]
 
     def budget_bytes(self, fallback_mb: int) -> int:
@@ -98,14 +98,15 @@ class History:
         """Return how many delivered records are kept, and their average size in bytes."""
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.zcard(self.keys.index)
-            pipe.scard(self.keys.pending)
+            pipe.hvals(self.keys.pending)
             pipe.zcard(self.keys.dead)
             pipe.zrange(self.keys.index, 0, SIZE_SAMPLE - 1)
             indexed, pending, dead, oldest = pipe.execute()
         sizes = self._delivered_sizes([text(i) for i in oldest])
         if not sizes:
             return 0, 1.0
-        return max(0, indexed - pending - dead), sum(sizes) / len(sizes)
+        pending_count = sum(max(0, int(count)) for count in pending)
+        return max(0, indexed - pending_count - dead), sum(sizes) / len(sizes)
 
     def _delivered_sizes(self, ids: list[str]) -> list[int]:
         """Return the memory each delivered record among ids takes, with its index entry."""

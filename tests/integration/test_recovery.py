@@ -55,7 +55,10 @@ def test_a_stale_copy_of_a_dead_letter_leaves_its_replay_in_the_chain(  # type: 
     assert store.dead.replay(delivery_id)  # meanwhile an operator replays it
 
     assert store.ordering.release_if_finished(stale) == []
-    assert all(store.redis.lrange(c, 0, -1) == [delivery_id.encode()] for c in stale.contact_keys)
+    assert all(
+        store.redis.lrange(c, 0, -1) == [delivery_id.encode()]
+        for c in store.ordering.chain_keys(stale)
+    )
     start_worker()
     wait_until(lambda: store.history.load(delivery_id).state == DeliveryState.DELIVERED)
 
@@ -75,7 +78,8 @@ def test_finish_records_and_releases_in_one_step(client, store) -> None:  # type
     assert store.dead.ids() == [first]
     assert 0 < store.redis.ttl(store.keys.delivery(first)) <= 60
     assert all(
-        first not in store.redis.lrange(c, 0, -1) for c in store.history.load(first).contact_keys
+        first not in store.redis.lrange(c, 0, -1)
+        for c in store.ordering.chain_keys(store.history.load(first))
     )
     assert queued_ids(store.redis) == [second]
 
@@ -124,7 +128,7 @@ def test_two_replays_of_one_dead_letter_at_once_queue_it_once(client, store, red
 
     assert store.dead.if_still_dead(delivery_id, replay_while_a_rival_replays) is False
     assert queued_ids(store.redis) == [delivery_id]
-    chains = store.history.load(delivery_id).contact_keys
+    chains = store.ordering.chain_keys(store.history.load(delivery_id))
     assert all(store.redis.lrange(c, 0, -1).count(delivery_id.encode()) == 1 for c in chains)
     assert store.dead.purge(delivery_id) is False  # no longer dead: a purge leaves it alone
     assert store.history.load(delivery_id) is not None

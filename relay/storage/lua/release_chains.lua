@@ -4,6 +4,13 @@
 -- release(chains): leave every chain; wake each parked successor that now heads all of its
 -- chains by pushing it on its organization's queue; return the woken ids.
 local id, parked, prefix, queue_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local chain_root = prefix .. ':chain:'
+-- A record names its chains u:<username>, m:<manychat_id>, c:<contact_id>; records stored
+-- before that hold the chain keys themselves.
+local function chain_key(org_id, name)
+  if string.sub(name, 1, #chain_root) == chain_root then return name end
+  return chain_root .. org_id .. ':' .. name
+end
 local function release(chains)
   local woken = {}
   for _, chain in ipairs(chains) do redis.call('LREM', chain, 1, id) end
@@ -14,8 +21,10 @@ local function release(chains)
       local ready = raw ~= false
       if ready then
         local next = cjson.decode(raw)
-        for _, other in ipairs(next['contact_keys']) do
-          if redis.call('LINDEX', other, 0) ~= head then ready = false end
+        for _, other in ipairs(next['contact_keys'] or {}) do
+          if redis.call('LINDEX', chain_key(next['org_id'], other), 0) ~= head then
+            ready = false
+          end
         end
         if ready then
           redis.call('SREM', parked, head)
