@@ -31,9 +31,9 @@ class Store:
         self.inflight = InFlight(connection, self.keys)
         self.dead = DeadLetters(connection, self.keys, self.ordering, self.queues)
 
-    def probe_writes(self, client: redis.Redis | None = None) -> None:
+    def probe_writes(self) -> None:
         """Write a small key, so a refusal (read-only, out of memory) raises as ingest would."""
-        (client or self.redis).set(self.keys.key("ready"), "1", ex=60)
+        self.redis.set(self.keys.key("ready"), "1", ex=60)
 
     def ping(self) -> bool:
         """Return True when Redis answers."""
