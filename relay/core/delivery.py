@@ -75,7 +75,14 @@ class Delivery:
         """Serialise to compact JSON, leaving out fields that hold their default."""
         # Most fields of a queued delivery hold their defaults: storing them would cost
         # about 200 bytes of Redis memory per delivery for nothing.
-        data = {k: v for k, v in asdict(self).items() if k in ALWAYS_STORED or v != DEFAULTS[k]}
+        # (Not dataclasses.asdict: its deep copy of the payload is most of the cost of accepting.)
+        data = {
+            name: value
+            for name, value in vars(self).items()
+            if name in ALWAYS_STORED or value != DEFAULTS[name]
+        }
+        if self.attempts:
+            data["attempts"] = [asdict(attempt) for attempt in self.attempts]
         return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
