@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from tests.conftest import ORG_A
-from tests.helpers import DEFAULT_REPLY, headers, wait_until
+from tests.helpers import DEFAULT_REPLY, ORG_A, headers, wait_until
 
 REPLY = "/api/v1/contact/default-reply"
 TAGS = "/api/v1/contact/update-tags-external"

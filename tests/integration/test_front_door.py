@@ -18,7 +18,6 @@ import pytest
 import redis
 import requests
 from flask import Flask
-from werkzeug.serving import make_server
 
 from relay.config import Settings
 from relay.core.delivery import Delivery
@@ -28,10 +27,17 @@ from relay.storage.store import Store
 from relay.web.admin import tokens
 from relay.web.app import create_app
 from relay.web.spool import FILE_PREFIX, REJECTED_NAME, SpoolEntry
-from tests.conftest import ORG_A, ORG_B, SECRET, with_settings
-from tests.helpers import DEFAULT_REPLY, headers, wait_until
-from tests.integration.test_dashboard import sign_in
-from tests.integration.test_telemetry import sample, scrape
+from tests.helpers import (
+    DEFAULT_REPLY,
+    ORG_A,
+    ORG_B,
+    SECRET,
+    headers,
+    served,
+    sign_in,
+    wait_until,
+    with_settings,
+)
 
 URL = "/api/v1/contact/default-reply"
 DEADLINE_SECONDS = 0.5
@@ -312,26 +318,30 @@ def test_metrics_and_the_dashboard_show_the_spool_depth(app, client, redis_conn)
     spool.store = refused
     spool.append(spool_entry(1))
     spool.append(spool_entry(2))
-    text = scrape(client, tokens.mint(SECRET, [tokens.READ], 60))
+    scraped = client.get(
+        "/metrics", headers={"Authorization": f"Bearer {tokens.mint(SECRET, [tokens.READ], 60)}"}
+    )
+    text = scraped.get_data(as_text=True)
     sign_in(client)
     overview = client.get("/dashboard/overview.json").get_json()
     ready = client.get("/readyz").get_json()
     spool.store = store
 
-    assert sample(text, "dmrelay_spool_entries") == 2
-    assert sample(text, "dmrelay_spool_bytes") > 100
+    assert gauge(text, "dmrelay_spool_entries") == 2
+    assert gauge(text, "dmrelay_spool_bytes") > 100
     assert overview["spool"]["entries"] == 2
     assert ready["reason"] == "spooling: 2 accepted requests wait for Redis"
     wait_until(lambda: spool_empty(app))
     assert client.get("/readyz").status_code == 200
 
 
+def gauge(text: str, name: str) -> float:
+    """Return a gauge's value from Prometheus text (no labels)."""
+    (line,) = [line for line in text.splitlines() if line.startswith(name + " ")]
+    return float(line.split()[1])
+
+
 # -- quotas and rate limits --------------------------------------------------------------------
-def serve(app: Flask) -> tuple[str, Any]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    return f"http://127.0.0.1:{server.server_port}", server
 
 
 def flood(base: str, org: Any, count: int, results: list[int]) -> None:
@@ -346,9 +356,8 @@ def test_one_organization_at_its_quota_leaves_the_door_open_to_the_others(  # ty
     settings, redis_conn
 ) -> None:
     app = create_app(with_settings(settings, max_pending_per_org=20), redis_conn)
-    base, server = serve(app)
     results: dict[str, list[int]] = {ORG_A.id: [], ORG_B.id: []}
-    try:
+    with served(app) as base:
         floods = [
             threading.Thread(target=flood, args=(base, ORG_A, 60, results[ORG_A.id])),
             threading.Thread(target=flood, args=(base, ORG_B, 15, results[ORG_B.id])),
@@ -358,8 +367,6 @@ def test_one_organization_at_its_quota_leaves_the_door_open_to_the_others(  # ty
         for thread in floods:
             thread.join(timeout=60)
         over = requests.post(base + URL, json=reply(99), headers=headers(ORG_A.token), timeout=5)
-    finally:
-        server.shutdown()
 
     assert results[ORG_A.id].count(200) == 20
     assert results[ORG_A.id].count(503) == 40
