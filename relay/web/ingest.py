@@ -78,11 +78,12 @@ def ingest(endpoint: str, to_request: Callable[[Any], Any] | None = None) -> Res
         request_id=g.get("request_id", ""),
         idempotency_key=idempotency_key(settings.secrets()),
     )
+    bind_context(delivery_id=delivery.id)  # so a line logged while storing it names it
     started = time.perf_counter()
     accepted = door.accept(delivery, same_request)
     metrics = current_metrics()
     metrics.observe("dmrelay_enqueue_seconds", time.perf_counter() - started, endpoint=endpoint)
-    bind_context(delivery_id=accepted.delivery_id)
+    bind_context(delivery_id=accepted.delivery_id)  # a duplicate's is the first one's
     g.ingest_result = (result_of(accepted), "")
     if not accepted.duplicate:
         door.store.stats.count_later(org.id, endpoint, "accepted")
