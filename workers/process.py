@@ -80,6 +80,7 @@ class WorkerProcess:
                 self._tick(pool)
             self._drain()
         self._hand_back()
+        self.store.stats.tally.flush()  # the last second's counts, summed but not written yet
         log.info("worker %s stopped", self.name)
 
     def _tick(self, pool: ThreadPoolExecutor) -> None:

@@ -54,8 +54,8 @@ class Outcome:
 
 
 def fingerprint(org_id: str, endpoint: str, body: str) -> str:
-    """Return the dedup fingerprint of a normalized request (64 bits: it is compared with
-    one contact's latest request only)."""
+    """Return the dedup fingerprint of a normalized request."""
+    # 64 bits are plenty: it is compared with one contact's latest request only.
     return hashlib.sha256(f"{org_id}\n{endpoint}\n{body}".encode()).hexdigest()[:16]
 
 

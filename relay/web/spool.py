@@ -64,7 +64,7 @@ class SpoolEntry:
 
 # Store one entry in Redis: True when stored (or found a duplicate), False when it can never
 # be (it is set aside); raise to mean "not now, try again later".
-Store = Callable[[SpoolEntry], bool]
+StoreEntry = Callable[[SpoolEntry], bool]
 
 
 class SpoolFile:
@@ -168,7 +168,7 @@ def ordered_lines(spool_file: SpoolFile, start: int, end: int) -> Iterator[tuple
 class Spool:
     """This process's spool file, the others' files in the folder, and the thread draining."""
 
-    def __init__(self, directory: Path, max_bytes: int, store: Store) -> None:
+    def __init__(self, directory: Path, max_bytes: int, store: StoreEntry) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
         self.store = store
@@ -227,16 +227,13 @@ class Spool:
 
     def depth(self) -> tuple[int, int]:
         """Return (requests, bytes) waiting in every spool file of the folder."""
-        entries = bytes_waiting = 0
+        with self._lock:
+            own = self._file.path if self._file else None
+            entries, bytes_waiting = self._entries, self._written - self._drained
         for path in self._paths():
-            try:
-                with path.open("rb") as handle:
-                    handle.seek(_offset_of(path))
-                    rest = handle.read()
-            except OSError:
-                continue
-            entries += rest.count(b"\n")
-            bytes_waiting += len(rest)
+            if path != own:  # another process's: counted from its file
+                found, size = _waiting_in(path)
+                entries, bytes_waiting = entries + found, bytes_waiting + size
         return entries, bytes_waiting
 
     # -- draining ------------------------------------------------------------------------------
@@ -370,6 +367,17 @@ class Spool:
                 log.warning("%d spooled requests left for the next process", self._entries)
                 spool_file.close()
         return drained
+
+
+def _waiting_in(path: Path) -> tuple[int, int]:
+    """Return (lines, bytes) of a spool file past the offset its last drain reached."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(_offset_of(path))
+            rest = handle.read()
+    except OSError:
+        return 0, 0
+    return rest.count(b"\n"), len(rest)
 
 
 def _offset_of(path: Path) -> int:

@@ -128,6 +128,70 @@ def test_redis_stopped_mid_load_loses_nothing_and_drains_in_order(  # type: igno
         restarted.stop()
 
 
+def test_redis_stopped_under_concurrent_load_and_restarted_loses_nothing(  # type: ignore[no-untyped-def]
+    own_app, own_redis, tmp_path
+) -> None:
+    answers: list[tuple[int, str, str]] = []
+    stop = threading.Event()
+
+    def load(base: str, worker: int) -> None:
+        with requests.Session() as session:
+            for index in range(worker * 1000, worker * 1000 + 1000):
+                if stop.is_set():
+                    return
+                body = reply(index)
+                sent = session.post(base + URL, json=body, headers=headers(ORG_A.token), timeout=5)
+                answer = sent.json()
+                answers.append((sent.status_code, answer["status"], answer["data"]["delivery_id"]))
+
+    with served(own_app) as base:
+        senders = [threading.Thread(target=load, args=(base, n)) for n in range(4)]
+        for sender in senders:
+            sender.start()
+        time.sleep(0.5)
+        own_redis.stop()
+        time.sleep(1.0)
+        restarted = restart(own_redis, tmp_path / "redis")
+        time.sleep(0.5)
+        stop.set()
+        for sender in senders:
+            sender.join(timeout=10)
+    try:
+        wait_until(lambda: spool_empty(own_app), timeout=10)
+        stored = queued(redis.Redis.from_url(restarted.url))
+        assert {status for status, _, _ in answers} == {200}
+        assert {outcome for _, outcome, _ in answers} == {"queued", "spooled"}
+        assert sorted(stored) == sorted(delivery_id for _, _, delivery_id in answers)
+    finally:
+        restarted.stop()
+
+
+def test_sigterm_drains_the_spool_through_gunicorn_s_worker_exit_hook(  # type: ignore[no-untyped-def]
+    app, redis_conn
+) -> None:
+    from types import SimpleNamespace
+
+    from relay import gunicorn_conf
+
+    spool = app.extensions["dmrelay.front_door"].spool
+    store = spool.store
+
+    def refused(entry: Any) -> bool:
+        raise redis.ConnectionError("Redis is away")
+
+    spool.store = refused
+    entries = [spool_entry(i) for i in range(3)]
+    for entry in entries:
+        spool.append(entry)
+    path = spool._file.path
+    spool.store = store  # Redis is back as the process is told to stop
+
+    gunicorn_conf.worker_exit(None, SimpleNamespace(wsgi=app))
+
+    assert queued(redis_conn) == [entry.delivery.id for entry in entries]
+    assert not path.exists()
+
+
 def test_redis_frozen_answers_within_the_deadline_and_drains_after_sigcont(  # type: ignore[no-untyped-def]
     own_app, own_redis
 ) -> None:
