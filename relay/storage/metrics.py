@@ -16,7 +16,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -111,8 +110,8 @@ class Tally:
                 return False
             try:
                 self._write(dict(changes))
-            except redis.RedisError:
-                log.warning("metrics not written yet: Redis unavailable")
+            except Exception as error:  # the flusher must outlive any failure: counts wait
+                log.warning("metrics not written yet: %s", type(error).__name__)
                 with self._lock:
                     self._pending.update(changes)
             return True
