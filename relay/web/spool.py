@@ -257,12 +257,16 @@ class Spool:
         idle_since = time.monotonic()
         while not self._stopping.is_set():
             self._wake.clear()
-            if time.monotonic() >= next_scan:
-                next_scan = time.monotonic() + ORPHAN_SCAN_SECONDS
-                done = self.drain()
-            else:
-                with self._drain_lock:
-                    done = self._drain_own(None)
+            try:
+                if time.monotonic() >= next_scan:
+                    next_scan = time.monotonic() + ORPHAN_SCAN_SECONDS
+                    done = self.drain()
+                else:
+                    with self._drain_lock:
+                        done = self._drain_own(None)
+            except Exception:  # the drainer must outlive any failure: the lines wait on disk
+                log.exception("spool drain failed; trying again")
+                done = False
             if not done:
                 self._stopping.wait(RETRY_SECONDS)  # Redis still refuses: try again soon
                 continue
