@@ -28,7 +28,7 @@ def readyz() -> tuple[Response, int]:
     reason = current_front_door().readiness()
     if reason is None:
         return jsonify(status="ready", redis="ok"), 200
-    return jsonify(status="unavailable", redis="not ready", reason=reason), 503
+    return jsonify(status="unavailable", redis="unavailable", reason=reason), 503
 
 
 @bp.get("/metrics")
