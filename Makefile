@@ -51,6 +51,8 @@ bench: install ## benchmarks (not part of the test suite)
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.ack_latency
 	$(BIN)/python -m bench.answer_wait
+	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.front_door
 
 clean:
 	rm -rf $(VENV) .dmrelay .pytest_cache .mypy_cache .ruff_cache *.egg-info

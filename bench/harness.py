@@ -175,6 +175,8 @@ class Stack:
             orgs=self.orgs,
             dmtracker_base_url=self.api_url,
             answer_wait_seconds=dict.fromkeys(ENDPOINTS, 0.0),  # enqueue only, answer at once
+            ingest_rate_per_org=0,  # the benchmarks send bursts far above the inbound limit
+            spool_dir=str(self.children.log_dir / "spool"),
         )
         return create_app(settings, self.connection).test_client()
 

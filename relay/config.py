@@ -46,6 +46,11 @@ class Settings:
     sentry_dsn: str | None = field(default=None, repr=False)
     dedup_window_seconds: int = defaults.DEDUP_WINDOW_SECONDS
     max_pending_deliveries: int = defaults.MAX_PENDING_DELIVERIES
+    max_pending_per_org: int = defaults.MAX_PENDING_PER_ORG
+    ingest_rate_per_org: float = defaults.INGEST_RATE_PER_ORG_PER_SECOND
+    ingest_redis_deadline_seconds: float = defaults.INGEST_REDIS_DEADLINE_SECONDS
+    spool_dir: str = defaults.SPOOL_DIR
+    spool_max_bytes: int = defaults.SPOOL_MAX_BYTES
     max_attempts: int = defaults.MAX_ATTEMPTS
     backoff_base_seconds: float = defaults.BACKOFF_BASE_SECONDS
     backoff_cap_seconds: float = defaults.BACKOFF_CAP_SECONDS
@@ -118,6 +123,21 @@ NUMBERS = (
         int,
         defaults.MAX_PENDING_DELIVERIES,
     ),
+    Number("DMRELAY_MAX_PENDING_PER_ORG", "max_pending_per_org", int, defaults.MAX_PENDING_PER_ORG),
+    Number(
+        "DMRELAY_INGEST_RATE_PER_ORG",
+        "ingest_rate_per_org",
+        float,
+        defaults.INGEST_RATE_PER_ORG_PER_SECOND,
+    ),
+    Number(
+        "DMRELAY_INGEST_REDIS_DEADLINE_SECONDS",
+        "ingest_redis_deadline_seconds",
+        float,
+        defaults.INGEST_REDIS_DEADLINE_SECONDS,
+        strict=True,
+    ),
+    Number("DMRELAY_SPOOL_MAX_BYTES", "spool_max_bytes", int, defaults.SPOOL_MAX_BYTES, 1),
     Number("DMRELAY_MAX_ATTEMPTS", "max_attempts", int, defaults.MAX_ATTEMPTS, 1),
     Number(
         "DMRELAY_BACKOFF_BASE_SECONDS",
@@ -225,6 +245,7 @@ VARIABLES = (
     "SENTRY_DSN",
     "DMRELAY_RATE_LIMITS",
     "DMRELAY_ANSWER_WAIT_SECONDS",
+    "DMRELAY_SPOOL_DIR",
     *(number.env for number in NUMBERS),
 )
 
@@ -244,6 +265,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sentry_dsn=env.get("SENTRY_DSN") or None,
         rate_limits_per_minute=_rate_limits(env),
         answer_wait_seconds=_answer_waits(env),
+        spool_dir=env.get("DMRELAY_SPOOL_DIR", "").strip() or defaults.SPOOL_DIR,
         **numbers,
     )
 

@@ -35,3 +35,12 @@ def on_starting(server: object) -> None:
     except ConfigError as error:
         print(f"dmrelay: configuration error: {error}", file=sys.stderr)
         sys.exit(2)
+
+
+def worker_exit(server: object, worker: object) -> None:
+    """On SIGTERM, after the last request: drain the spool into Redis while the grace allows."""
+    from relay.web.app import shut_down
+
+    app = getattr(worker, "wsgi", None)
+    if app is not None:
+        shut_down(app)

@@ -17,6 +17,7 @@ import requests
 from relay.config import Settings
 from relay.devtools.localredis import LocalRedis, start_local_redis
 from relay.devtools.sandbox import SandboxOrg, SandboxServer, create_sandbox_app
+from relay.storage import metrics
 from relay.storage.answers import AnswerListener
 from relay.storage.store import Store
 from relay.web.app import create_app
@@ -64,6 +65,13 @@ def server_config(redis_conn: redis.Redis) -> Iterator[Callable[[str, str], None
         redis_conn.config_set(name, value)
 
 
+@pytest.fixture(autouse=True)
+def forget_unwritten_metrics() -> Iterator[None]:
+    """Keep counts a test left unwritten out of the next test's database (and its Redis)."""
+    yield
+    metrics.discard_unwritten()
+
+
 @pytest.fixture(scope="session")
 def sandbox_server() -> Iterator[SandboxServer]:
     """Run the DmTracker sandbox over real HTTP for the whole run."""
@@ -83,15 +91,17 @@ def sandbox(sandbox_server: SandboxServer) -> Iterator[Sandbox]:
 
 
 @pytest.fixture
-def settings(redis_server: LocalRedis, sandbox_server: SandboxServer) -> Settings:
+def settings(redis_server: LocalRedis, sandbox_server: SandboxServer, tmp_path: Path) -> Settings:
     """Return settings for two organizations, Redis and the sandbox, quick retries, no wait."""
-    return make_settings(redis_server.url, sandbox_server.url)
+    return make_settings(redis_server.url, sandbox_server.url, tmp_path / "spool")
 
 
 @pytest.fixture
 def app(settings: Settings, redis_conn: redis.Redis):  # type: ignore[no-untyped-def]
-    """Return the web app wired to the test Redis."""
-    return create_app(settings, redis_conn)
+    """Return the web app wired to the test Redis; its spool's drainer stops with the test."""
+    app = create_app(settings, redis_conn)
+    yield app
+    app.extensions["dmrelay.front_door"].spool.close(drain_seconds=0)
 
 
 @pytest.fixture

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import re
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, TypeVar
 
 import redis
@@ -24,7 +26,7 @@ from relay.core.endpoints import ENDPOINTS
 from relay.devtools.localredis import free_port
 from relay.devtools.sandbox import SandboxServer
 from relay.logs import JsonFormatter
-from relay.storage.intake import fingerprint
+from relay.storage.intake import NO_QUOTAS, fingerprint
 from relay.storage.store import Store
 from relay.web.admin import tokens
 from workers.bootstrap import build_worker
@@ -181,7 +183,9 @@ def served(app: Flask) -> Iterator[str]:
         thread.join(timeout=5)
 
 
-def make_settings(redis_url: str, dmtracker_base_url: str) -> Settings:
+def make_settings(
+    redis_url: str, dmtracker_base_url: str, spool_dir: Path | None = None
+) -> Settings:
     """Return the tests' settings: two organizations, quick retries, no answer wait."""
     return Settings(
         redis_url=redis_url,
@@ -196,6 +200,10 @@ def make_settings(redis_url: str, dmtracker_base_url: str) -> Settings:
         # Answer at once unless a test asks to wait: tests without a worker would wait in vain.
         answer_wait_seconds=dict.fromkeys(ENDPOINTS, 0.0),
         full_record_sample_rate=1.0,  # tests read attempts back; summaries have tests of their own
+        # The inbound rate limit has tests of its own; fuzzing sends thousands of requests.
+        ingest_rate_per_org=0,
+        # A spool of the test's own, never one another test's app would drain.
+        spool_dir=str(spool_dir or tempfile.mkdtemp(prefix="dmrelay-test-spool-")),
     )
 
 
@@ -204,7 +212,9 @@ def store_dead_letter(store: Store, org_id: str, message: str = "hi") -> str:
     payload = {"organization_id": org_id, "manychat_id": "123456", "username": "john_doe"}
     delivery = Delivery.new(org_id, "default-reply", {**payload, "message_content": message})
     same = fingerprint(org_id, "default-reply", delivery.id)
-    store.intake.accept(delivery, same, window_seconds=60, max_pending=99)
+    store.intake.accept(delivery, same, window_seconds=60, quotas=NO_QUOTAS)
+    store.stats.count_later(org_id, "default-reply", "accepted")  # as the ingest route counts it
+    store.stats.tally.flush()
     delivery.attempts.append(Attempt(time.time(), 400, 12.5, "permanent", '{"error":"Bad"}'))
     delivery.reason = "DmTracker answered 400"
     store.history.finish(delivery, DeliveryState.DEAD, 3600)

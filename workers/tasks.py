@@ -12,6 +12,8 @@ import functools
 import os
 import socket
 
+from rq import get_current_job
+
 from relay.config import load_settings
 from relay.logs import log_context
 from workers.bootstrap import build_deliverer
@@ -24,8 +26,14 @@ def _deliverer() -> Deliverer:
     return build_deliverer(load_settings())
 
 
-def deliver(delivery_id: str) -> str:
+def deliver(delivery_id: str | None = None) -> str:
     """Deliver one delivery (the job RQ stores for every accepted request)."""
     holder = f"rq-{socket.gethostname()}.{os.getpid()}"
+    # Jobs carry no arguments (it keeps them small): the job id is the delivery id.
+    if delivery_id is None:
+        job = get_current_job()
+        if job is None:
+            raise RuntimeError("deliver() without a delivery id runs only as an RQ job")
+        delivery_id = job.id
     with log_context(delivery_id=delivery_id):
         return _deliverer().process(delivery_id, holder)

@@ -4,6 +4,15 @@ DMTRACKER_BASE_URL = "https://app.dmtracker.ai/api/v1"
 MAX_BODY_BYTES = 64 * 1024
 DEDUP_WINDOW_SECONDS = 300
 MAX_PENDING_DELIVERIES = 100_000
+MAX_PENDING_PER_ORG = 50_000
+# Per organization and web process; a burst of ten seconds' worth passes. Generous: it is
+# there to stop a runaway ManyChat loop, not a busy broadcast.
+INGEST_RATE_PER_ORG_PER_SECOND = 100.0
+INGEST_BURST_SECONDS = 10.0
+INGEST_REDIS_DEADLINE_SECONDS = 2.0
+SPOOL_DIR = "/tmp/dmrelay-spool"  # noqa: S108 - a dyno's local disk; DMRELAY_SPOOL_DIR moves it
+SPOOL_MAX_BYTES = 256 * 1024 * 1024
+SPOOL_EXIT_DRAIN_SECONDS = 10.0
 IDEMPOTENCY_KEY_MAX_CHARS = 200
 MAX_JSON_DEPTH = 32
 # Organization tokens, the metrics token and the secret key are at least this long, so the

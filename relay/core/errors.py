@@ -26,10 +26,17 @@ class HttpError(DmRelayError):
     title = "Internal Server Error"
     code = "INTERNAL_ERROR"
 
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        body: dict[str, object] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.headers = headers or {}
+        self.body = body or {}  # fields added to DmTracker's {"error", "message"} shape
 
 
 class BadRequest(HttpError):
@@ -66,6 +73,19 @@ class Unprocessable(HttpError):
 
 class TooManyRequests(HttpError):
     status, title, code = 429, "Too Many Requests", "RATE_LIMITED"
+
+
+class RateLimitExceeded(TooManyRequests):
+    """A 429 worded as DmTracker words its own, with retry_after in the body and header."""
+
+    title = "Rate limit exceeded"
+
+    def __init__(self, message: str, retry_after_seconds: int) -> None:
+        super().__init__(
+            message,
+            headers={"Retry-After": str(retry_after_seconds)},
+            body={"retry_after": retry_after_seconds},
+        )
 
 
 class ServiceUnavailable(HttpError):

@@ -12,12 +12,35 @@ from redis.retry import Retry
 POOL_WAIT_SECONDS = 2.0
 # A dedicated connection has one user: a wait for it to be free means a bug, so keep it short.
 DEDICATED_POOL_WAIT_SECONDS = 1.0
+# How a deadline is shared: waiting for a pooled connection, connecting (TCP and TLS
+# handshakes), and the answer. No retry after a timeout, so one call ends within it.
+DEADLINE_SHARES = {"pool": 0.25, "connect": 0.25, "answer": 0.5}
+# Errors that mean "Redis cannot take writes now", not "this command is wrong": redis-py
+# gives some replies classes of their own, the others are plain errors named by their code.
+REFUSING_WRITES = (
+    redis.ConnectionError,  # includes BusyLoadingError (LOADING)
+    redis.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.MasterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+)
+REFUSING_WRITES_CODES = ("BUSY", "MISCONF", "NOREPLICAS")
 
 
 def connect(
-    url: str, max_connections: int, name: str = "dmrelay", ca_cert: str | None = None
+    url: str,
+    max_connections: int,
+    name: str = "dmrelay",
+    ca_cert: str | None = None,
+    deadline_seconds: float | None = None,
 ) -> redis.Redis:
-    """Open a client holding at most max_connections; rediss:// is checked against ca_cert."""
+    """Open a client holding at most max_connections; rediss:// is checked against ca_cert.
+
+    With a deadline, every call ends within it, pool wait included (the web process: ManyChat
+    must be answered in time, from Redis or from the spool).
+    """
     # Fail fast when Redis is down: ManyChat gives up after about 10 s, and a quick 503
     # tells the caller more than a hung request. A brief blip is retried with jitter.
     options: dict[str, object] = {
@@ -27,13 +50,50 @@ def connect(
         "socket_timeout": 5,
         "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=2),
     }
+    pool_wait = POOL_WAIT_SECONDS
+    if deadline_seconds is not None:
+        options |= deadline_options(deadline_seconds)
+        pool_wait = deadline_seconds * DEADLINE_SHARES["pool"]
     if url.startswith("rediss://") and "ssl_cert_reqs" not in url:
         options |= tls_options(ca_cert)
     # Small plans allow 20 connections in all: every thread must share a bounded pool.
     pool = redis.BlockingConnectionPool.from_url(
-        url, max_connections=max_connections, timeout=POOL_WAIT_SECONDS, **options
+        url, max_connections=max_connections, timeout=pool_wait, **options
     )
     return redis.Redis(connection_pool=pool)
+
+
+def deadline_options(deadline_seconds: float) -> dict[str, object]:
+    """Return connection options under which no call outlasts the deadline."""
+    return {
+        "socket_connect_timeout": deadline_seconds * DEADLINE_SHARES["connect"],
+        "socket_timeout": deadline_seconds * DEADLINE_SHARES["answer"],
+        "health_check_interval": 0,  # no PING before a command
+        "driver_info": None,  # no CLIENT SETINFO round trips on connect
+        # A connection found closed (Redis restarted) is tried once more on a new one, which
+        # is immediate; a timeout is not retried.
+        "retry": Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+    }
+
+
+def refuses_writes(error: redis.RedisError) -> bool:
+    """Return True if the error means Redis cannot take writes now (try again later)."""
+    if isinstance(error, REFUSING_WRITES):
+        return True
+    return isinstance(error, redis.ResponseError) and str(error).startswith(REFUSING_WRITES_CODES)
+
+
+def why_not_writable(error: redis.RedisError) -> str:
+    """Say in a few words why Redis does not take writes, never naming the host."""
+    if isinstance(error, redis.TimeoutError):
+        return "Redis does not answer in time"
+    if isinstance(error, redis.exceptions.ReadOnlyError):
+        return "Redis is read-only"
+    if isinstance(error, redis.exceptions.OutOfMemoryError):
+        return "Redis is out of memory and refuses writes"
+    if isinstance(error, redis.ConnectionError):
+        return "Redis is unreachable"
+    return f"Redis refuses writes ({type(error).__name__})"
 
 
 def tls_options(ca_cert: str | None) -> dict[str, object]:

@@ -65,9 +65,6 @@ class DeadLetters:
 
     def replay(self, delivery_id: str) -> bool:
         """Send a dead letter again with a fresh attempt budget, at the end of its chains."""
-        raw = self.redis.get(self.keys.delivery(delivery_id))
-        if raw:
-            self.queues.queue(decode(delivery_id, raw).org_id)  # before the transaction
         return self.if_still_dead(delivery_id, self.queue_replay)
 
     def purge(self, delivery_id: str) -> bool:
@@ -88,7 +85,7 @@ class DeadLetters:
                 delivery = decode(delivery_id, raw) if raw else None
                 if delivery is None or delivery.state != DeliveryState.DEAD:
                     return False
-                pipe.multi()  # RQ's enqueue_call calls multi() itself, which needs it first
+                pipe.multi()
                 action(pipe, delivery)
                 pipe.execute()
             except redis.WatchError:
@@ -102,7 +99,7 @@ class DeadLetters:
         delivery.finished_at = delivery.next_attempt_at = delivery.throttled_since = None
         pipe.zrem(self.keys.dead, delivery.id)
         pipe.set(self.keys.delivery(delivery.id), delivery.to_json())
-        pipe.sadd(self.keys.pending, delivery.id)
+        pipe.hincrby(self.keys.pending, delivery.org_id, 1)
         self.ordering.join(pipe, delivery)
         self.queues.enqueue(pipe, delivery)
 

@@ -107,11 +107,11 @@ class History:
         processing = self.keys.processing(lease.holder if lease else "")
         keys = [self.keys.delivery(delivery.id), self.keys.pending, self.keys.job(delivery.id)]
         keys += [self.keys.dead, processing, self.keys.leases, answer_key]
-        keys += delivery.contact_keys
+        keys += self.ordering.chain_keys(delivery)
         args: list[str | int] = [delivery.id, self.keys.parked, *self.ordering.queue_args()]
         args += [lease.value if lease else "", record, retention_seconds, JOB_RECORD_GRACE_SECONDS]
         args += [repr(delivery.finished_at) if state == DeliveryState.DEAD else ""]
-        args += answer_args
+        args += [*answer_args, delivery.org_id]
         done, *woken = self._finish(keys=keys, args=args)
         if not int(done):
             raise LeaseLost(delivery.id)
@@ -145,14 +145,15 @@ class History:
         """Return how many delivered records are kept, and their average size in bytes."""
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.zcard(self.keys.index)
-            pipe.scard(self.keys.pending)
+            pipe.hvals(self.keys.pending)
             pipe.zcard(self.keys.dead)
             pipe.zrange(self.keys.index, 0, SIZE_SAMPLE - 1)
             indexed, pending, dead, oldest = pipe.execute()
         sizes = self._delivered_sizes([text(i) for i in oldest])
         if not sizes:
             return 0, 1.0
-        return max(0, indexed - pending - dead), sum(sizes) / len(sizes)
+        pending_count = sum(max(0, int(count)) for count in pending)
+        return max(0, indexed - pending_count - dead), sum(sizes) / len(sizes)
 
     def _delivered_sizes(self, ids: list[str]) -> list[int]:
         """Return the memory each delivered record among ids takes, with its index entry."""

@@ -1,22 +1,27 @@
-"""Accept a request: deduplicate, store the delivery, chain it, and enqueue it, atomically."""
+"""Accept a request: deduplicate, check quotas, store, chain and enqueue it, in one script."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import threading
+import time
 from dataclasses import dataclass
 
 import redis
 
 from relay.core.delivery import Delivery
-from relay.core.errors import ServiceUnavailable
+from relay.storage import lua
 from relay.storage.codec import text
-from relay.storage.keys import Keys
-from relay.storage.ordering import Ordering
-from relay.storage.queue import Queues
-from relay.storage.stats import Stats
+from relay.storage.keys import QUEUES_KEY, Keys
+from relay.storage.ordering import ALIAS_TTL_SECONDS
+from relay.storage.queue import job_fields
 
 IDEMPOTENCY_KEY_TTL_SECONDS = 24 * 3600
-MAX_ACCEPT_TRIES = 5
+# How old the other organizations' pending counts may be when the global limit is checked.
+COUNTS_MAX_AGE_SECONDS = 1.0
+ACCEPTED, DUPLICATE, KNOWN = "accepted", "duplicate", "known"
+ORG_FULL, FULL = "org_full", "full"
 
 
 @dataclass(frozen=True)
@@ -25,94 +30,133 @@ class Accepted:
 
     delivery_id: str
     duplicate: bool
+    spooled: bool = False
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """Most undelivered messages kept, per organization and in all; 0 means no limit."""
+
+    per_org: int = 0
+    total: int = 0
+
+
+NO_QUOTAS = Quotas()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the accept script did: accepted, duplicate, known, org_full or full."""
+
+    result: str
+    delivery_id: str
+    pending: int  # the organization's undelivered messages, this one included if accepted
 
 
 def fingerprint(org_id: str, endpoint: str, body: str) -> str:
     """Return the dedup fingerprint of a normalized request."""
-    return hashlib.sha256(f"{org_id}\n{endpoint}\n{body}".encode()).hexdigest()
+    # 64 bits are plenty: it is compared with one contact's latest request only.
+    return hashlib.sha256(f"{org_id}\n{endpoint}\n{body}".encode()).hexdigest()[:16]
 
 
 class Intake:
-    """Store and enqueue new deliveries once each."""
+    """Store and enqueue new deliveries once each, in one round trip."""
 
-    def __init__(
-        self,
-        connection: redis.Redis,
-        keys: Keys,
-        ordering: Ordering,
-        queues: Queues,
-        stats: Stats,
-    ) -> None:
+    def __init__(self, connection: redis.Redis, keys: Keys) -> None:
         self.redis = connection
         self.keys = keys
-        self.ordering = ordering
-        self.queues = queues
-        self.stats = stats
+        self._accept = lua.register(connection, "accept")
+        self._registered: set[str] = set()  # queues this process added to RQ's set
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+        self._counts_read_at = float("-inf")
 
     def accept(
-        self, delivery: Delivery, fingerprint: str, *, window_seconds: int, max_pending: int
-    ) -> Accepted:
-        """Store and enqueue a delivery once; a repeat within the window returns the first id."""
-        dedup_keys = self._dedup_keys(delivery, fingerprint, window_seconds)
-        try:
-            self.queues.queue(delivery.org_id)
-            for _ in range(MAX_ACCEPT_TRIES):
-                with self.redis.pipeline() as pipe:
-                    try:
-                        return self._accept_once(pipe, delivery, dedup_keys, max_pending)
-                    except redis.WatchError:
-                        continue  # a concurrent identical request won: look again
-        except redis.RedisError as error:
-            raise ServiceUnavailable("The relay cannot store messages right now.") from error
-        raise ServiceUnavailable("The relay is too busy to store this message; try again.")
+        self, delivery: Delivery, fingerprint: str, *, window_seconds: int, quotas: Quotas
+    ) -> Outcome:
+        """Store and enqueue a delivery once; a repeat of the contact's latest is not stored.
 
-    def _dedup_keys(
-        self, delivery: Delivery, fingerprint: str, window_seconds: int
-    ) -> list[tuple[str, int]]:
-        """Return (key, ttl) of each key a repeat of this request would find; a 0 window is off."""
-        keys = []
-        if window_seconds:
-            keys.append((self.keys.dedup(delivery.org_id, fingerprint), window_seconds))
-        if delivery.idempotency_key:
-            digest = hashlib.sha256(delivery.idempotency_key.encode()).hexdigest()
-            keys.append(
-                (self.keys.idempotency(delivery.org_id, digest), IDEMPOTENCY_KEY_TTL_SECONDS)
-            )
-        return keys
+        Redis errors propagate: the caller decides between the spool and an error.
+        """
+        keys, args = self._script_input(delivery, fingerprint, window_seconds, quotas)
+        reply = self._accept(keys=keys, args=args)
+        result, delivery_id, pending, counts = text(reply[0]), text(reply[1]), reply[2], reply[3]
+        self._remember_counts(delivery.org_id, int(pending), counts)
+        if result == ACCEPTED:
+            self._registered.add(delivery.org_id)
+            delivery.contact_keys = [text(name) for name in reply[4]]
+        return Outcome(result, delivery_id, int(pending))
 
-    def _accept_once(
-        self,
-        pipe: redis.client.Pipeline,
-        delivery: Delivery,
-        dedup_keys: list[tuple[str, int]],
-        max_pending: int,
-    ) -> Accepted:
-        # Watch only this request's keys: watching the shared pending set would make every
-        # concurrent accept conflict (the depth limit is a soft bound anyway). The new
-        # delivery's own key is watched too, so there is always one and reads run at once.
-        pipe.watch(self.keys.delivery(delivery.id), *(key for key, _ in dedup_keys))
-        for key, _ in dedup_keys:
-            existing = pipe.get(key)
-            if existing:
-                return Accepted(text(existing), duplicate=True)
-        if pipe.scard(self.keys.pending) >= max_pending:
-            raise ServiceUnavailable(
-                f"The relay holds {max_pending} undelivered messages, its limit; try again later."
-            )
-        delivery.contact_keys = self.ordering.chains(pipe, delivery)
-        pipe.multi()
-        for key, ttl in dedup_keys:
-            pipe.set(key, delivery.id, ex=ttl)
-        self._store_new(pipe, delivery)
-        pipe.execute()
-        return Accepted(delivery.id, duplicate=False)
+    def _script_input(
+        self, delivery: Delivery, fingerprint: str, window_seconds: int, quotas: Quotas
+    ) -> tuple[list[str], list[str | int | float | bytes]]:
+        org_id, payload, keys = delivery.org_id, delivery.payload, self.keys
+        username, manychat, contact = (
+            _text_or_empty(payload.get(name)) for name in ("username", "manychat_id", "contact_id")
+        )
+        script_keys = [
+            keys.delivery(delivery.id),
+            keys.job(delivery.id),
+            keys.queue(org_id),
+            keys.index,
+            keys.pending,
+            self._idempotency_key(delivery),
+            keys.alias(org_id, f"m:{manychat}") if manychat else "",
+            QUEUES_KEY,
+        ]
+        args: list[str | int | float | bytes] = [
+            delivery.id,
+            delivery.to_json()[:-1],  # the script adds the chains it joins, and the brace
+            org_id,
+            repr(delivery.received_at),
+            username,
+            manychat,
+            contact,
+            keys.chain_prefix(org_id),
+            keys.dedup_prefix(org_id, delivery.endpoint),
+            fingerprint,
+            window_seconds,
+            IDEMPOTENCY_KEY_TTL_SECONDS,
+            ALIAS_TTL_SECONDS,
+            quotas.per_org,
+            quotas.total,
+            self._others_pending(org_id, quotas),
+            "0" if org_id in self._registered else "1",
+        ]
+        return script_keys, args + _job_args(org_id)
 
-    def _store_new(self, pipe: redis.client.Pipeline, delivery: Delivery) -> None:
-        """Queue the commands that store, index, chain and enqueue a new delivery."""
-        pipe.set(self.keys.delivery(delivery.id), delivery.to_json())
-        # A set, not a counter: a delivery finished twice (at-least-once) leaves it exact.
-        pipe.sadd(self.keys.pending, delivery.id)
-        pipe.zadd(self.keys.index, {delivery.id: delivery.received_at})
-        self.stats.count(pipe, delivery.org_id, delivery.endpoint, "accepted")
-        self.ordering.join(pipe, delivery)
-        self.queues.enqueue(pipe, delivery)
+    def _idempotency_key(self, delivery: Delivery) -> str:
+        if not delivery.idempotency_key:
+            return ""
+        digest = hashlib.sha256(delivery.idempotency_key.encode()).hexdigest()[:32]
+        return self.keys.idempotency(delivery.org_id, digest)
+
+    def _others_pending(self, org_id: str, quotas: Quotas) -> str:
+        """Return the other organizations' pending count, or '' to have the script count."""
+        if not quotas.total:
+            return "0"
+        with self._lock:
+            if time.monotonic() - self._counts_read_at > COUNTS_MAX_AGE_SECONDS:
+                return ""
+            return str(sum(n for org, n in self._counts.items() if org != org_id))
+
+    def _remember_counts(self, org_id: str, pending: int, counts: list[bytes]) -> None:
+        with self._lock:
+            if counts:
+                pairs = zip(counts[::2], counts[1::2], strict=True)
+                self._counts = {text(org): int(n) for org, n in pairs}
+                self._counts_read_at = time.monotonic()
+            if pending:
+                self._counts[org_id] = pending
+
+
+@functools.lru_cache(maxsize=256)
+def _job_args(org_id: str) -> list[str | int | float | bytes]:
+    """Return the RQ job hash's fields and values as script arguments (the same for an org)."""
+    probe = Delivery(id="", org_id=org_id, endpoint="", payload={}, received_at=0.0)
+    return [item for pair in job_fields(probe).items() for item in pair]
+
+
+def _text_or_empty(value: object) -> str:
+    """Return an identity field as the script compares it: '' when absent."""
+    return "" if value in (None, "") else str(value)

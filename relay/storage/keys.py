@@ -14,6 +14,8 @@ def queue_name(org_id: str) -> str:
 
 # What the Lua scripts add an organization id to, to find its queue.
 QUEUE_KEY_PREFIX = Queue.redis_queue_namespace_prefix + queue_name("")
+# RQ's set of every queue's key, read by `rq info` and dashboards.
+QUEUES_KEY = Queue.redis_queues_keys
 
 
 class Keys:
@@ -54,8 +56,8 @@ class Keys:
 
     @property
     def pending(self) -> str:
-        """Return the set of accepted, unfinished delivery ids."""
-        return self.key("pending-ids")
+        """Return the hash of accepted, unfinished deliveries counted by organization."""
+        return self.key("pending")
 
     @property
     def index(self) -> str:
@@ -73,8 +75,12 @@ class Keys:
         return self.key("parked")
 
     def chain(self, org_id: str, identity: str) -> str:
-        """Return the ordering chain (list) of one contact identity."""
+        """Return the ordering chain (list) of one contact identity, such as u:<username>."""
         return self.key("chain", org_id, identity)
+
+    def chain_prefix(self, org_id: str) -> str:
+        """Return what the Lua scripts add an identity to, to find its chain."""
+        return self.chain(org_id, "")
 
     def alias(self, org_id: str, identity: str) -> str:
         """Return the link from a manychat_id to the username it goes with."""
@@ -89,9 +95,13 @@ class Keys:
         """Return the channel on which finished deliveries' answers are published."""
         return self.key("answers")
 
-    def dedup(self, org_id: str, fingerprint: str) -> str:
-        """Return the key that marks a request seen within the dedup window."""
-        return self.key("dedup", org_id, fingerprint)
+    def dedup(self, org_id: str, endpoint: str, identity: str) -> str:
+        """Return the key that holds a contact's latest request on an endpoint, for the window."""
+        return self.key("dedup", org_id, endpoint, identity)
+
+    def dedup_prefix(self, org_id: str, endpoint: str) -> str:
+        """Return what the accept script adds an identity to, to find its dedup key."""
+        return self.dedup(org_id, endpoint, "")
 
     def idempotency(self, org_id: str, digest: str) -> str:
         """Return the key that remembers an Idempotency-Key."""

@@ -1,13 +1,21 @@
-"""Prometheus metrics kept in Redis, so every web and worker process adds to one total."""
+"""Prometheus metrics kept in Redis, so every web and worker process adds to one total.
+
+Each process sums its increments in memory (a Tally) and writes them at most once a second
+from a background thread: recording a metric never waits for Redis, and never fails.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
-from collections.abc import Iterator, Mapping
+import threading
+import time
+import weakref
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -18,6 +26,9 @@ if TYPE_CHECKING:
     from relay.storage.store import Store
 
 BUCKETS_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+FLUSH_INTERVAL_SECONDS = 1.0
+# A flusher with nothing to write for this many intervals ends; the next increment restarts it.
+IDLE_FLUSHES_BEFORE_EXIT = 10
 
 log = logging.getLogger(__name__)
 COUNTERS = {
@@ -49,34 +60,121 @@ HISTOGRAMS = {
 }
 
 
+Increments = dict[tuple[str, str], float]  # (hash key, field) -> amount
+TALLIES: weakref.WeakSet[Tally] = weakref.WeakSet()  # every Tally of this process
+
+
+def discard_unwritten() -> None:
+    """Make every Tally of the process forget what it has not written (tests share a Redis)."""
+    for tally in list(TALLIES):
+        tally.discard()
+
+
+class Tally:
+    """Increments to Redis hashes, summed in the process and written at most once a second."""
+
+    def __init__(
+        self,
+        write: Callable[[Increments], None],
+        interval_seconds: float = FLUSH_INTERVAL_SECONDS,
+    ) -> None:
+        self._write = write
+        self._interval = interval_seconds
+        self._lock = threading.Lock()
+        self._writing = threading.Lock()  # held while a flush writes
+        self._pending: Counter[tuple[str, str]] = Counter()
+        self._flusher: threading.Thread | None = None
+        TALLIES.add(self)
+
+    def add(self, changes: Mapping[tuple[str, str], float]) -> None:
+        """Add increments; they reach Redis within about a second."""
+        with self._lock:
+            self._pending.update(changes)
+            if self._flusher is None:
+                self._flusher = threading.Thread(
+                    target=self._run, name="dmrelay-metrics", daemon=True
+                )
+                self._flusher.start()
+
+    def pending(self) -> Increments:
+        """Return the increments not written yet, so a reader can add them to what it reads."""
+        with self._lock:
+            return dict(self._pending)
+
+    def flush(self) -> bool:
+        """Write what is pending in one round trip; keep it for the next try if Redis fails."""
+        with self._writing:
+            with self._lock:
+                changes, self._pending = self._pending, Counter()
+            if not changes:
+                return False
+            try:
+                self._write(dict(changes))
+            except Exception as error:  # the flusher must outlive any failure: counts wait
+                log.warning("metrics not written yet: %s", type(error).__name__)
+                with self._lock:
+                    self._pending.update(changes)
+            return True
+
+    def discard(self) -> None:
+        """Forget what is not written yet, once any write under way has ended."""
+        with self._writing, self._lock:
+            self._pending.clear()
+
+    def _run(self) -> None:
+        idle = 0
+        while True:
+            time.sleep(self._interval)
+            idle = 0 if self.flush() else idle + 1
+            if idle >= IDLE_FLUSHES_BEFORE_EXIT:
+                with self._lock:
+                    if not self._pending:
+                        self._flusher = None  # decided under the lock add() starts one under
+                        return
+
+
 class Metrics:
-    """Record counters and histogram observations in Redis."""
+    """Record counters and histogram observations, summed in the process (see Tally)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
 
     def count(self, name: str, **labels: str) -> None:
         """Add one to a counter."""
-        self._add({_field(name, labels, "total"): 1})
+        self._add({_series_fields(name, _key(labels))[0]: 1})
 
     def observe(self, name: str, seconds: float, **labels: str) -> None:
         """Record one observation in a histogram."""
-        changes = {_field(name, labels, "count"): 1.0, _field(name, labels, "sum"): seconds}
-        for bound in BUCKETS_SECONDS:
+        count, total, *buckets = _series_fields(name, _key(labels), histogram=True)
+        changes = {count: 1.0, total: seconds}
+        for bound, field in zip(BUCKETS_SECONDS, buckets, strict=True):
             if seconds <= bound:
-                changes[_field(name, labels, f"le={bound}")] = 1
+                changes[field] = 1
         self._add(changes)
 
     def _add(self, changes: dict[str, float]) -> None:
-        # Best effort: a message already queued must not be answered 503 for a lost count.
-        try:
-            self.store.stats.add_to_metrics(changes)
-        except redis.RedisError:
-            log.warning("metrics not recorded: Redis unavailable")
+        # In memory only: a message already queued must never wait for, or fail on, a count.
+        self.store.stats.add_to_metrics(changes)
 
 
-def _field(name: str, labels: Mapping[str, str], part: str) -> str:
-    label_text = ",".join(f"{key}={_label(value)}" for key, value in sorted(labels.items()))
+def _key(labels: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(labels.items()))
+
+
+@functools.lru_cache(maxsize=4096)
+def _series_fields(
+    name: str, labels: tuple[tuple[str, str], ...], histogram: bool = False
+) -> tuple[str, ...]:
+    """Return the hash fields of a series: its total, or a histogram's count, sum, buckets."""
+    # Cached: labels come from closed sets, and building the names cost a request ~50 us.
+    if not histogram:
+        return (_field(name, labels, "total"),)
+    parts = ["count", "sum", *(f"le={bound}" for bound in BUCKETS_SECONDS)]
+    return tuple(_field(name, labels, part) for part in parts)
+
+
+def _field(name: str, labels: tuple[tuple[str, str], ...], part: str) -> str:
+    label_text = ",".join(f"{key}={_label(value)}" for key, value in labels)
     return f"{name}|{label_text}|{part}"
 
 
@@ -88,9 +186,10 @@ def _label(value: str) -> str:
 class RedisCollector(Collector):
     """Expose the Redis-held counters and the live queue gauges at scrape time."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings, spool: tuple[int, int]) -> None:
         self.store = store
         self.settings = settings
+        self.spool = spool
 
     def collect(self) -> Iterator[Any]:
         """Yield every metric family."""
@@ -141,6 +240,13 @@ class RedisCollector(Collector):
         yield GaugeMetricFamily(
             "dmrelay_pending", "Accepted and not yet finished.", totals["pending"]
         )
+        entries, size = self.spool
+        yield GaugeMetricFamily(
+            "dmrelay_spool_entries",
+            "Accepted requests in this machine's spool, waiting for Redis to take writes.",
+            entries,
+        )
+        yield GaugeMetricFamily("dmrelay_spool_bytes", "Size of those requests.", size)
 
 
 def _series(values: dict[str, float], name: str) -> Iterator[tuple[dict[str, str], str, float]]:
@@ -159,8 +265,8 @@ def _group_series(values: dict[str, float], name: str) -> dict[tuple[str, ...], 
     return grouped
 
 
-def render(store: Store, settings: Settings) -> bytes:
-    """Return the Prometheus text exposition of every metric."""
+def render(store: Store, settings: Settings, spool: tuple[int, int] = (0, 0)) -> bytes:
+    """Return the Prometheus text exposition of every metric, with the spool's depth."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(RedisCollector(store, settings))
+    registry.register(RedisCollector(store, settings, spool))
     return generate_latest(registry)

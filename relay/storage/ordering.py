@@ -1,4 +1,8 @@
-"""Per-contact ordering: chains of delivery ids, parking, and waking the next in line."""
+"""Per-contact ordering: chains of delivery ids, parking, and waking the next in line.
+
+A delivery joins its chains when it is accepted (accept.lua decides which); its record keeps
+their short names (u:<username>, m:<manychat_id>, c:<contact_id>), not the key names.
+"""
 
 from __future__ import annotations
 
@@ -22,33 +26,19 @@ class Ordering:
         self.keys = keys
         self._release_stuck = lua.register(connection, "record", "release_chains", "release_stuck")
 
-    def identities(self, delivery: Delivery) -> list[str]:
-        """Return the names a delivery's contact goes by: username, manychat_id, contact_id."""
-        payload = delivery.payload
-        found = []
-        for kind, field in (("u", "username"), ("m", "manychat_id"), ("c", "contact_id")):
-            value = payload.get(field)
-            if value not in (None, ""):
-                found.append(f"{kind}:{value}")
-        return found
-
-    def chains(self, pipe: redis.client.Pipeline, delivery: Delivery) -> list[str]:
-        """Return the chains a delivery joins: its identities and those linked to them."""
-        identities = self.identities(delivery)
-        alias_keys = [self.keys.alias(delivery.org_id, name) for name in identities]
-        linked = pipe.mget(alias_keys) if identities else []
-        names = dict.fromkeys(identities + [text(alias) for alias in linked if alias])
-        return [self.keys.chain(delivery.org_id, name) for name in names]
+    def chain_keys(self, delivery: Delivery) -> list[str]:
+        """Return the key of each chain the delivery is in."""
+        # Records stored before chains had short names hold the keys themselves.
+        root = self.keys.key("chain", "")
+        return [
+            name if name.startswith(root) else self.keys.chain(delivery.org_id, name)
+            for name in delivery.contact_keys
+        ]
 
     def join(self, pipe: redis.client.Pipeline, delivery: Delivery) -> None:
-        """Queue the commands that put a delivery at the end of its chains and link names."""
-        for chain in delivery.contact_keys:
+        """Queue the commands that put a delivery back at the end of its chains (a replay)."""
+        for chain in self.chain_keys(delivery):
             pipe.rpush(chain, delivery.id)
-        identities = [i for i in self.identities(delivery) if i[0] in "um"]
-        if len(identities) == 2:
-            username, manychat = identities
-            # One key per link, so links of contacts gone quiet expire instead of piling up.
-            pipe.set(self.keys.alias(delivery.org_id, manychat), username, ex=ALIAS_TTL_SECONDS)
 
     def queue_args(self) -> list[str]:
         """Return the key prefix and queue key prefix the chain scripts build keys from."""

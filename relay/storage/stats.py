@@ -9,6 +9,7 @@ import redis
 
 from relay.storage.codec import text
 from relay.storage.keys import Keys
+from relay.storage.metrics import Increments, Tally
 
 LATENCY_SAMPLES = 1000
 STATS_RETENTION_SECONDS = 25 * 3600
@@ -22,12 +23,18 @@ class Stats:
     def __init__(self, connection: redis.Redis, keys: Keys) -> None:
         self.redis = connection
         self.keys = keys
+        self.tally = Tally(self._write_increments)
 
     def count(self, pipe: redis.client.Pipeline, org_id: str, endpoint: str, outcome: str) -> None:
         """Queue the commands that count one outcome in this minute's bucket."""
         bucket = self.keys.stats(int(time.time() // 60))
         pipe.hincrby(bucket, f"{org_id}|{endpoint}|{outcome}", 1)
         pipe.expire(bucket, STATS_RETENTION_SECONDS)
+
+    def count_later(self, org_id: str, endpoint: str, outcome: str) -> None:
+        """Count one outcome in this minute's bucket, written with the next metrics flush."""
+        bucket = self.keys.stats(int(time.time() // 60))
+        self.tally.add({(bucket, f"{org_id}|{endpoint}|{outcome}"): 1})
 
     def add_counts(
         self,
@@ -56,8 +63,9 @@ class Stats:
             for minute in minutes_wanted:
                 pipe.hgetall(self.keys.stats(minute))
             buckets = pipe.execute()
+        unwritten = self.tally.pending()
         return [
-            (minute, {_stat_key(field): int(count) for field, count in bucket.items()})
+            (minute, _with_unwritten(bucket, unwritten, self.keys.stats(minute)))
             for minute, bucket in zip(minutes_wanted, buckets, strict=True)
         ]
 
@@ -94,14 +102,14 @@ class Stats:
         """Return pending, parked, in-flight and dead-letter totals."""
         workers = [text(w) for w in self.redis.smembers(self.keys.workers)]
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.scard(self.keys.pending)
+            pipe.hvals(self.keys.pending)
             pipe.scard(self.keys.parked)
             pipe.zcard(self.keys.dead)
             for worker in workers:
                 pipe.llen(self.keys.processing(worker))
             pending, parked, dead, *in_flight = pipe.execute()
         return {
-            "pending": int(pending),
+            "pending": _total(pending),
             "parked": int(parked),
             "dead_letters": int(dead),
             "in_flight": sum(in_flight),
@@ -110,19 +118,36 @@ class Stats:
 
     def pending_count(self) -> int:
         """Return how many accepted deliveries are not finished yet."""
-        return int(self.redis.scard(self.keys.pending))
+        return _total(self.redis.hvals(self.keys.pending))
+
+    def pending_by_org(self) -> dict[str, int]:
+        """Return how many accepted deliveries of each organization are not finished yet."""
+        raw = self.redis.hgetall(self.keys.pending)
+        return {text(org): max(0, int(count)) for org, count in raw.items()}
 
     def add_to_metrics(self, changes: Mapping[str, float]) -> None:
-        """Add to the shared metric values (one hash for every process)."""
-        with self.redis.pipeline(transaction=False) as pipe:
-            for field, amount in changes.items():
-                pipe.hincrbyfloat(self.keys.metrics, field, amount)
-            pipe.execute()
+        """Add to the shared metric values (one hash for every process), within a second."""
+        self.tally.add({(self.keys.metrics, field): amount for field, amount in changes.items()})
 
     def read_metrics(self) -> dict[str, float]:
-        """Return every shared metric value."""
+        """Return every shared metric value, with this process's increments not written yet."""
         raw = self.redis.hgetall(self.keys.metrics)
-        return {text(field): float(value) for field, value in raw.items()}
+        values = {text(field): float(value) for field, value in raw.items()}
+        for (key, field), amount in self.tally.pending().items():
+            if key == self.keys.metrics:
+                values[field] = values.get(field, 0.0) + amount
+        return values
+
+    def _write_increments(self, changes: Increments) -> None:
+        """Write summed increments in one round trip: metric values and outcome buckets."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for (key, field), amount in changes.items():
+                if key == self.keys.metrics:
+                    pipe.hincrbyfloat(key, field, amount)
+                else:
+                    pipe.hincrby(key, field, int(amount))
+                    pipe.expire(key, STATS_RETENTION_SECONDS)
+            pipe.execute()
 
     def hit_window(self, name: str, window_seconds: int) -> tuple[int, int]:
         """Count one hit in a fixed window; return (hits so far, epoch second it resets)."""
@@ -135,6 +160,21 @@ class Stats:
         return int(hits), (window + 1) * window_seconds
 
 
-def _stat_key(field: bytes) -> tuple[str, str, str]:
+def _total(counts: Iterable[bytes | str]) -> int:
+    """Sum per-organization counts (never below 0 per organization)."""
+    return sum(max(0, int(count)) for count in counts)
+
+
+def _with_unwritten(bucket: Mapping[bytes, bytes], unwritten: Increments, key: str) -> Counts:
+    """Return a minute's counts by (org, endpoint, outcome), adding this process's unwritten."""
+    counts = {_stat_key(field): int(count) for field, count in bucket.items()}
+    for (bucket_key, field), amount in unwritten.items():
+        if bucket_key == key:
+            name = _stat_key(field)
+            counts[name] = counts.get(name, 0) + int(amount)
+    return counts
+
+
+def _stat_key(field: bytes | str) -> tuple[str, str, str]:
     org_id, endpoint, outcome = text(field).split("|")
     return org_id, endpoint, outcome

@@ -23,15 +23,19 @@ class Store:
     def __init__(self, connection: redis.Redis, prefix: str = defaults.KEY_PREFIX) -> None:
         self.redis = connection
         self.keys = Keys(prefix)
-        self.queues = Queues(connection)
+        self.queues = Queues(connection, self.keys)
         self.stats = Stats(connection, self.keys)
         self.ordering = Ordering(connection, self.keys)
-        self.intake = Intake(connection, self.keys, self.ordering, self.queues, self.stats)
+        self.intake = Intake(connection, self.keys)
         self.answers = Answers(connection, self.keys)
         self.history = History(connection, self.keys, self.ordering, self.answers)
         self.schedule = Schedule(connection, self.keys)
         self.inflight = InFlight(connection, self.keys)
         self.dead = DeadLetters(connection, self.keys, self.ordering, self.queues)
+
+    def probe_writes(self) -> None:
+        """Write a small key, so a refusal (read-only, out of memory) raises as ingest would."""
+        self.redis.set(self.keys.key("ready"), "1", ex=60)
 
     def ping(self) -> bool:
         """Return True when Redis answers."""

@@ -27,6 +27,7 @@ from relay.web.apidoc import views as apidoc
 from relay.web.context import current_metrics, current_settings
 from relay.web.dashboard import views as dashboard
 from relay.web.error_handlers import register_error_handlers
+from relay.web.frontdoor import FrontDoor
 from relay.web.routing import CONVERTERS
 from relay.web.status import bp as delivery_status_bp
 
@@ -53,12 +54,16 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
             settings.web_redis_connections,
             "dmrelay-web",
             settings.redis_ca_cert,
+            # Every call ends within the ingest deadline: ManyChat is answered from the spool
+            # rather than kept waiting on Redis.
+            deadline_seconds=settings.ingest_redis_deadline_seconds,
         )
     )
     server.log_warnings(store.redis, log)
     app.extensions["dmrelay.store"] = store
     app.extensions["dmrelay.metrics"] = Metrics(store)
     app.extensions["dmrelay.answer_waits"] = build_answer_waits(store.redis, settings, store.keys)
+    app.extensions["dmrelay.front_door"] = front_door(settings, store)
     app.before_request(start_request)
     app.before_request(refuse_streamed_body_over_limit)
     app.after_request(finish_request)
@@ -66,6 +71,20 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     register_error_handlers(app)
     register_blueprints(app)
     return app
+
+
+def front_door(settings: Settings, store: Store) -> FrontDoor:
+    """Build the ingest path: Redis within the deadline, else the spool."""
+    door = FrontDoor(settings, store)
+    door.spool.start_if_left_over()  # requests a process that is gone could not store
+    return door
+
+
+def shut_down(app: Flask) -> None:
+    """Before the process exits: write pending metrics, drain the spool while time allows."""
+    door = app.extensions.get("dmrelay.front_door")
+    if isinstance(door, FrontDoor):
+        door.close()
 
 
 def register_blueprints(app: Flask) -> None:

@@ -9,6 +9,7 @@ from flask import current_app
 from relay.config import Settings
 from relay.storage.metrics import Metrics
 from relay.storage.store import Store
+from relay.web.frontdoor import FrontDoor
 
 if TYPE_CHECKING:
     from relay.web.answer import AnswerWaits
@@ -36,3 +37,9 @@ def current_answer_waits() -> AnswerWaits:
     """Return the app's means of waiting for DmTracker's answers."""
     waits: AnswerWaits = current_app.extensions["dmrelay.answer_waits"]
     return waits
+
+
+def current_front_door() -> FrontDoor:
+    """Return the app's ingest path: rate limits, Redis within a deadline, the spool."""
+    door: FrontDoor = current_app.extensions["dmrelay.front_door"]
+    return door

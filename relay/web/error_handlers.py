@@ -37,21 +37,23 @@ def redis_unavailable(error: redis.RedisError) -> ServiceUnavailable:
     return ServiceUnavailable("The relay cannot reach its store right now; try again shortly.")
 
 
-def error_response(status: int, title: str, code: str, message: str) -> Response:
+def error_response(
+    status: int, title: str, code: str, message: str, extra: dict[str, Any] | None = None
+) -> Response:
     """Render an error: the admin API's envelope, or DmTracker's shape everywhere else."""
     g.error_code = code.lower()
     body: dict[str, Any]
     if is_admin_path(request.path):
         body = {"error": {"code": code, "message": message, "requestId": g.get("request_id")}}
     else:
-        body = {"error": title, "message": message}
+        body = {"error": title, "message": message, **(extra or {})}
     response = jsonify(body)
     response.status_code = status
     return response
 
 
 def _relay_error(error: HttpError) -> Response:
-    response = error_response(error.status, error.title, error.code, error.message)
+    response = error_response(error.status, error.title, error.code, error.message, error.body)
     response.headers.update(error.headers)
     return response
 

@@ -19,10 +19,10 @@ from relay.core.errors import BadRequest, FieldError, Forbidden
 from relay.core.redact import holds_secret
 from relay.core.schemas import to_timestamp, validate
 from relay.logs import bind_context
-from relay.storage.intake import fingerprint
+from relay.storage.intake import Accepted, fingerprint
 from relay.web.answer import answer, requested_wait
 from relay.web.auth import organization_for_token
-from relay.web.context import current_metrics, current_settings, current_store
+from relay.web.context import current_front_door, current_metrics, current_settings
 
 bp = Blueprint("ingest", __name__, url_prefix="/api/v1")
 
@@ -68,6 +68,8 @@ def ingest(endpoint: str, to_request: Callable[[Any], Any] | None = None) -> Res
     if validated.skip_reason:
         g.ingest_result = ("skipped", validated.skip_reason)
         return skipped(validated.skip_reason)
+    door = current_front_door()
+    door.admit(org.id)
     same_request = fingerprint(org.id, endpoint, json.dumps(body, sort_keys=True))
     delivery = Delivery.new(
         org.id,
@@ -76,18 +78,17 @@ def ingest(endpoint: str, to_request: Callable[[Any], Any] | None = None) -> Res
         request_id=g.get("request_id", ""),
         idempotency_key=idempotency_key(settings.secrets()),
     )
-    store = current_store()
+    bind_context(delivery_id=delivery.id)  # so a line logged while storing it names it
     started = time.perf_counter()
-    accepted = store.intake.accept(
-        delivery,
-        same_request,
-        window_seconds=settings.dedup_window_seconds,
-        max_pending=settings.max_pending_deliveries,
-    )
+    accepted = door.accept(delivery, same_request)
     metrics = current_metrics()
     metrics.observe("dmrelay_enqueue_seconds", time.perf_counter() - started, endpoint=endpoint)
-    bind_context(delivery_id=accepted.delivery_id)
-    g.ingest_result = ("duplicate" if accepted.duplicate else "accepted", "")
+    bind_context(delivery_id=accepted.delivery_id)  # a duplicate's is the first one's
+    g.ingest_result = (result_of(accepted), "")
+    if not accepted.duplicate:
+        door.store.stats.count_later(org.id, endpoint, "accepted")
+    if accepted.spooled:
+        return spooled(accepted.delivery_id)  # no answer to wait for before Redis is back
     return answer(accepted, requested_wait(endpoint, settings))
 
 
@@ -197,4 +198,20 @@ def skipped(reason: str) -> Response:
         status="skipped",
         message="Message not forwarded: it carries no reply to track.",
         data={"reason": reason},
+    )
+
+
+def result_of(accepted: Accepted) -> str:
+    """Name what became of an accepted request, for the log line and metrics."""
+    if accepted.spooled:
+        return "spooled"
+    return "duplicate" if accepted.duplicate else "accepted"
+
+
+def spooled(delivery_id: str) -> Response:
+    """Answer a message kept in the local spool until Redis takes it."""
+    return jsonify(
+        status="spooled",
+        message="Message accepted; it will be queued as soon as the relay's store is back.",
+        data={"delivery_id": delivery_id},
     )

@@ -11,7 +11,7 @@ from relay.config import Settings
 from relay.core.errors import Unauthorized
 from relay.storage import metrics
 from relay.web.admin import tokens
-from relay.web.context import current_settings, current_store
+from relay.web.context import current_front_door, current_settings, current_store
 
 bp = Blueprint("ops", __name__)
 
@@ -24,11 +24,11 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    """Say whether Redis answers."""
-    store = current_store()
-    if store.ping():
+    """Say whether Redis takes writes and nothing waits in the spool; 503 with why if not."""
+    reason = current_front_door().readiness()
+    if reason is None:
         return jsonify(status="ready", redis="ok"), 200
-    return jsonify(status="unavailable", redis="unreachable"), 503
+    return jsonify(status="unavailable", redis="unavailable", reason=reason), 503
 
 
 @bp.get("/metrics")
@@ -37,7 +37,8 @@ def metrics_endpoint() -> Response:
     settings = current_settings()
     authorize_scrape(settings, request.headers.get("Authorization", ""))
     store = current_store()
-    return Response(metrics.render(store, settings), content_type=CONTENT_TYPE_LATEST)
+    spool = current_front_door().spool.depth()
+    return Response(metrics.render(store, settings, spool), content_type=CONTENT_TYPE_LATEST)
 
 
 def authorize_scrape(settings: Settings, header: str) -> None:

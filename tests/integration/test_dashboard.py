@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 
 from relay.core.delivery import Attempt, Delivery, DeliveryState
 from relay.storage import queries
-from relay.storage.intake import fingerprint
+from relay.storage.intake import NO_QUOTAS, fingerprint
 from relay.storage.store import Store
 from relay.web.admin import tokens
 from tests.helpers import DEFAULT_REPLY, ORG_A, ORG_B, SECRET, csrf_of, headers, sign_in, wait_until
@@ -46,8 +46,10 @@ def add_dead_letter(
     payload = {"organization_id": org_id, "manychat_id": "123456", "username": "john_doe"}
     delivery = Delivery.new(org_id, endpoint, {**payload, "message_content": message})
     store.intake.accept(
-        delivery, fingerprint(org_id, endpoint, delivery.id), window_seconds=60, max_pending=99
+        delivery, fingerprint(org_id, endpoint, delivery.id), window_seconds=60, quotas=NO_QUOTAS
     )
+    store.stats.count_later(org_id, endpoint, "accepted")  # as the ingest route counts it
+    store.stats.tally.flush()
     delivery.attempts.append(
         Attempt(time.time(), 400, 12.5, "permanent", '{"error":"Bad Request"}')
     )

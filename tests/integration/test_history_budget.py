@@ -50,7 +50,7 @@ def keep(store: Store, count: int, state: str = DeliveryState.DELIVERED) -> list
             if state == DeliveryState.DEAD:
                 pipe.zadd(store.keys.dead, {delivery.id: delivery.received_at})
             elif state != DeliveryState.DELIVERED:
-                pipe.sadd(store.keys.pending, delivery.id)
+                pipe.hincrby(store.keys.pending, ORG_A.id, 1)  # counted by organization
             ids.append(delivery.id)
         pipe.execute()
     return ids

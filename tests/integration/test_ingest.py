@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 import zlib
 
 import pytest
-import redis
 
 from relay.core.delivery import Delivery
+from relay.web.app import create_app
 from tests.helpers import DEFAULT_REPLY, ORG_A, ORG_B, headers, queued_ids, with_settings
 
 URL = "/api/v1/contact/default-reply"
@@ -36,9 +35,10 @@ def test_job_is_json_and_holds_no_token(client, redis_conn) -> None:  # type: ig
     ]["delivery_id"]
 
     job = redis_conn.hgetall(f"rq:job:{delivery_id}")
-    # RQ zlib-compresses the serialized call; inside it must be JSON, not a pickle.
+    # RQ zlib-compresses the serialized call; inside it must be JSON, not a pickle. The task
+    # takes no argument: its job id is the delivery id.
     data = json.loads(zlib.decompress(job[b"data"]))
-    assert data == ["workers.tasks.deliver", None, [delivery_id], {}]
+    assert data == ["workers.tasks.deliver", None, [], {}]
     for key in redis_conn.keys("*"):
         dumped = redis_conn.dump(key) or b""
         assert ORG_A.token.encode() not in dumped
@@ -240,11 +240,10 @@ def test_dedup_key_lives_for_the_configured_window(client, redis_conn) -> None: 
     assert 295 <= redis_conn.ttl(key) <= 300
 
 
-def test_a_zero_window_turns_content_dedup_off_but_keeps_idempotency_keys(app, redis_conn) -> None:  # type: ignore[no-untyped-def]
-    from dataclasses import replace
-
-    app.config["SETTINGS"] = replace(app.config["SETTINGS"], dedup_window_seconds=0)
-    client = app.test_client()
+def test_a_zero_window_turns_content_dedup_off_but_keeps_idempotency_keys(  # type: ignore[no-untyped-def]
+    settings, redis_conn
+) -> None:
+    client = create_app(with_settings(settings, dedup_window_seconds=0), redis_conn).test_client()
     plain = [client.post(URL, json=DEFAULT_REPLY, headers=headers(ORG_A.token)) for _ in range(2)]
     keyed = headers(ORG_A.token, **{"Idempotency-Key": "evt-7"})
     repeated = [client.post(URL, json=DEFAULT_REPLY, headers=keyed) for _ in range(2)]
@@ -289,18 +288,18 @@ def test_overlong_idempotency_key_is_400(client) -> None:  # type: ignore[no-unt
     assert "Idempotency-Key" in response.get_json()["message"]
 
 
-def test_queue_depth_limit_answers_503_and_queues_nothing(app, redis_conn) -> None:  # type: ignore[no-untyped-def]
-    from dataclasses import replace
-
-    app.config["SETTINGS"] = replace(app.config["SETTINGS"], max_pending_deliveries=2)
+def test_queue_depth_limit_answers_503_and_queues_nothing(settings, redis_conn) -> None:  # type: ignore[no-untyped-def]
+    app = create_app(with_settings(settings, max_pending_deliveries=2), redis_conn)
     client = app.test_client()
-    statuses = [
+    responses = [
         client.post(
             URL, json={**DEFAULT_REPLY, "message_content": f"m{i}"}, headers=headers(ORG_A.token)
-        ).status_code
+        )
         for i in range(3)
     ]
-    assert statuses == [200, 200, 503]
+    assert [r.status_code for r in responses] == [200, 200, 503]
+    assert responses[2].get_json()["error"] == "Service Unavailable"
+    assert responses[2].headers["Retry-After"] == "60"
     assert len(queued_ids(redis_conn)) == 2
 
 
@@ -316,35 +315,6 @@ def test_a_delivery_finished_twice_frees_one_place_in_the_depth_limit(client, st
     store.history.finish(finished, "delivered", retention_seconds=60)
     store.history.finish(finished, "delivered", retention_seconds=60)
     assert store.stats.totals()["pending"] == 1
-
-
-def test_redis_down_answers_503_not_500(settings) -> None:  # type: ignore[no-untyped-def]
-
-    from relay.web.app import create_app
-
-    app = create_app(with_settings(settings, redis_url="redis://127.0.0.1:1/0"))
-    started = time.monotonic()
-    response = app.test_client().post(URL, json=DEFAULT_REPLY, headers=headers(ORG_A.token))
-    # Answered fast enough for ManyChat's 10 s timeout to see the 503.
-    assert time.monotonic() - started < 3
-    assert response.status_code == 503
-    assert response.get_json()["error"] == "Service Unavailable"
-    ready = app.test_client().get("/readyz")
-    assert ready.status_code == 503
-
-
-def test_a_queued_message_is_answered_200_even_if_its_metrics_cannot_be_written(  # type: ignore[no-untyped-def]
-    app, client, redis_conn, monkeypatch
-) -> None:
-    def unreachable(changes: dict) -> None:
-        raise redis.ConnectionError("metrics store gone")
-
-    monkeypatch.setattr(
-        app.extensions["dmrelay.metrics"].store.stats, "add_to_metrics", unreachable
-    )
-    response = client.post(URL, json=DEFAULT_REPLY, headers=headers(ORG_A.token))
-    assert response.status_code == 200
-    assert queued_ids(redis_conn) == [response.get_json()["data"]["delivery_id"]]
 
 
 def test_health_and_readiness(client) -> None:  # type: ignore[no-untyped-def]

@@ -73,20 +73,22 @@ def test_the_status_route_logs_the_delivery_it_looked_up(client) -> None:  # typ
 def test_every_line_of_a_request_that_meets_a_redis_outage_carries_its_ids(
     settings: Settings,
 ) -> None:
-    cut_off = create_app(with_settings(settings, redis_url="redis://127.0.0.1:1/0")).test_client()
+    app = create_app(with_settings(settings, redis_url="redis://127.0.0.1:1/0"))
     with this_thread() as captured:
-        response = cut_off.post(
+        response = app.test_client().post(
             URL, json=DEFAULT_REPLY, headers=headers(ORG_A.token, **{"X-Request-Id": "req-ctx-3"})
         )
+    app.extensions["dmrelay.front_door"].spool.close(drain_seconds=0)
 
-    assert response.status_code == 503
+    assert response.status_code == 200
+    assert response.get_json()["status"] == "spooled"
     messages = captured.messages()
-    assert messages[-1] == f"POST {URL} 503"
-    assert "metrics not recorded: Redis unavailable" in messages[:-1]
+    assert messages[-1] == f"POST {URL} 200"
+    assert "redis did not take a request (Redis is unreachable): spooled" in messages[:-1]
     for line in captured.lines:
         assert ids(line) == {
             "request_id": "req-ctx-3",
-            "delivery_id": None,  # nothing was accepted
+            "delivery_id": response.get_json()["data"]["delivery_id"],  # kept in the spool
             "organization": ORG_A.id,
             "endpoint": "default-reply",
         }

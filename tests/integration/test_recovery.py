@@ -72,7 +72,7 @@ def test_a_stale_copy_of_a_dead_letter_leaves_its_replay_in_the_chain(  # type: 
     wait_until(lambda: store.history.load(delivery_id).state == DeliveryState.DELIVERED)
     wait_until(lambda: not queued_ids(store.redis))
     assert len(sandbox.requests()) == 1
-    chains = store.history.load(delivery_id).contact_keys
+    chains = store.ordering.chain_keys(store.history.load(delivery_id))
     assert chain_entries(store, delivery_id, chains) == [0] * len(chains)
 
 
@@ -88,7 +88,7 @@ def test_finish_records_and_releases_in_one_step(client, store) -> None:  # type
     assert store.history.load(first).state == DeliveryState.DEAD
     assert store.dead.ids() == [first]
     assert 0 < store.redis.ttl(store.keys.delivery(first)) <= 60
-    chains = store.history.load(first).contact_keys
+    chains = store.ordering.chain_keys(store.history.load(first))
     assert chain_entries(store, first, chains) == [0] * len(chains)
     assert queued_ids(store.redis) == [second]
     assert store.inflight.processing(WORKER) == []
@@ -207,7 +207,7 @@ def test_two_replays_of_one_dead_letter_at_once_queue_it_once(client, store, red
 
     assert store.dead.if_still_dead(delivery_id, replay_while_a_rival_replays) is False
     assert queued_ids(store.redis) == [delivery_id]
-    chains = store.history.load(delivery_id).contact_keys
+    chains = store.ordering.chain_keys(store.history.load(delivery_id))
     assert chain_entries(store, delivery_id, chains) == [1] * len(chains)
     assert store.dead.purge(delivery_id) is False  # no longer dead: a purge leaves it alone
     assert store.history.load(delivery_id) is not None

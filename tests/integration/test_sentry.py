@@ -22,7 +22,7 @@ from relay.config import load_settings
 app = create_app(load_settings())
 def broken(*args, **kwargs):
     raise RuntimeError("store exploded")
-app.extensions["dmrelay.store"].intake.accept = broken
+app.extensions["dmrelay.front_door"].intake.accept = broken
 response = app.test_client().post(
     "/api/v1/contact/default-reply", data=sys.argv[1],
     headers={"x-org-auth-token": sys.argv[2], "Content-Type": "application/json"},

@@ -13,3 +13,18 @@ end
 local function is_finished(state)
   return state == 'delivered' or state == 'dead'
 end
+
+-- chains_of(record, org_id, prefix): the keys of the chains a queued record waits in. Records
+-- name them u:<username>, m:<manychat_id> or c:<contact_id> (accept.lua); records stored
+-- before that hold the keys themselves.
+local function chains_of(record, org_id, prefix)
+  local root, keys = prefix .. ':chain:', {}
+  for _, name in ipairs(record['contact_keys'] or {}) do
+    if string.sub(name, 1, #root) == root then
+      table.insert(keys, name)
+    else
+      table.insert(keys, root .. org_id .. ':' .. name)
+    end
+  end
+  return keys
+end

@@ -10,7 +10,7 @@ local function wake_if_ready(id, ctx)
   local raw = redis.call('GET', ctx.prefix .. ':d:' .. id)
   if not raw then return false end
   local _, org_id, record = read_record(raw)
-  for _, chain in ipairs(record['contact_keys'] or {}) do
+  for _, chain in ipairs(chains_of(record, org_id, ctx.prefix)) do
     if redis.call('LINDEX', chain, 0) ~= id then return false end
   end
   redis.call('SREM', ctx.parked, id)

@@ -21,8 +21,8 @@ for _, id in ipairs(page[2]) do
   if not raw then
     redis.call('SREM', parked, id)  -- vanished itself: freed from its chains once it heads them
   else
-    local _, _, record = read_record(raw)
-    for _, chain in ipairs(record['contact_keys'] or {}) do
+    local _, org_id, record = read_record(raw)
+    for _, chain in ipairs(chains_of(record, org_id, ctx.prefix)) do
       local head = redis.call('LINDEX', chain, 0)
       while head and head ~= id and stuck(head) do  -- each turn shortens the chain
         redis.call('LREM', chain, 0, head)

@@ -37,10 +37,10 @@ local function judge(id, org_id)
   if is_finished(state) then
     drop(id)
     redis.call('HDEL', leases, id)
-    local woken = release(id, record['contact_keys'] or {}, ctx)
+    local woken = release(id, chains_of(record, record_org, prefix), ctx)
     return {'finished', id, record_org, endpoint, unpack(woken)}
   end
-  for _, chain in ipairs(record['contact_keys'] or {}) do
+  for _, chain in ipairs(chains_of(record, record_org, prefix)) do
     if redis.call('LINDEX', chain, 0) ~= id then
       redis.call('SADD', parked, id)
       drop(id)

@@ -34,6 +34,12 @@ class DmTrackerError(Answer):
     message = fields.String(metadata={"examples": ["The 'username' field is required."]})
 
 
+class DmTrackerRateLimit(DmTrackerError):
+    """A 429 worded as DmTracker words its own, with the seconds to wait."""
+
+    retry_after = fields.Integer(metadata={"examples": [3]})
+
+
 # -- ingest -------------------------------------------------------------------------------------
 class RelayNote(Answer):
     """What the relay adds to every stored request's answer, so one JSONPath finds it."""
@@ -65,6 +71,20 @@ class Queued(Answer):
     message = fields.String()
     data = fields.Nested(QueuedData)
     relay = fields.Nested(RelayNote)
+
+
+class SpooledData(Answer):
+    """The delivery id the message will be queued under once Redis takes it."""
+
+    delivery_id = fields.String(metadata={"examples": ["dlv_187c0ffee0000001a2b3c4d5e6f7"]})
+
+
+class Spooled(Answer):
+    """Redis could not take the message: it is kept on the web machine's disk until it can."""
+
+    status = fields.String(validate=OneOf(["spooled"]))
+    message = fields.String()
+    data = fields.Nested(SpooledData)
 
 
 class Delivered(Answer):
@@ -126,10 +146,13 @@ class Health(Answer):
 
 
 class Readiness(Answer):
-    """Whether Redis answers."""
+    """Whether Redis takes writes and nothing waits in the spool; why not, when not."""
+
+    OPTIONAL = frozenset({"reason"})
 
     status = fields.String(validate=OneOf(["ready", "unavailable"]))
-    redis = fields.String(validate=OneOf(["ok", "unreachable"]))
+    redis = fields.String(validate=OneOf(["ok", "unavailable"]))
+    reason = fields.String(metadata={"examples": ["spooling: 12 accepted requests wait for Redis"]})
 
 
 # -- ManyChat's own shape -------------------------------------------------------------------------

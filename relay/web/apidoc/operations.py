@@ -123,7 +123,7 @@ def admin_error(description: str, *headers: str) -> Answer:
 
 RATE_LIMIT_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
 # anyOf, not oneOf: DmTracker's own answer is any object carrying the relay's note.
-STORED_OR_SKIPPED = {"anyOf": [answers.Queued, answers.Delivered, answers.Skipped]}
+STORED_OR_SKIPPED = {"anyOf": [answers.Queued, answers.Delivered, answers.Spooled, answers.Skipped]}
 REDIS_DOWN = "The relay cannot reach Redis right now; nothing was stored."
 
 INGEST_ERRORS = {
@@ -133,7 +133,15 @@ INGEST_ERRORS = {
     413: error(f"The body is larger than {defaults.MAX_BODY_BYTES // 1024} KiB."),
     415: error("The body is not sent as application/json."),
     422: error("A username breaks DmTracker's format, or an identity is a placeholder."),
-    503: error(REDIS_DOWN + " Or too many messages are waiting undelivered."),
+    429: json(
+        "The organization sent more than DMRELAY_INGEST_RATE_PER_ORG requests a second.",
+        answers.DmTrackerRateLimit,
+        "Retry-After",
+    ),
+    503: error(
+        "Too many messages wait undelivered, for the organization or in all (with Retry-After),"
+        " or Redis cannot take the message and the local spool is full or cannot be written."
+    ),
 }
 
 
@@ -150,7 +158,10 @@ FULL_CONTACT_TERMS = (
     "full_contact_data or user, with the action's DmTracker fields beside it; mapped onto the "
     "action's DmTracker body, then checked and answered as the action's own route."
 )
-STORED = json("Stored (queued, or DmTracker's own answer), or skipped.", STORED_OR_SKIPPED)
+STORED = json(
+    "Stored (queued, or DmTracker's own answer), spooled while Redis is away, or skipped.",
+    STORED_OR_SKIPPED,
+)
 
 
 def ingest(
@@ -254,8 +265,8 @@ OPERATIONS: dict[str, Operation] = {
     "ops.readyz": Operation(
         tag=OPS,
         answers={
-            200: json("Redis answers.", answers.Readiness),
-            503: json("Redis does not answer.", answers.Readiness),
+            200: json("Redis takes writes and nothing waits in the spool.", answers.Readiness),
+            503: json("Redis refuses writes, or requests wait in the spool.", answers.Readiness),
         },
     ),
     "ops.metrics_endpoint": Operation(

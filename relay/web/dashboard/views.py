@@ -36,7 +36,7 @@ from relay.core.policy import Backoff, schedule_table
 from relay.core.redact import redact
 from relay.core.times import utc
 from relay.storage import deadletters, queries
-from relay.web.context import current_settings, current_store
+from relay.web.context import current_front_door, current_settings, current_store
 from relay.web.dashboard.session import (
     URL_PREFIX,
     can_admin,
@@ -233,19 +233,24 @@ def pagination(values: dict[str, str], page: int, total: int) -> dict[str, Any]:
 def overview() -> str:
     """Show live counts and the last hour's throughput."""
     return render_template(
-        "dashboard/overview.html",
-        data=queries.overview(current_store(), current_settings()),
-        poll_seconds=POLL_SECONDS,
+        "dashboard/overview.html", data=overview_data(), poll_seconds=POLL_SECONDS
     )
 
 
 @bp.get("/overview.json")
 def overview_json() -> Response:
     """Return the overview and the last hour's per-minute series for the polling script."""
-    store = current_store()
-    data = queries.overview(store, current_settings())
-    data["series"] = queries.throughput_series(store, 60)
+    data = overview_data()
+    data["series"] = queries.throughput_series(current_store(), 60)
     return jsonify(data)
+
+
+def overview_data() -> dict[str, Any]:
+    """Return the overview, with the requests waiting in this machine's spool."""
+    data = queries.overview(current_store(), current_settings())
+    entries, size = current_front_door().spool.depth()
+    data["spool"] = {"entries": entries, "bytes": size}
+    return data
 
 
 # -- deliveries -------------------------------------------------------------------------------

@@ -1,0 +1,135 @@
+-- Accept one request in one step: deduplicate, check the quotas, store the record, index it,
+-- chain it behind the contact's earlier deliveries, and enqueue it as an RQ job.
+-- A delivery id already stored is left alone, so draining a spool twice stores it once.
+-- KEYS[1]: the record; KEYS[2]: RQ's job hash; KEYS[3]: the organization's RQ queue;
+-- KEYS[4]: the index by reception time; KEYS[5]: the pending counts (hash by organization);
+-- KEYS[6]: the Idempotency-Key's key, or ''; KEYS[7]: the manychat_id's alias, or '';
+-- KEYS[8]: RQ's set of queues.
+-- ARGV[1]: delivery id; ARGV[2]: the record's JSON without its closing brace; ARGV[3]: org id;
+-- ARGV[4]: reception time (epoch s); ARGV[5..7]: username, manychat_id, contact_id, or '';
+-- ARGV[8]: chain key prefix; ARGV[9]: dedup key prefix (an identity such as u:<name> is added);
+-- ARGV[10]: the request's fingerprint; ARGV[11]: dedup window (s), 0 = off;
+-- ARGV[12]: Idempotency-Key TTL (s); ARGV[13]: alias TTL (s);
+-- ARGV[14]: the organization's pending quota, 0 = none; ARGV[15]: the global limit, 0 = none;
+-- ARGV[16]: the other organizations' pending count as last seen, or '' to count them now;
+-- ARGV[17]: '1' to add the queue to RQ's set of queues; ARGV[18..]: RQ job fields and values.
+-- Returns {outcome, delivery id, the organization's pending count, counts read or {},
+-- the chains joined}:
+-- outcome 'accepted', 'duplicate' (the id is the first one's), 'known' (stored before),
+-- 'org_full' or 'full' (over a quota: nothing stored).
+local id, head, org = ARGV[1], ARGV[2], ARGV[3]
+local username, manychat, contact = ARGV[5], ARGV[6], ARGV[7]
+local chain_prefix, dedup_prefix = ARGV[8], ARGV[9]
+local window = tonumber(ARGV[11])
+local idem_key, alias_key = KEYS[6], KEYS[7]
+
+-- The contact's name for deduplication: its username, else the username its manychat_id
+-- is linked to, else the manychat_id; plus its contact_id, which nothing links.
+local primary = nil
+if username ~= '' then primary = 'u:' .. username
+elseif manychat ~= '' then primary = 'm:' .. manychat end
+local marks = {}
+if window > 0 then
+  table.insert(marks, primary or '-')
+  if contact ~= '' then table.insert(marks, 'c:' .. contact) end
+end
+
+-- One read for what decides the rest: Idempotency-Key, alias, dedup marks.
+local wanted = {}
+if idem_key ~= '' then table.insert(wanted, idem_key) end
+if alias_key ~= '' then table.insert(wanted, alias_key) end
+for _, name in ipairs(marks) do table.insert(wanted, dedup_prefix .. name) end
+local found = #wanted > 0 and redis.call('MGET', unpack(wanted)) or {}
+local at = 1
+local function take()
+  local value = found[at]
+  at = at + 1
+  return value
+end
+if idem_key ~= '' then
+  local first = take()
+  if first then return {'duplicate', first, 0, {}} end
+end
+local alias = false
+if alias_key ~= '' then alias = take() end
+local seen = {}
+for _, _ in ipairs(marks) do table.insert(seen, take()) end
+if username == '' and alias and alias ~= '' and window > 0 then
+  -- A manychat_id linked to a username: the contact is the username's.
+  marks[1] = 'u:' .. alias
+  seen[1] = redis.call('GET', dedup_prefix .. marks[1])
+end
+
+-- A duplicate only if it equals the contact's latest request on this endpoint.
+local fingerprint = ARGV[10]
+if #marks > 0 then
+  local repeated = true
+  for i = 1, #marks do
+    local mark = seen[i]
+    if not mark or string.sub(mark, 1, #fingerprint + 1) ~= fingerprint .. '|' then
+      repeated = false
+    end
+  end
+  if repeated then return {'duplicate', string.sub(seen[1], #fingerprint + 2), 0, {}} end
+end
+
+-- The chains to wait in. Every earlier delivery of the contact is in its username's chain
+-- (or its manychat_id's, before a username is known): that one is enough, except when a
+-- manychat_id is first linked to a username or moves to another one.
+local chains, joined = {}, {}
+local function join(name)
+  if not joined[name] then
+    joined[name] = true
+    table.insert(chains, name)
+  end
+end
+local new_alias = nil
+if username ~= '' then
+  join('u:' .. username)
+  if manychat ~= '' and alias ~= username then
+    -- false: no earlier delivery used the manychat_id alone; '': some did; else the username
+    if alias then join('m:' .. manychat) end
+    if alias and alias ~= '' then join('u:' .. alias) end
+    new_alias = username
+  end
+elseif manychat ~= '' then
+  if alias and alias ~= '' then join('u:' .. alias) else join('m:' .. manychat) end
+  if not alias then new_alias = '' end
+end
+if contact ~= '' then join('c:' .. contact) end
+
+local record = head
+if #chains > 0 then record = record .. ',"contact_keys":' .. cjson.encode(chains) end
+if not redis.call('SET', KEYS[1], record .. '}', 'NX') then return {'known', id, 0, {}} end
+
+-- Quotas: this organization's count is exact; the others' may be up to a second old.
+local count = redis.call('HINCRBY', KEYS[5], org, 1)
+local counts, others = {}, tonumber(ARGV[16])
+if not others then
+  counts = redis.call('HGETALL', KEYS[5])
+  others = 0
+  for i = 1, #counts, 2 do
+    if counts[i] ~= org then others = others + tonumber(counts[i + 1]) end
+  end
+end
+local quota, limit = tonumber(ARGV[14]), tonumber(ARGV[15])
+local refusal = nil
+if quota > 0 and count > quota then refusal = 'org_full'
+elseif limit > 0 and count + others > limit then refusal = 'full' end
+if refusal then
+  redis.call('HINCRBY', KEYS[5], org, -1)
+  redis.call('DEL', KEYS[1])
+  return {refusal, id, count - 1, counts}
+end
+
+redis.call('ZADD', KEYS[4], ARGV[4], id)
+for _, name in ipairs(chains) do redis.call('RPUSH', chain_prefix .. name, id) end
+if new_alias then redis.call('SET', alias_key, new_alias, 'EX', ARGV[13]) end
+for _, name in ipairs(marks) do
+  redis.call('SET', dedup_prefix .. name, fingerprint .. '|' .. id, 'EX', window)
+end
+if idem_key ~= '' then redis.call('SET', idem_key, id, 'EX', ARGV[12]) end
+redis.call('HSET', KEYS[2], unpack(ARGV, 18))
+redis.call('RPUSH', KEYS[3], id)
+if ARGV[17] == '1' then redis.call('SADD', KEYS[8], KEYS[3]) end
+return {'accepted', id, count, counts, chains}

@@ -1,0 +1,133 @@
+"""The front door: admit a request, then store it in Redis within a deadline, or spool it.
+
+ManyChat never retries, so a request the relay has validated is answered 200 whatever Redis
+does: stored (one round trip to Redis, bounded by DMRELAY_INGEST_REDIS_DEADLINE_SECONDS), or
+appended to the local spool when Redis is unreachable, hangs, is read-only or refuses writes.
+While this process's spool holds requests, new ones join them there, so each contact's
+requests reach Redis in the order they were accepted.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import redis
+
+from relay.config import Settings
+from relay.core import defaults
+from relay.core.delivery import Delivery
+from relay.core.errors import RateLimitExceeded, ServiceUnavailable
+from relay.core.throttle import TokenBucket, retry_after_seconds
+from relay.storage.connection import refuses_writes, why_not_writable
+from relay.storage.intake import (
+    DUPLICATE,
+    FULL,
+    NO_QUOTAS,
+    ORG_FULL,
+    Accepted,
+    Quotas,
+)
+from relay.storage.store import Store
+from relay.web.spool import Spool, SpoolEntry
+
+log = logging.getLogger("dmrelay.ingest")
+QUOTA_RETRY_AFTER_SECONDS = 60
+
+
+class FrontDoor:
+    """Admit, store or spool the requests of one web process."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.intake = store.intake
+        self.spool = Spool(Path(settings.spool_dir), settings.spool_max_bytes, self.store_spooled)
+        self._buckets: dict[str, TokenBucket] = {}
+        self._lock = threading.Lock()
+
+    def admit(self, org_id: str) -> None:
+        """Let the request through the organization's rate limit, or raise 429."""
+        rate = self.settings.ingest_rate_per_org
+        if not rate:
+            return
+        with self._lock:
+            bucket = self._buckets.get(org_id)
+            if bucket is None:
+                burst = max(1.0, rate * defaults.INGEST_BURST_SECONDS)
+                bucket = self._buckets[org_id] = TokenBucket(rate, burst)
+            wait = bucket.take()
+        if wait:
+            seconds = retry_after_seconds(wait)
+            raise RateLimitExceeded(
+                f"This organization sent more than {rate:g} requests per second to the relay;"
+                f" wait {seconds} s before sending more.",
+                seconds,
+            )
+
+    def accept(self, delivery: Delivery, fingerprint: str) -> Accepted:
+        """Store the request in Redis, or keep it in the spool; raise 503 only if neither can."""
+        if self.spool.active:
+            return self._spool(delivery, fingerprint)
+        try:
+            outcome = self.intake.accept(
+                delivery,
+                fingerprint,
+                window_seconds=self.settings.dedup_window_seconds,
+                quotas=Quotas(
+                    self.settings.max_pending_per_org, self.settings.max_pending_deliveries
+                ),
+            )
+        except redis.RedisError as error:
+            log.warning("redis did not take a request (%s): spooled", why_not_writable(error))
+            return self._spool(delivery, fingerprint)
+        if outcome.result in (ORG_FULL, FULL):
+            raise self._over_quota(outcome.result)
+        return Accepted(outcome.delivery_id, duplicate=outcome.result == DUPLICATE)
+
+    def _spool(self, delivery: Delivery, fingerprint: str) -> Accepted:
+        self.spool.append(SpoolEntry(delivery, fingerprint))
+        return Accepted(delivery.id, duplicate=False, spooled=True)
+
+    def _over_quota(self, result: str) -> ServiceUnavailable:
+        if result == ORG_FULL:
+            limit, whose = self.settings.max_pending_per_org, "for this organization"
+        else:
+            limit, whose = self.settings.max_pending_deliveries, "in all"
+        return ServiceUnavailable(
+            f"The relay holds {limit} undelivered messages {whose}, its limit; try again later.",
+            headers={"Retry-After": str(QUOTA_RETRY_AFTER_SECONDS)},
+        )
+
+    def store_spooled(self, entry: SpoolEntry) -> bool:
+        """Store a spooled request: no quota (it was answered 200), dedup as if it came now."""
+        try:
+            self.intake.accept(
+                entry.delivery,
+                entry.fingerprint,
+                window_seconds=self.settings.dedup_window_seconds,
+                quotas=NO_QUOTAS,
+            )
+        except redis.RedisError as error:
+            if refuses_writes(error):
+                raise
+            log.error("spooled delivery %s refused: %s", entry.delivery.id, error)
+            return False
+        return True
+
+    def readiness(self) -> str | None:
+        """Return why this process should not get traffic, or None when it is ready."""
+        entries, _ = self.spool.depth()
+        if entries:
+            return f"spooling: {entries} accepted requests wait for Redis"
+        try:
+            self.store.probe_writes()
+        except redis.RedisError as error:
+            return why_not_writable(error)
+        return None
+
+    def close(self, drain_seconds: float = defaults.SPOOL_EXIT_DRAIN_SECONDS) -> None:
+        """Write pending metrics and drain the spool as far as Redis allows in the time given."""
+        self.store.stats.tally.flush()
+        self.spool.close(drain_seconds)
