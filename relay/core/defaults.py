@@ -43,7 +43,7 @@ NOT_FOUND_GRACE_SECONDS = 600
 WORKER_CONCURRENCY = 32
 # Redis connections per process: a mini plan allows 20 for the whole formation.
 WEB_REDIS_CONNECTIONS = 4
-WORKER_REDIS_CONNECTIONS = 6
+WORKER_REDIS_CONNECTIONS = 5
 CLI_REDIS_CONNECTIONS = 2  # a one-off command: the release check, a replay, a console
 # gunicorn's shape of one web instance: WEB_CONCURRENCY processes of DMRELAY_WEB_THREADS threads.
 WEB_PROCESSES = 2

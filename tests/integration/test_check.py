@@ -95,14 +95,14 @@ def test_maxclients_is_checked_against_the_formation(  # type: ignore[no-untyped
 ) -> None:
     sound_server("maxclients", "100")
     # Defaults: a web instance runs 2 processes, each with a pool of 4 and its answer
-    # subscription; a worker's pool is 6; a one-off command's 2. So 2 web instances and 13
-    # workers need 20 + 78 + 2 = 100.
-    assert run_check(capsys, "--web-instances", "2", "--worker-instances", "13")[0] == 0
-    # A fourteenth worker needs 106.
-    code, _, err = run_check(capsys, "--web-instances", "2", "--worker-instances", "14")
+    # subscription; a worker's pool is 5; a one-off command's 2. So 2 web instances and 15
+    # workers need 20 + 75 + 2 = 97.
+    assert run_check(capsys, "--web-instances", "2", "--worker-instances", "15")[0] == 0
+    # A sixteenth worker needs 102.
+    code, _, err = run_check(capsys, "--web-instances", "2", "--worker-instances", "16")
     assert code == 1
     assert err == [
-        "dmrelay check: Redis maxclients is 100 but the formation needs 106 connections: "
+        "dmrelay check: Redis maxclients is 100 but the formation needs 102 connections: "
         "choose a larger plan or lower the concurrency settings"
     ]
 
