@@ -1,0 +1,132 @@
+"""`make bench`: every issue-11 figure beside its baselines, in one invocation and one table.
+
+It starts what it needs (private redis-servers, the sandbox, the Procfile's `dmrelay web` and
+`dmrelay worker`) and runs, in order:
+- ingest: wrk (2 threads, 32 connections, unique valid default-replies) against bare Flask,
+  Flask + stock `Queue.enqueue` and dmrelay, under one gunicorn configuration (bench.ingest);
+- connections: the default formation (one web process, one worker) under the same load
+  (bench.connections);
+- delivery: one `dmrelay worker` at 200 ms DmTracker latency, 32 in flight, against stock
+  `rq worker` on the same task (bench.throughput, part a).
+`--quick` (under 3 minutes) runs one short ingest round and the small delivery run.
+
+Run: python -m bench.suite [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+from bench import connections, ingest, throughput
+from bench.harness import Children
+from relay.devtools.localredis import start_local_redis
+
+
+def main() -> None:
+    """Run the three parts and print one table."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="under 3 minutes")
+    quick = parser.parse_args().quick
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (apt-get install wrk)")
+    started = time.monotonic()
+    ingest_medians = run_ingest(rounds=1 if quick else 3, seconds=5 if quick else 10)
+    peak = run_connections(seconds=10 if quick else 20)
+    deliveries = throughput.part_throughput(throughput.QUICK if quick else throughput.FULL, None)
+    print_table(ingest_medians, peak, deliveries, quick, time.monotonic() - started)
+
+
+def run_ingest(rounds: int, seconds: int) -> dict[str, ingest.Summary]:
+    """Return each app's medians over the rounds."""
+    args = argparse.Namespace(rounds=rounds, seconds=seconds, profile=None)
+    with tempfile.TemporaryDirectory(prefix="dmrelay-suite-") as scratch:
+        root = Path(scratch)
+        server = start_local_redis(root / "redis")
+        children = Children(root)
+        try:
+            connection = redis.Redis.from_url(server.url)
+            return {
+                name: ingest.median_round(
+                    ingest.run_app(name, target, server.url, connection, children, root, args)
+                )
+                for name, target in ingest.APPS.items()
+            }
+        finally:
+            children.stop_all()
+            server.stop()
+
+
+def run_connections(seconds: int) -> int:
+    """Return the default formation's peak Redis connections under load."""
+    with tempfile.TemporaryDirectory(prefix="dmrelay-suite-") as scratch:
+        root = Path(scratch)
+        (root / "logs").mkdir()
+        server = start_local_redis(root / "redis")
+        children = Children(root / "logs")
+        try:
+            return connections.measure(server.url, children, root, seconds)[1]
+        finally:
+            children.stop_all()
+            server.stop()
+
+
+def print_table(
+    medians: dict[str, ingest.Summary],
+    peak_connections: int,
+    deliveries: list[throughput.ThroughputRun],
+    quick: bool,
+    seconds: float,
+) -> None:
+    """Print every figure with its baseline, ratio and target."""
+    bare, enqueue, relay = (medians[name] for name in ingest.APPS)
+    stock, at_32 = deliveries[0], deliveries[1]
+    rows = [
+        ("ingest requests/s", f"{relay.rps:,.0f}", f"bare Flask {bare.rps:,.0f}",
+         f"{relay.rps / bare.rps:.2f}x", ">= 0.5x", relay.rps >= 0.5 * bare.rps),
+        ("ingest requests/s", f"{relay.rps:,.0f}", f"Flask + stock enqueue {enqueue.rps:,.0f}",
+         f"{relay.rps / enqueue.rps:.2f}x", ">= 2x", relay.rps >= 2 * enqueue.rps),
+        ("ingest p99 ack ms", f"{relay.p99:.1f}", f"bare Flask {bare.p99:.1f}",
+         f"{relay.p99 / bare.p99:.2f}x", "<= 50 ms", relay.p99 <= 50),
+        ("Redis commands per accepted request", f"{relay.commands:.1f}",
+         f"stock enqueue {enqueue.commands:.1f}", f"{relay.commands / enqueue.commands:.2f}x",
+         "<= 10", relay.commands <= 10),
+        ("Redis bytes per queued request", f"{relay.bytes:,.0f}",
+         f"stock enqueue {enqueue.bytes:,.0f}", f"{relay.bytes / enqueue.bytes:.2f}x",
+         "<= 1,000", relay.bytes <= 1000),
+        ("Redis connections, default formation, peak", str(peak_connections), "Heroku mini 20",
+         f"{peak_connections / 20:.2f}x", "<= 15", peak_connections <= 15),
+        ("deliveries/s, 32 in flight, 200 ms", f"{at_32.steady_per_second:.1f}",
+         f"stock rq worker {stock.steady_per_second:.1f}",
+         f"{at_32.steady_per_second / stock.steady_per_second:.1f}x", ">= 140/s",
+         at_32.steady_per_second >= 140),
+    ]  # fmt: skip
+    print(f"\n### make bench ({'quick' if quick else 'full'}), commit {commit()},"
+          f" {time.strftime('%Y-%m-%d')}, {seconds:.0f} s")  # fmt: skip
+    print("Load generator: wrk, 2 threads, 32 connections; gunicorn 2 gthread workers x 8.\n")
+    print("| figure | dmrelay | baseline (same run) | ratio | target | met |")
+    print("| --- | ---: | ---: | ---: | --- | --- |")
+    for figure, value, baseline, ratio, target, met in rows:
+        print(
+            f"| {figure} | {value} | {baseline} | {ratio} | {target} | {'yes' if met else 'no'} |"
+        )
+
+
+def commit() -> str:
+    """Return the short commit the run measured, marked when the tree has changes."""
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    dirty = subprocess.run(["git", "diff", "--quiet"], check=False).returncode != 0
+    return f"{head}{'+changes' if dirty else ''}" or "?"
+
+
+if __name__ == "__main__":
+    main()
