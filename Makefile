@@ -9,7 +9,7 @@ DEV_LOCK := requirements/dev.txt
 COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
 	--no-emit-index-url --no-emit-find-links --upgrade
 
-.PHONY: run test fuzz lint format bench install lock audit clean
+.PHONY: run test fuzz lint format bench bench-all install lock audit clean
 
 $(BIN)/.installed: pyproject.toml $(DEV_LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -47,12 +47,16 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install ## benchmarks (not part of the test suite)
+bench: install ## issue 11's figures beside their baselines, one table (QUICK=1: under 3 minutes)
+	$(BIN)/python -m bench.suite $(if $(QUICK),--quick)
+
+bench-all: bench ## every benchmark, each with its own table (about 40 minutes)
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.ack_latency
 	$(BIN)/python -m bench.answer_wait
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.front_door
+	$(BIN)/python -m bench.delivery_costs
 
 clean:
 	rm -rf $(VENV) .dmrelay .pytest_cache .mypy_cache .ruff_cache *.egg-info

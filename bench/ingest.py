@@ -73,6 +73,14 @@ def main() -> None:
     args = arguments()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk)")
+    results, breakdown = run_apps(args, with_breakdown=True)
+    print_table(results, breakdown, args)
+
+
+def run_apps(
+    args: argparse.Namespace, with_breakdown: bool
+) -> tuple[dict[str, list[Round]], dict[str, float]]:
+    """Run every app's rounds on a private redis-server; optionally the memory breakdown."""
     with tempfile.TemporaryDirectory(prefix="dmrelay-ingest-") as scratch:
         root = Path(scratch)
         server = start_local_redis(root / "redis")
@@ -83,11 +91,13 @@ def main() -> None:
                 name: run_app(name, target, server.url, connection, children, root, args)
                 for name, target in APPS.items()
             }
-            breakdown = key_breakdown(connection, server.url, children, root)
+            breakdown = (
+                key_breakdown(connection, server.url, children, root) if with_breakdown else {}
+            )
         finally:
             children.stop_all()
             server.stop()
-    print_table(results, breakdown, args)
+    return results, breakdown
 
 
 def arguments() -> argparse.Namespace:

@@ -23,8 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import redis
-
 from bench import connections, ingest, throughput
 from bench.harness import Children
 from relay.devtools.localredis import start_local_redis
@@ -47,21 +45,8 @@ def main() -> None:
 def run_ingest(rounds: int, seconds: int) -> dict[str, ingest.Summary]:
     """Return each app's medians over the rounds."""
     args = argparse.Namespace(rounds=rounds, seconds=seconds, profile=None)
-    with tempfile.TemporaryDirectory(prefix="dmrelay-suite-") as scratch:
-        root = Path(scratch)
-        server = start_local_redis(root / "redis")
-        children = Children(root)
-        try:
-            connection = redis.Redis.from_url(server.url)
-            return {
-                name: ingest.median_round(
-                    ingest.run_app(name, target, server.url, connection, children, root, args)
-                )
-                for name, target in ingest.APPS.items()
-            }
-        finally:
-            children.stop_all()
-            server.stop()
+    results, _ = ingest.run_apps(args, with_breakdown=False)
+    return {name: ingest.median_round(rounds) for name, rounds in results.items()}
 
 
 def run_connections(seconds: int) -> int:
