@@ -110,7 +110,7 @@ class _Waiter:
         self.outcome: Outcome | None = None
         self._given = threading.Event()
 
-    def give(self, outcome: Outcome) -> None:
+    def give(self, outcome: Outcome | None) -> None:
         self.outcome = outcome
         self._given.set()
 
@@ -147,6 +147,13 @@ class AnswerListener:
     def peek(self, delivery_id: str) -> Outcome | None:
         """Return the published outcome without waiting, if it is still kept."""
         return self.answers.peek(delivery_id)
+
+    def release_all(self) -> None:
+        """Wake every waiting thread with no outcome: Redis is away, so none will come soon."""
+        with self._lock:
+            waiters = [waiter for waiting in self._waiters.values() for waiter in waiting]
+        for waiter in waiters:
+            waiter.give(None)
 
     def close(self) -> None:
         """Stop listening, within LISTEN_TIMEOUT_SECONDS (or at once while reconnecting)."""

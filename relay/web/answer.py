@@ -27,7 +27,12 @@ from relay.storage.answers import AnswerListener, Answers, Outcome, outcome_of
 from relay.storage.connection import dedicated_client
 from relay.storage.intake import Accepted
 from relay.storage.keys import Keys
-from relay.web.context import current_answer_waits, current_metrics, current_store
+from relay.web.context import (
+    current_answer_waits,
+    current_front_door,
+    current_metrics,
+    current_store,
+)
 
 log = logging.getLogger(__name__)
 WAIT_PARAMETER = "wait"
@@ -120,6 +125,8 @@ def _outcome(accepted: Accepted, wait_seconds: float) -> tuple[Outcome, str]:
         found = waits.listener.wait(accepted.delivery_id, remaining)
     if found is not None:
         return found, found.state
+    if current_front_door().spool.active:  # released: Redis is away, its record out of reach
+        return Outcome(DeliveryState.QUEUED), "spooling"
     return stored_outcome(accepted.delivery_id), "timeout"
 
 

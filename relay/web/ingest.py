@@ -22,7 +22,12 @@ from relay.logs import bind_context
 from relay.storage.intake import Accepted, fingerprint
 from relay.web.answer import answer, requested_wait
 from relay.web.auth import organization_for_token
-from relay.web.context import current_front_door, current_metrics, current_settings
+from relay.web.context import (
+    current_answer_waits,
+    current_front_door,
+    current_metrics,
+    current_settings,
+)
 
 bp = Blueprint("ingest", __name__, url_prefix="/api/v1")
 
@@ -88,7 +93,9 @@ def ingest(endpoint: str, to_request: Callable[[Any], Any] | None = None) -> Res
     if not accepted.duplicate:
         door.store.stats.count_later(org.id, endpoint, "accepted")
     if accepted.spooled:
-        return spooled(accepted.delivery_id)  # no answer to wait for before Redis is back
+        # Redis is away: no answer can come before it is back, so nobody waits for one.
+        current_answer_waits().listener.release_all()
+        return spooled(accepted.delivery_id)
     return answer(accepted, requested_wait(endpoint, settings))
 
 

@@ -527,3 +527,28 @@ def test_the_job_hash_stays_compact_and_a_stock_rq_worker_runs_it(  # type: igno
     (received,) = sandbox.requests()
     assert received["body"]["message_content"] == "reply 1"
     assert Store(redis_conn).history.load(delivery_id).state == "delivered"
+
+
+def test_a_request_waiting_for_its_answer_is_released_when_redis_goes_away(  # type: ignore[no-untyped-def]
+    own_settings, own_redis
+) -> None:
+    waits = dict.fromkeys(own_settings.answer_wait_seconds, 5.0)
+    app = create_app(with_settings(own_settings, answer_wait_seconds=waits))
+    try:
+        client = app.test_client()
+        waiting: list[tuple[int, dict[str, Any], float]] = []
+        # No worker runs: this request would wait its full 5 s for DmTracker's answer.
+        thread = threading.Thread(target=lambda: waiting.append(post(client, 0)))
+        thread.start()
+        time.sleep(0.5)
+        own_redis.stop()
+        status, body, _ = post(client, 1)  # spooled: Redis is away, so nobody waits
+        thread.join(timeout=10)
+
+        assert (status, body["status"]) == (200, "spooled")
+        ((waited_status, waited_body, waited_seconds),) = waiting
+        assert (waited_status, waited_body["status"]) == (200, "queued")
+        assert waited_body["data"]["state"] == "queued"
+        assert waited_seconds < 0.5 + DEADLINE_SECONDS * 2 < 5
+    finally:
+        app.extensions["dmrelay.front_door"].spool.close(drain_seconds=0)
