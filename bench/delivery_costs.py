@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from redis.connection import Connection
 
 from bench.harness import (
     DEFAULT_REPLY_PATH,
@@ -47,25 +46,13 @@ from bench.harness import (
 )
 from bench.throughput import _git, print_table
 from relay.config import Settings
+from relay.devtools.counting import CountingConnection
 from relay.devtools.localredis import LocalRedis, start_local_redis
 from workers.bootstrap import build_worker
 
 LATENCY_MS = 200
 IN_FLIGHT = 32
 SANDBOX_ARGS = ["--latency-ms", str(LATENCY_MS), "--create-contact-limit", "1000000"]
-
-
-class CountingConnection(Connection):
-    """A Redis connection that counts the requests it sends (one per command or pipeline)."""
-
-    sent = 0
-    lock = threading.Lock()
-
-    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        """Count one round trip, then send."""
-        with CountingConnection.lock:
-            CountingConnection.sent += 1
-        super().send_packed_command(command, check_health)
 
 
 def commands_run(connection: redis.Redis) -> int:

@@ -4,17 +4,15 @@ what the compact record of a delivered message still tells (issue 11, targets 3 
 from __future__ import annotations
 
 import json
-import threading
 import time
-from typing import Any
 
 import pytest
 import redis
-from redis.connection import Connection
 
 from relay.core import defaults
 from relay.core.delivery import Attempt, DeliveryState
 from relay.core.policy import Verdict
+from relay.devtools.counting import CountingConnection
 from relay.logs import log_context
 from relay.storage.store import Store
 from relay.web.admin import tokens
@@ -48,19 +46,6 @@ ANSWER = {
 }
 
 NO_OUTREACH = {"outreach_reason": None, "outreach_message": None}
-
-
-class CountingConnection(Connection):
-    """A connection that counts the requests it sends: one per command, pipeline or script."""
-
-    sent = 0
-    lock = threading.Lock()
-
-    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        """Count one round trip, then send."""
-        with CountingConnection.lock:
-            CountingConnection.sent += 1
-        super().send_packed_command(command, check_health)
 
 
 def accept(client, name: str) -> str:  # type: ignore[no-untyped-def]
