@@ -219,3 +219,12 @@ def store_dead_letter(store: Store, org_id: str, message: str = "hi") -> str:
     delivery.reason = "DmTracker answered 400"
     store.history.finish(delivery, DeliveryState.DEAD, 3600)
     return delivery.id
+
+
+def point_cli_at(monkeypatch: Any, settings: Settings) -> None:
+    """Set the environment a `dmrelay` command reads: the test Redis, sandbox and two orgs."""
+    orgs = [{"id": o.id, "token": o.token} for o in (ORG_A, ORG_B)]
+    monkeypatch.setenv("REDIS_URL", settings.redis_url)
+    monkeypatch.setenv("DMRELAY_ORGS", json.dumps(orgs))
+    monkeypatch.setenv("DMRELAY_SECRET_KEY", SECRET)
+    monkeypatch.setenv("DMTRACKER_BASE_URL", settings.dmtracker_base_url)

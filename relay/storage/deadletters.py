@@ -35,11 +35,15 @@ class DeadLetters:
     def ids(self) -> list[str]:
         """Return the ids of every dead letter still kept, newest first."""
         ids = [text(i) for i in self.redis.zrange(self.keys.dead, 0, -1, desc=True)]
+        return self._forget_expired(ids)
+
+    def _forget_expired(self, ids: list[str]) -> list[str]:
+        """Drop from the index the ids whose record has expired; return those still kept."""
+        # Retention is each record's TTL; the index forgets what has expired.
         with self.redis.pipeline(transaction=False) as pipe:
             for delivery_id in ids:
                 pipe.exists(self.keys.delivery(delivery_id))
             alive = pipe.execute()
-        # Retention is each record's TTL; the index forgets what has expired.
         gone = [i for i, exists in zip(ids, alive, strict=True) if not exists]
         if gone:
             self.redis.zrem(self.keys.dead, *gone)
@@ -54,14 +58,7 @@ class DeadLetters:
         now = time.time() if now is None else now
         expired = int(self.redis.zremrangebyscore(self.keys.dead, "-inf", now - retention_seconds))
         oldest = [text(i) for i in self.redis.zrange(self.keys.dead, 0, check - 1)]
-        with self.redis.pipeline(transaction=False) as pipe:
-            for delivery_id in oldest:
-                pipe.exists(self.keys.delivery(delivery_id))
-            alive = pipe.execute()
-        gone = [i for i, exists in zip(oldest, alive, strict=True) if not exists]
-        if gone:
-            self.redis.zrem(self.keys.dead, *gone)
-        return expired + len(gone)
+        return expired + len(oldest) - len(self._forget_expired(oldest))
 
     def replay(self, delivery_id: str) -> bool:
         """Send a dead letter again with a fresh attempt budget, at the end of its chains."""

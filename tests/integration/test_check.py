@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 
@@ -10,7 +9,7 @@ import pytest
 
 from relay import cli
 from relay.storage.server import Formation, connections_needed
-from tests.helpers import ORG_A, ORG_B, SECRET, free_port_url
+from tests.helpers import ORG_A, SECRET, free_port_url, point_cli_at
 
 ConfigSetter = Callable[[str, str], None]
 
@@ -18,11 +17,7 @@ ConfigSetter = Callable[[str, str], None]
 @pytest.fixture
 def env(monkeypatch, settings) -> None:  # type: ignore[no-untyped-def]
     """Point the command at the test Redis, the sandbox and two organizations."""
-    orgs = [{"id": o.id, "token": o.token} for o in (ORG_A, ORG_B)]
-    monkeypatch.setenv("REDIS_URL", settings.redis_url)
-    monkeypatch.setenv("DMRELAY_ORGS", json.dumps(orgs))
-    monkeypatch.setenv("DMRELAY_SECRET_KEY", SECRET)
-    monkeypatch.setenv("DMTRACKER_BASE_URL", settings.dmtracker_base_url)
+    point_cli_at(monkeypatch, settings)
     sizes = ("WEB_CONCURRENCY", "DMRELAY_WEB_THREADS", "DMRELAY_WORKER_CONCURRENCY")
     pools = ("DMRELAY_WEB_REDIS_CONNECTIONS", "DMRELAY_WORKER_REDIS_CONNECTIONS")
     for name in (*sizes, *pools):

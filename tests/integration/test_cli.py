@@ -8,17 +8,13 @@ import pytest
 
 from relay import cli
 from relay.core.delivery import DeliveryState
-from tests.helpers import DEFAULT_REPLY, ORG_A, ORG_B, SECRET, headers, wait_until
+from tests.helpers import DEFAULT_REPLY, ORG_A, ORG_B, headers, point_cli_at, wait_until
 
 
 @pytest.fixture
 def env(monkeypatch, settings) -> None:  # type: ignore[no-untyped-def]
     """Point the CLI at the test Redis and organizations."""
-    orgs = [{"id": o.id, "token": o.token} for o in (ORG_A, ORG_B)]
-    monkeypatch.setenv("REDIS_URL", settings.redis_url)
-    monkeypatch.setenv("DMRELAY_ORGS", json.dumps(orgs))
-    monkeypatch.setenv("DMRELAY_SECRET_KEY", SECRET)
-    monkeypatch.setenv("DMTRACKER_BASE_URL", settings.dmtracker_base_url)
+    point_cli_at(monkeypatch, settings)
 
 
 def dead_letter(client, store, sandbox, body, status: int = 400) -> str:  # type: ignore[no-untyped-def]
