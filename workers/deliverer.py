@@ -20,9 +20,9 @@ from relay.core.redact import redact
 from relay.core.reply import Reply
 from relay.logs import bind_context
 from relay.storage.inflight import GONE, START, Lease, Taken
+from relay.storage.metrics import Metrics
 from relay.storage.ratelimit import RateLimiter
 from relay.storage.store import Store
-from relay.storage.tally import TalliedMetrics, Tally
 from workers.dmtracker import DmTrackerClient
 
 log = logging.getLogger("dmrelay.delivery")
@@ -45,8 +45,7 @@ class Deliverer:
         rng: random.Random | None = None,
     ) -> None:
         self.store = store
-        self.tally = Tally(store.stats)
-        self.metrics = TalliedMetrics(store, self.tally)
+        self.metrics = Metrics(store)
         self.client = client
         self.limiter = limiter
         self.settings = settings
@@ -58,7 +57,7 @@ class Deliverer:
         """Claim a delivery RQ took off its queue, take it as far as it can go, write counts."""
         taken = self.store.inflight.claim(delivery_id, holder)
         outcome = self.run(taken) if taken.verdict == START else self.note(taken)
-        self.tally.flush()
+        self.store.stats.tally.flush()  # a stock rq worker's process may end after the job
         return outcome
 
     def note(self, taken: Taken) -> str:
@@ -147,7 +146,7 @@ class Deliverer:
         fate = self._decide(delivery, lease, reply, verdict, now)
         # Statistics only once the fate is stored: a Redis blip here must not send it again.
         outcome = "delivered" if verdict == Verdict.DELIVERED else "failed"
-        self.tally.record(delivery.org_id, delivery.endpoint, outcome, reply.latency_ms)
+        self.store.stats.record_later(delivery.org_id, delivery.endpoint, outcome, reply.latency_ms)
         self.metrics.observe(
             "dmrelay_attempt_seconds", reply.latency_ms / 1000, endpoint=delivery.endpoint
         )
@@ -216,7 +215,7 @@ class Deliverer:
         delivery.reason = reason
         retention = self.settings.dead_letter_retention_seconds
         self.store.history.finish(delivery, DeliveryState.DEAD, retention, lease)
-        self.tally.record(delivery.org_id, delivery.endpoint, "dead")
+        self.store.stats.record_later(delivery.org_id, delivery.endpoint, "dead")
         log.warning("dead letter %s (%s): %s", delivery.id, delivery.endpoint, reason)
         return DeliveryState.DEAD
 

@@ -121,10 +121,7 @@ class Maintenance:
 
     def flush_counts(self) -> None:
         """Write the counts gathered since the last flush (kept for the next one on failure)."""
-        try:
-            self.deliverer.tally.flush()
-        except redis.RedisError as error:
-            log.warning("counts not written yet, Redis unavailable (%s)", type(error).__name__)
+        self.deliverer.store.stats.tally.flush()
 
     def upkeep(self) -> None:
         """Run every periodic job; stop at the first Redis error, and go on next period."""

@@ -99,8 +99,7 @@ class WorkerProcess:
         self.maintenance.stop()
         self.heartbeat.stop()  # beats on while draining, so nobody reclaims what finishes
         self._hand_back()
-        self.maintenance.flush_counts()
-        self.store.stats.tally.flush()  # the last second's counts, summed but not written yet
+        self.maintenance.flush_counts()  # the last second's counts, summed but not written yet
         log.info("worker %s stopped", self.name)
 
     def _tick(self, pool: ThreadPoolExecutor) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable, Mapping
 
@@ -24,6 +25,8 @@ class Stats:
         self.redis = connection
         self.keys = keys
         self.tally = Tally(self._write_increments)
+        self._latencies: list[float] = []  # samples waiting for the tally's next write
+        self._latency_lock = threading.Lock()
 
     def count(self, pipe: redis.client.Pipeline, org_id: str, endpoint: str, outcome: str) -> None:
         """Queue the commands that count one outcome in this minute's bucket."""
@@ -36,24 +39,14 @@ class Stats:
         bucket = self.keys.stats(int(time.time() // 60))
         self.tally.add({(bucket, f"{org_id}|{endpoint}|{outcome}"): 1})
 
-    def add_counts(
-        self,
-        outcomes: Mapping[tuple[int, str], int],
-        latencies: list[float],
-        metrics: Mapping[str, float],
+    def record_later(
+        self, org_id: str, endpoint: str, outcome: str, latency_ms: float | None = None
     ) -> None:
-        """Add counts gathered in a process: (minute, field) outcomes, latencies, metrics."""
-        with self.redis.pipeline(transaction=False) as pipe:
-            for (minute, field), count in outcomes.items():
-                pipe.hincrby(self.keys.stats(minute), field, count)
-            for minute in {minute for minute, _ in outcomes}:
-                pipe.expire(self.keys.stats(minute), STATS_RETENTION_SECONDS)
-            if latencies:
-                pipe.lpush(self.keys.latency, *latencies[-LATENCY_SAMPLES:])
-                pipe.ltrim(self.keys.latency, 0, LATENCY_SAMPLES - 1)
-            for field, amount in metrics.items():
-                pipe.hincrbyfloat(self.keys.metrics, field, amount)
-            pipe.execute()
+        """Count one outcome and keep its latency sample, both written with the next flush."""
+        if latency_ms is not None:
+            with self._latency_lock:
+                self._latencies.append(latency_ms)
+        self.count_later(org_id, endpoint, outcome)
 
     def minute_counts(self, minutes: int) -> list[tuple[int, Counts]]:
         """Return the last minutes' buckets, oldest first, keyed by (org, endpoint, outcome)."""
@@ -139,8 +132,13 @@ class Stats:
         return values
 
     def _write_increments(self, changes: Increments) -> None:
-        """Write summed increments in one round trip: metric values and outcome buckets."""
+        """Write summed increments in one round trip: metric values, outcome buckets, latencies."""
+        with self._latency_lock:
+            latencies, self._latencies = self._latencies[-LATENCY_SAMPLES:], []
         with self.redis.pipeline(transaction=False) as pipe:
+            if latencies:  # samples are best effort: a failed write does not keep them
+                pipe.lpush(self.keys.latency, *latencies)
+                pipe.ltrim(self.keys.latency, 0, LATENCY_SAMPLES - 1)
             for (key, field), amount in changes.items():
                 if key == self.keys.metrics:
                     pipe.hincrbyfloat(key, field, amount)

@@ -221,7 +221,7 @@ def test_a_statistics_failure_after_delivery_does_not_send_it_again(  # type: ig
     def unreachable(*args: object, **kwargs: object) -> None:
         raise redis.ConnectionError("blip")
 
-    monkeypatch.setattr(worker.deliverer.store.stats, "add_counts", unreachable)
+    monkeypatch.setattr(worker.deliverer.store.stats, "_write_increments", unreachable)
     delivery_id = accept(client)
     wait_until(lambda: store.history.load(delivery_id).state == DeliveryState.DELIVERED)
     time.sleep(1.5)  # a resend would come from the orphan reclaim; give it the chance
