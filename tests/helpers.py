@@ -156,6 +156,20 @@ def queued_ids(connection: redis.Redis, org_id: str = ORG_A.id) -> list[str]:
     return [i.decode() for i in connection.lrange(f"rq:queue:dmrelay-{org_id}", 0, -1)]
 
 
+def expire_dedup_marks(connection: redis.Redis, org_id: str = ORG_A.id) -> None:
+    """Age every dedup mark of an organization past its window, as time would."""
+    contacts = Store(connection).keys.contacts(org_id)
+    for field, value in connection.hgetall(contacts).items():
+        if field.startswith(b"d:"):
+            connection.hset(contacts, field, value.rsplit(b"|", 1)[0] + b"|0")
+
+
+def dedup_fields(connection: redis.Redis, org_id: str = ORG_A.id) -> list[str]:
+    """Return the fields of an organization's contacts hash that hold dedup marks."""
+    contacts = Store(connection).keys.contacts(org_id)
+    return [f.decode() for f in connection.hkeys(contacts) if f.startswith(b"d:")]
+
+
 def csrf_of(client: FlaskClient, path: str = "/dashboard/sign-in", **kwargs: Any) -> str:
     """Return the CSRF token a page's forms carry."""
     page = client.get(path, **kwargs)

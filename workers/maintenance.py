@@ -2,7 +2,8 @@
 
 The heartbeat tells the other workers this one is alive. Maintenance writes the counts the
 deliveries gathered, reclaims what dead workers held, frees contacts whose chain is headed by a
-delivery that will never finish, and trims the search and dead-letter indexes.
+delivery that will never finish, deletes contacts' expired dedup marks and aliases, and trims
+the search and dead-letter indexes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ log = logging.getLogger("dmrelay.worker")
 FLUSH_SECONDS = 1.0
 # A record outlives its reception by its retention plus its time in retries (at most ~2 days).
 INDEX_GRACE_SECONDS = 2 * 24 * 3600
+# Pages of each organization's contacts hash looked at per upkeep, for expired entries.
+CONTACT_PAGES_PER_UPKEEP = 20
 
 
 class Heartbeat:
@@ -100,6 +103,7 @@ class Maintenance:
         self.requeue_orphans = requeue_orphans
         self.stopping = threading.Event()
         self._adopted = False
+        self._contacts_cursor: dict[str, int] = {}
         self._thread = threading.Thread(target=self._run, name="maintenance", daemon=True)
 
     def start(self) -> None:
@@ -126,10 +130,11 @@ class Maintenance:
     def upkeep(self) -> None:
         """Run every periodic job; stop at the first Redis error, and go on next period."""
         jobs = (
-            self.adopt_legacy_schedule,
+            self.adopt_legacy_keys,
             self.reclaim_dead_workers,
             self.requeue_orphans,
             self.release_stuck_chains,
+            self.forget_expired_contact_entries,
             self.trim_indexes,
             self.trim_history,
         )
@@ -142,13 +147,28 @@ class Maintenance:
             except Exception:
                 log.exception("maintenance job %s failed", getattr(job, "__name__", job))
 
-    def adopt_legacy_schedule(self) -> None:
-        """Once: move retries an earlier version scheduled under RQ's key to the relay's own."""
-        if not self._adopted:
-            moved = self.store.schedule.adopt_legacy(self.org_ids)
-            self._adopted = True
-            if moved:
-                log.warning("moved %d scheduled retries from RQ's key to the relay's own", moved)
+    def adopt_legacy_keys(self) -> None:
+        """Once: move what an earlier version kept under other keys to where it is kept now."""
+        if self._adopted:
+            return
+        retries = self.store.schedule.adopt_legacy(self.org_ids)
+        if retries:
+            log.warning("moved %d scheduled retries from RQ's key to the relay's own", retries)
+        # Before release_stuck_chains in the same upkeep: it wakes what waited on moved chains.
+        contacts = self.store.contacts.adopt_legacy()
+        if contacts:
+            log.warning("moved %d contact chains and aliases into the contacts hashes", contacts)
+        self._adopted = True
+
+    def forget_expired_contact_entries(self) -> None:
+        """Delete contacts' expired dedup marks and aliases, a few pages per organization."""
+        for org_id in self.org_ids:
+            cursor = self._contacts_cursor.get(org_id, 0)
+            for _ in range(CONTACT_PAGES_PER_UPKEEP):
+                cursor, _deleted = self.store.contacts.forget_expired(org_id, cursor)
+                if cursor == 0:
+                    break
+            self._contacts_cursor[org_id] = cursor
 
     def reclaim_dead_workers(self) -> None:
         """Requeue what workers that died without a goodbye had in flight."""

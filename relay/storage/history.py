@@ -43,7 +43,7 @@ class History:
         self.keys = keys
         self.ordering = ordering
         self.answers = answers
-        self._finish = lua.register(connection, "record", "release_chains", "finish")
+        self._finish = lua.register(connection, "record", "chains", "release_chains", "finish")
 
     def load(self, delivery_id: str) -> Delivery | None:
         """Return a stored delivery, or None if it is gone."""
@@ -107,11 +107,11 @@ class History:
         processing = self.keys.processing(lease.holder if lease else "")
         keys = [self.keys.delivery(delivery.id), self.keys.pending, self.keys.job(delivery.id)]
         keys += [self.keys.dead, processing, self.keys.leases, answer_key]
-        keys += self.ordering.chain_keys(delivery)
+        keys += [self.keys.contacts(delivery.org_id)]
         args: list[str | int] = [delivery.id, self.keys.parked, *self.ordering.queue_args()]
         args += [lease.value if lease else "", record, retention_seconds, JOB_RECORD_GRACE_SECONDS]
         args += [repr(delivery.finished_at) if state == DeliveryState.DEAD else ""]
-        args += [*answer_args, delivery.org_id]
+        args += [*answer_args, delivery.org_id, *self.ordering.chain_fields(delivery)]
         done, *woken = self._finish(keys=keys, args=args)
         if not int(done):
             raise LeaseLost(delivery.id)

@@ -61,7 +61,8 @@ class InFlight:
     def __init__(self, connection: redis.Redis, keys: Keys) -> None:
         self.redis = connection
         self.keys = keys
-        self._take = lua.register(connection, "record", "leases", "release_chains", "take")
+        take = ("record", "chains", "leases", "release_chains", "take")
+        self._take = lua.register(connection, *take)
         requeue = ("record", "leases", "requeue_if_lost")
         self._requeue_processing = lua.register(connection, *requeue, "requeue_processing")
         self._requeue_orphans = lua.register(connection, *requeue, "requeue_orphans")

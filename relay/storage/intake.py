@@ -13,8 +13,8 @@ import redis
 from relay.core.delivery import Delivery
 from relay.storage import lua
 from relay.storage.codec import text
+from relay.storage.contacts import ALIAS_TTL_SECONDS
 from relay.storage.keys import QUEUES_KEY, Keys
-from relay.storage.ordering import ALIAS_TTL_SECONDS
 from relay.storage.queue import job_fields
 
 IDEMPOTENCY_KEY_TTL_SECONDS = 24 * 3600
@@ -65,7 +65,7 @@ class Intake:
     def __init__(self, connection: redis.Redis, keys: Keys) -> None:
         self.redis = connection
         self.keys = keys
-        self._accept = lua.register(connection, "accept")
+        self._accept = lua.register(connection, "chains", "accept")
         self._registered: set[str] = set()  # queues this process added to RQ's set
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
@@ -101,7 +101,7 @@ class Intake:
             keys.index,
             keys.pending,
             self._idempotency_key(delivery),
-            keys.alias(org_id, f"m:{manychat}") if manychat else "",
+            keys.contacts(org_id),
             QUEUES_KEY,
         ]
         args: list[str | int | float | bytes] = [
@@ -112,8 +112,8 @@ class Intake:
             username,
             manychat,
             contact,
-            keys.chain_prefix(org_id),
-            keys.dedup_prefix(org_id, delivery.endpoint),
+            repr(time.time()),
+            delivery.endpoint,
             fingerprint,
             window_seconds,
             IDEMPOTENCY_KEY_TTL_SECONDS,

@@ -74,17 +74,13 @@ class Keys:
         """Return the set of deliveries waiting behind an earlier one of their contact."""
         return self.key("parked")
 
-    def chain(self, org_id: str, identity: str) -> str:
-        """Return the ordering chain (list) of one contact identity, such as u:<username>."""
-        return self.key("chain", org_id, identity)
+    def contacts(self, org_id: str) -> str:
+        """Return the hash of an organization's contacts: chains, dedup marks, aliases."""
+        return self.key("contacts", org_id)
 
-    def chain_prefix(self, org_id: str) -> str:
-        """Return what the Lua scripts add an identity to, to find its chain."""
-        return self.chain(org_id, "")
-
-    def alias(self, org_id: str, identity: str) -> str:
-        """Return the link from a manychat_id to the username it goes with."""
-        return self.key("alias", org_id, identity)
+    def legacy_contact_keys(self, family: str) -> str:
+        """Return the SCAN pattern of an earlier version's chain or alias keys (one per contact)."""
+        return self.key(family, "*")
 
     def answer(self, delivery_id: str) -> str:
         """Return the key that keeps a finished delivery's answer for a little while."""
@@ -94,14 +90,6 @@ class Keys:
     def answers_channel(self) -> str:
         """Return the channel on which finished deliveries' answers are published."""
         return self.key("answers")
-
-    def dedup(self, org_id: str, endpoint: str, identity: str) -> str:
-        """Return the key that holds a contact's latest request on an endpoint, for the window."""
-        return self.key("dedup", org_id, endpoint, identity)
-
-    def dedup_prefix(self, org_id: str, endpoint: str) -> str:
-        """Return what the accept script adds an identity to, to find its dedup key."""
-        return self.dedup(org_id, endpoint, "")
 
     def idempotency(self, org_id: str, digest: str) -> str:
         """Return the key that remembers an Idempotency-Key."""

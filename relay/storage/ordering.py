@@ -1,7 +1,8 @@
 """Per-contact ordering: chains of delivery ids, parking, and waking the next in line.
 
 A delivery joins its chains when it is accepted (accept.lua decides which); its record keeps
-their short names (u:<username>, m:<manychat_id>, c:<contact_id>), not the key names.
+their names (u:<username>, m:<manychat_id>, c:<contact_id>). A chain is a field of the
+organization's contacts hash (relay/storage/contacts.py, relay/storage/lua/chains.lua).
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ import redis
 from relay.core.delivery import Delivery
 from relay.storage import lua
 from relay.storage.codec import text
+from relay.storage.contacts import CHAIN
 from relay.storage.keys import QUEUE_KEY_PREFIX, Keys
-
-ALIAS_TTL_SECONDS = 30 * 24 * 3600
 
 
 class Ordering:
@@ -24,21 +24,23 @@ class Ordering:
     def __init__(self, connection: redis.Redis, keys: Keys) -> None:
         self.redis = connection
         self.keys = keys
-        self._release_stuck = lua.register(connection, "record", "release_chains", "release_stuck")
+        chains = ("record", "chains", "release_chains")
+        self._release_stuck = lua.register(connection, *chains, "release_stuck")
+        self._join = lua.register(connection, "chains", "join_chains")
 
-    def chain_keys(self, delivery: Delivery) -> list[str]:
-        """Return the key of each chain the delivery is in."""
-        # Records stored before chains had short names hold the keys themselves.
+    def chain_fields(self, delivery: Delivery) -> list[str]:
+        """Return the contacts-hash field of each chain the delivery is in."""
+        # Records stored by older versions name their chains by key: <prefix>:chain:<org>:<name>.
         root = self.keys.key("chain", "")
         return [
-            name if name.startswith(root) else self.keys.chain(delivery.org_id, name)
+            CHAIN + (name.removeprefix(root).partition(":")[2] if name.startswith(root) else name)
             for name in delivery.contact_keys
         ]
 
     def join(self, pipe: redis.client.Pipeline, delivery: Delivery) -> None:
-        """Queue the commands that put a delivery back at the end of its chains (a replay)."""
-        for chain in self.chain_keys(delivery):
-            pipe.rpush(chain, delivery.id)
+        """Queue the command that puts a delivery back at the end of its chains (a replay)."""
+        keys = [self.keys.contacts(delivery.org_id)]
+        self._join(keys=keys, args=[delivery.id, *self.chain_fields(delivery)], client=pipe)
 
     def queue_args(self) -> list[str]:
         """Return the key prefix and queue key prefix the chain scripts build keys from."""
@@ -69,7 +71,7 @@ class Ordering:
 
 @dataclass(frozen=True)
 class Released:
-    """What release_stuck did: where to go on, (head, chain) pairs freed, deliveries woken."""
+    """What release_stuck did: where to go on, (head, 'hash field') pairs freed, woken ids."""
 
     cursor: int
     chains: tuple[tuple[str, str], ...]

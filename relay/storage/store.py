@@ -6,6 +6,7 @@ import redis
 
 from relay.core import defaults
 from relay.storage.answers import Answers
+from relay.storage.contacts import Contacts
 from relay.storage.deadletters import DeadLetters
 from relay.storage.history import History
 from relay.storage.inflight import InFlight
@@ -25,6 +26,7 @@ class Store:
         self.keys = Keys(prefix)
         self.queues = Queues(connection, self.keys)
         self.stats = Stats(connection, self.keys)
+        self.contacts = Contacts(connection, self.keys)
         self.ordering = Ordering(connection, self.keys)
         self.intake = Intake(connection, self.keys)
         self.answers = Answers(connection, self.keys)

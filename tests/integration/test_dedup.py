@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 
-from tests.helpers import DEFAULT_REPLY, ORG_A, headers, wait_until
+from relay.storage.store import Store
+from tests.helpers import DEFAULT_REPLY, ORG_A, dedup_fields, headers, wait_until
 
 REPLY = "/api/v1/contact/default-reply"
 TAGS = "/api/v1/contact/update-tags-external"
@@ -118,6 +120,7 @@ def test_a_repeated_idempotency_key_is_a_duplicate_whatever_came_between(client)
 def test_the_dedup_mark_lives_for_the_window_and_names_the_contact(client, redis_conn) -> None:  # type: ignore[no-untyped-def]
     send(client, REPLY, reply("yes"))
 
-    (key,) = redis_conn.keys("dmrelay:dedup:*")
-    assert key.decode() == f"dmrelay:dedup:{ORG_A.id}:default-reply:u:john_doe"
-    assert 295 <= redis_conn.ttl(key) <= 300
+    assert dedup_fields(redis_conn) == ["d:default-reply:u:john_doe"]
+    mark = Store(redis_conn).contacts.mark(ORG_A.id, "default-reply", "u:john_doe")
+    assert mark is not None
+    assert 295 <= mark.expires_at - time.time() <= 300

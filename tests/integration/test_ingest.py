@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import json
+import time
 import zlib
 
 import pytest
 
 from relay.core.delivery import Delivery
+from relay.storage.store import Store
 from relay.web.app import create_app
-from tests.helpers import DEFAULT_REPLY, ORG_A, ORG_B, headers, queued_ids, with_settings
+from tests.helpers import (
+    DEFAULT_REPLY,
+    ORG_A,
+    ORG_B,
+    dedup_fields,
+    expire_dedup_marks,
+    headers,
+    queued_ids,
+    with_settings,
+)
 
 URL = "/api/v1/contact/default-reply"
 
@@ -225,8 +236,7 @@ def test_identical_request_within_window_is_queued_once(client, redis_conn) -> N
 
 def test_duplicate_window_expires(client, redis_conn, app) -> None:  # type: ignore[no-untyped-def]
     first = client.post(URL, json=DEFAULT_REPLY, headers=headers(ORG_A.token)).get_json()
-    for key in redis_conn.keys("dmrelay:dedup:*"):
-        redis_conn.delete(key)  # what the window's TTL does after 5 minutes
+    expire_dedup_marks(redis_conn)  # what 5 minutes do
     second = client.post(URL, json=DEFAULT_REPLY, headers=headers(ORG_A.token)).get_json()
 
     assert second["data"]["duplicate"] is False
@@ -236,8 +246,11 @@ def test_duplicate_window_expires(client, redis_conn, app) -> None:  # type: ign
 
 def test_dedup_key_lives_for_the_configured_window(client, redis_conn) -> None:  # type: ignore[no-untyped-def]
     client.post(URL, json=DEFAULT_REPLY, headers=headers(ORG_A.token))
-    (key,) = redis_conn.keys("dmrelay:dedup:*")
-    assert 295 <= redis_conn.ttl(key) <= 300
+    (field,) = dedup_fields(redis_conn)
+    endpoint, name = field.removeprefix("d:").split(":", 1)
+    mark = Store(redis_conn).contacts.mark(ORG_A.id, endpoint, name)
+    assert mark is not None
+    assert 295 <= mark.expires_at - time.time() <= 300
 
 
 def test_a_zero_window_turns_content_dedup_off_but_keeps_idempotency_keys(  # type: ignore[no-untyped-def]
@@ -256,7 +269,7 @@ def test_a_zero_window_turns_content_dedup_off_but_keeps_idempotency_keys(  # ty
         True,
     ]
     assert len(queued_ids(redis_conn)) == 3
-    assert redis_conn.keys("dmrelay:dedup:*") == []
+    assert dedup_fields(redis_conn) == []
 
 
 def test_same_body_for_another_organization_is_not_a_duplicate(client, redis_conn) -> None:  # type: ignore[no-untyped-def]

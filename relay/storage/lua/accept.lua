@@ -3,25 +3,55 @@
 -- A delivery id already stored is left alone, so draining a spool twice stores it once.
 -- KEYS[1]: the record; KEYS[2]: RQ's job hash; KEYS[3]: the organization's RQ queue;
 -- KEYS[4]: the index by reception time; KEYS[5]: the pending counts (hash by organization);
--- KEYS[6]: the Idempotency-Key's key, or ''; KEYS[7]: the manychat_id's alias, or '';
+-- KEYS[6]: the Idempotency-Key's key, or ''; KEYS[7]: the organization's contacts hash;
 -- KEYS[8]: RQ's set of queues.
 -- ARGV[1]: delivery id; ARGV[2]: the record's JSON without its closing brace; ARGV[3]: org id;
 -- ARGV[4]: reception time (epoch s); ARGV[5..7]: username, manychat_id, contact_id, or '';
--- ARGV[8]: chain key prefix; ARGV[9]: dedup key prefix (an identity such as u:<name> is added);
+-- ARGV[8]: now (epoch s); ARGV[9]: the endpoint;
 -- ARGV[10]: the request's fingerprint; ARGV[11]: dedup window (s), 0 = off;
 -- ARGV[12]: Idempotency-Key TTL (s); ARGV[13]: alias TTL (s);
 -- ARGV[14]: the organization's pending quota, 0 = none; ARGV[15]: the global limit, 0 = none;
 -- ARGV[16]: the other organizations' pending count as last seen, or '' to count them now;
 -- ARGV[17]: '1' to add the queue to RQ's set of queues; ARGV[18..]: RQ job fields and values.
+-- The contacts hash (relay/storage/contacts.py) holds, per contact: its chains 'q:<name>'
+-- (chains.lua), its latest request per endpoint 'd:<endpoint>:<name>' = fingerprint|id|expiry,
+-- and the username each manychat_id goes with 'a:<manychat_id>' = username|expiry ('' when a
+-- manychat_id was used alone). An entry past its expiry (epoch s) counts as absent; the
+-- worker's upkeep deletes it. Everything about the contact is read in one HMGET and written
+-- in one HSET.
 -- Returns {outcome, delivery id, the organization's pending count, counts read or {},
 -- the chains joined}:
 -- outcome 'accepted', 'duplicate' (the id is the first one's), 'known' (stored before),
 -- 'org_full' or 'full' (over a quota: nothing stored).
 local id, head, org = ARGV[1], ARGV[2], ARGV[3]
 local username, manychat, contact = ARGV[5], ARGV[6], ARGV[7]
-local chain_prefix, dedup_prefix = ARGV[8], ARGV[9]
-local window = tonumber(ARGV[11])
-local idem_key, alias_key = KEYS[6], KEYS[7]
+local now, endpoint, window = tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[11])
+local idem_key, contacts = KEYS[6], KEYS[7]
+
+if idem_key ~= '' then
+  local first = redis.call('GET', idem_key)
+  if first then return {'duplicate', first, 0, {}} end
+end
+
+-- The contact's entries, read once: fetch() reads the fields likely needed in one HMGET,
+-- entry() any other on demand.
+local cache = {}
+local function fetch(names)
+  if #names == 0 then return end
+  local found = redis.call('HMGET', contacts, unpack(names))
+  for i, name in ipairs(names) do cache[name] = found[i] end
+end
+local function entry(name)
+  if cache[name] == nil then cache[name] = redis.call('HGET', contacts, name) end
+  return cache[name]
+end
+local function unexpired(value)
+  if not value then return false end
+  local body, expiry = string.match(value, '^(.*)|(%d+)$')
+  if body and tonumber(expiry) > now then return body end
+  return false
+end
+local function mark_field(name) return 'd:' .. endpoint .. ':' .. name end
 
 -- The contact's name for deduplication: its username, else the username its manychat_id
 -- is linked to, else the manychat_id; plus its contact_id, which nothing links.
@@ -34,31 +64,22 @@ if window > 0 then
   if contact ~= '' then table.insert(marks, 'c:' .. contact) end
 end
 
--- One read for what decides the rest: Idempotency-Key, alias, dedup marks.
-local wanted = {}
-if idem_key ~= '' then table.insert(wanted, idem_key) end
-if alias_key ~= '' then table.insert(wanted, alias_key) end
-for _, name in ipairs(marks) do table.insert(wanted, dedup_prefix .. name) end
-local found = #wanted > 0 and redis.call('MGET', unpack(wanted)) or {}
-local at = 1
-local function take()
-  local value = found[at]
-  at = at + 1
-  return value
-end
-if idem_key ~= '' then
-  local first = take()
-  if first then return {'duplicate', first, 0, {}} end
-end
+local likely = {}
+if manychat ~= '' then table.insert(likely, 'a:' .. manychat) end
+for _, name in ipairs(marks) do table.insert(likely, mark_field(name)) end
+if username ~= '' then table.insert(likely, 'q:u:' .. username) end
+if manychat ~= '' then table.insert(likely, 'q:m:' .. manychat) end
+if contact ~= '' then table.insert(likely, 'q:c:' .. contact) end
+fetch(likely)
+
 local alias = false
-if alias_key ~= '' then alias = take() end
-local seen = {}
-for _, _ in ipairs(marks) do table.insert(seen, take()) end
+if manychat ~= '' then alias = unexpired(entry('a:' .. manychat)) end
 if username == '' and alias and alias ~= '' and window > 0 then
   -- A manychat_id linked to a username: the contact is the username's.
   marks[1] = 'u:' .. alias
-  seen[1] = redis.call('GET', dedup_prefix .. marks[1])
 end
+local seen = {}
+for i, name in ipairs(marks) do seen[i] = unexpired(entry(mark_field(name))) end
 
 -- A duplicate only if it equals the contact's latest request on this endpoint.
 local fingerprint = ARGV[10]
@@ -123,11 +144,19 @@ if refusal then
 end
 
 redis.call('ZADD', KEYS[4], ARGV[4], id)
-for _, name in ipairs(chains) do redis.call('RPUSH', chain_prefix .. name, id) end
-if new_alias then redis.call('SET', alias_key, new_alias, 'EX', ARGV[13]) end
-for _, name in ipairs(marks) do
-  redis.call('SET', dedup_prefix .. name, fingerprint .. '|' .. id, 'EX', window)
+local updates = {}
+local function update(name, value)
+  table.insert(updates, name)
+  table.insert(updates, value)
 end
+for _, name in ipairs(chains) do update('q:' .. name, chain_joined(entry('q:' .. name), id)) end
+if new_alias then
+  update('a:' .. manychat, new_alias .. '|' .. math.floor(now + tonumber(ARGV[13])))
+end
+for _, name in ipairs(marks) do
+  update(mark_field(name), fingerprint .. '|' .. id .. '|' .. math.floor(now + window))
+end
+if #updates > 0 then redis.call('HSET', contacts, unpack(updates)) end
 if idem_key ~= '' then redis.call('SET', idem_key, id, 'EX', ARGV[12]) end
 redis.call('HSET', KEYS[2], unpack(ARGV, 18))
 redis.call('RPUSH', KEYS[3], id)

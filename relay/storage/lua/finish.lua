@@ -1,18 +1,18 @@
 -- Record a final state and leave the chains in one step, if the lease still holds: a crash
 -- between the two would leave a finished delivery heading its chains, and every later one for
 -- the contact parked. The record is written last, so a failure before it leaves the delivery
--- to run again. (record.lua and release_chains.lua come first.)
+-- to run again. (record.lua, chains.lua and release_chains.lua come first.)
 -- The outcome is then handed to web requests waiting for it (relay/storage/answers.py), in
 -- the same step: an answer is published exactly when the delivery is finished.
 -- KEYS[1]: the record; KEYS[2]: the pending counts (hash by organization); KEYS[3]: RQ's job hash; KEYS[4]: the dead
 -- letter index; KEYS[5]: the lease holder's processing list; KEYS[6]: the leases hash;
--- KEYS[7]: the answer key; KEYS[8..]: the contact chains.
+-- KEYS[7]: the answer key; KEYS[8]: the organization's contacts hash.
 -- ARGV[1]: the delivery id; ARGV[2]: the parked set; ARGV[3]: the key prefix; ARGV[4]: the
 -- queue key prefix; ARGV[5]: the lease, or '' when no worker holds one (tools and tests);
 -- ARGV[6]: the record's JSON; ARGV[7]: its TTL (s); ARGV[8]: the job hash's TTL (s);
 -- ARGV[9]: the dead-letter score, or '' when delivered; ARGV[10]: the outcome's JSON;
 -- ARGV[11]: its TTL (s); ARGV[12]: the answers channel; ARGV[13]: the message to publish;
--- ARGV[14]: the organization id.
+-- ARGV[14]: the organization id; ARGV[15..]: the fields of the contact's chains (chains.lua).
 -- Returns {1, woken ids...}, or {0} when the lease is no longer held (nothing is written).
 local id = ARGV[1]
 local ctx = {parked = ARGV[2], prefix = ARGV[3], queue_prefix = ARGV[4]}
@@ -28,7 +28,9 @@ if stored and not is_finished((read_record(stored))) then
 end
 redis.call('EXPIRE', KEYS[3], ARGV[8])
 if ARGV[9] ~= '' then redis.call('ZADD', KEYS[4], ARGV[9], id) end
-local woken = release(id, {unpack(KEYS, 8)}, ctx)
+local chains = {}
+for i = 15, #ARGV do table.insert(chains, {KEYS[8], ARGV[i]}) end
+local woken = release(id, chains, ctx)
 redis.call('SET', KEYS[1], ARGV[6], 'EX', ARGV[7])
 redis.call('SET', KEYS[7], ARGV[10], 'EX', ARGV[11])
 redis.call('PUBLISH', ARGV[12], ARGV[13])

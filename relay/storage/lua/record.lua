@@ -14,17 +14,17 @@ local function is_finished(state)
   return state == 'delivered' or state == 'dead'
 end
 
--- chains_of(record, org_id, prefix): the keys of the chains a queued record waits in. Records
--- name them u:<username>, m:<manychat_id> or c:<contact_id> (accept.lua); records stored
--- before that hold the keys themselves.
+-- chains_of(record, org_id, prefix): the chains a queued record waits in, as {hash key,
+-- field} pairs (chains.lua): field 'q:<name>' of its organization's contacts hash for each name
+-- the record lists, u:<username>, m:<manychat_id> or c:<contact_id> (accept.lua). Records
+-- stored by older versions list chain keys (<prefix>:chain:<org>:<name>) instead of names.
 local function chains_of(record, org_id, prefix)
-  local root, keys = prefix .. ':chain:', {}
+  local contacts, root, chains = prefix .. ':contacts:' .. org_id, prefix .. ':chain:', {}
   for _, name in ipairs(record['contact_keys'] or {}) do
     if string.sub(name, 1, #root) == root then
-      table.insert(keys, name)
-    else
-      table.insert(keys, root .. org_id .. ':' .. name)
+      name = string.match(string.sub(name, #root + 1), '^[^:]*:(.*)$')
     end
+    table.insert(chains, {contacts, 'q:' .. name})
   end
-  return keys
+  return chains
 end

@@ -1,5 +1,5 @@
 -- Shared by take.lua, finish.lua and release_stuck.lua (prepended to them, not run alone;
--- record.lua comes first). ctx: {parked = the parked set, prefix = the key prefix,
+-- record.lua and chains.lua come first). ctx: {parked = the parked set, prefix = the key prefix,
 -- queue_prefix = what an organization id is added to, to name its queue}.
 -- wake_if_ready(id, ctx): if a parked delivery now heads every chain it is in, unpark it and
 -- push it on its organization's queue; return true if woken.
@@ -11,7 +11,7 @@ local function wake_if_ready(id, ctx)
   if not raw then return false end
   local _, org_id, record = read_record(raw)
   for _, chain in ipairs(chains_of(record, org_id, ctx.prefix)) do
-    if redis.call('LINDEX', chain, 0) ~= id then return false end
+    if chain_head(chain) ~= id then return false end
   end
   redis.call('SREM', ctx.parked, id)
   redis.call('RPUSH', ctx.queue_prefix .. org_id, id)
@@ -20,9 +20,9 @@ end
 
 local function release(id, chains, ctx)
   local woken = {}
-  for _, chain in ipairs(chains) do redis.call('LREM', chain, 1, id) end
+  for _, chain in ipairs(chains) do chain_remove(chain, id) end
   for _, chain in ipairs(chains) do
-    local head = redis.call('LINDEX', chain, 0)
+    local head = chain_head(chain)
     if head and wake_if_ready(head, ctx) then table.insert(woken, head) end
   end
   return woken

@@ -2,10 +2,10 @@
 -- vanished (expired, evicted, deleted by hand), or it is finished yet still heads (left by a
 -- crash of an older version). Only parked deliveries wait on a head, so this looks at one
 -- page of the parked set, and wakes those that head all their chains afterwards.
--- (record.lua and release_chains.lua come first.)
+-- (record.lua, chains.lua and release_chains.lua come first.)
 -- KEYS[1]: the parked set. ARGV[1]: the key prefix; ARGV[2]: the queue key prefix;
 -- ARGV[3]: the SSCAN cursor; ARGV[4]: the page size.
--- Returns {next cursor, released entries ('id chain')..., '', woken ids...}.
+-- Returns {next cursor, released entries ('id hash field')..., '', woken ids...}.
 local parked = KEYS[1]
 local ctx = {parked = parked, prefix = ARGV[1], queue_prefix = ARGV[2]}
 
@@ -23,11 +23,11 @@ for _, id in ipairs(page[2]) do
   else
     local _, org_id, record = read_record(raw)
     for _, chain in ipairs(chains_of(record, org_id, ctx.prefix)) do
-      local head = redis.call('LINDEX', chain, 0)
+      local head = chain_head(chain)
       while head and head ~= id and stuck(head) do  -- each turn shortens the chain
-        redis.call('LREM', chain, 0, head)
-        table.insert(released, head .. ' ' .. chain)
-        head = redis.call('LINDEX', chain, 0)
+        chain_remove(chain, head)
+        table.insert(released, head .. ' ' .. chain[1] .. ' ' .. chain[2])
+        head = chain_head(chain)
       end
     end
     if wake_if_ready(id, ctx) then table.insert(woken, id) end

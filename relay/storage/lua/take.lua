@@ -1,6 +1,6 @@
 -- Take the next delivery for a worker in one round trip: move its id from a queue to the
 -- worker's processing list and decide, in the same step, what to do with it.
--- (record.lua, leases.lua and release_chains.lua come first.)
+-- (record.lua, chains.lua, leases.lua and release_chains.lua come first.)
 -- KEYS[1]: the worker's processing list; KEYS[2]: the leases hash; KEYS[3]: the parked set.
 -- ARGV[1]: the lease to give this take ('holder token'); ARGV[2]: the key prefix; ARGV[3]: the
 -- queue key prefix; ARGV[4]: the id of a delivery already taken off its queue by RQ, or '';
@@ -41,7 +41,7 @@ local function judge(id, org_id)
     return {'finished', id, record_org, endpoint, unpack(woken)}
   end
   for _, chain in ipairs(chains_of(record, record_org, prefix)) do
-    if redis.call('LINDEX', chain, 0) ~= id then
+    if chain_head(chain) ~= id then
       redis.call('SADD', parked, id)
       drop(id)
       redis.call('HDEL', leases, id)
