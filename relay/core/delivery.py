@@ -76,8 +76,8 @@ class Delivery:
             **extra,
         )
 
-    def to_json(self) -> str:
-        """Serialise to compact JSON, leaving out fields that hold their default."""
+    def stored_fields(self) -> dict[str, Any]:
+        """Return the fields worth storing, as plain values: those that differ from the default."""
         # Most fields of a queued delivery hold their defaults: storing them would cost
         # about 200 bytes of Redis memory per delivery for nothing.
         # (Not dataclasses.asdict: its deep copy of the payload is most of the cost of accepting.)
@@ -88,12 +88,21 @@ class Delivery:
         }
         if self.attempts:
             data["attempts"] = [asdict(attempt) for attempt in self.attempts]
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        return data
+
+    def to_json(self) -> str:
+        """Serialise to JSON that holds the whole delivery (the spool's form)."""
+        # Redis keeps the shorter record of relay/core/record.py instead.
+        return json.dumps(self.stored_fields(), separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Delivery:
         """Rebuild a delivery from its JSON form."""
-        data = json.loads(raw)
+        return cls.from_dict(json.loads(raw))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Delivery:
+        """Rebuild a delivery from its decoded JSON form."""
         data["attempts"] = [Attempt(**attempt) for attempt in data.get("attempts", [])]
         return cls(**data)
 
