@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import secrets
+import string
 import time
-import uuid
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -75,8 +76,8 @@ class Delivery:
             **extra,
         )
 
-    def to_json(self) -> str:
-        """Serialise to compact JSON, leaving out fields that hold their default."""
+    def stored_fields(self) -> dict[str, Any]:
+        """Return the fields worth storing, as plain values: those that differ from the default."""
         # Most fields of a queued delivery hold their defaults: storing them would cost
         # about 200 bytes of Redis memory per delivery for nothing.
         # (Not dataclasses.asdict: its deep copy of the payload is most of the cost of accepting.)
@@ -87,12 +88,21 @@ class Delivery:
         }
         if self.attempts:
             data["attempts"] = [asdict(attempt) for attempt in self.attempts]
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        return data
+
+    def to_json(self) -> str:
+        """Serialise to JSON that holds the whole delivery (the spool's form)."""
+        # Redis keeps the shorter record of relay/core/record.py instead.
+        return json.dumps(self.stored_fields(), separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Delivery:
         """Rebuild a delivery from its JSON form."""
-        data = json.loads(raw)
+        return cls.from_dict(json.loads(raw))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Delivery:
+        """Rebuild a delivery from its decoded JSON form."""
         data["attempts"] = [Attempt(**attempt) for attempt in data.get("attempts", [])]
         return cls(**data)
 
@@ -115,6 +125,10 @@ class Delivery:
         return self.attempts[-1] if self.attempts else None
 
 
+BASE62_DIGITS = string.digits + string.ascii_uppercase + string.ascii_lowercase  # ASCII order
+ID_TIME_CHARS = 7  # milliseconds since 1970, in base 62: enough until the year 2081
+ID_RANDOM_CHARS = 8  # 47 random bits: ids made in the same millisecond do not collide
+ID_RANDOM_SPACE = 62**ID_RANDOM_CHARS
 ALWAYS_STORED = frozenset({"id", "org_id", "endpoint", "payload", "received_at"})
 DEFAULTS: dict[str, Any] = {
     f.name: f.default_factory() if f.default_factory is not MISSING else f.default
@@ -124,6 +138,17 @@ DEFAULTS: dict[str, Any] = {
 
 
 def new_delivery_id() -> str:
-    """Return a sortable, URL- and RQ-safe delivery id."""
-    # Time first so ids sort by acceptance; RQ allows only [A-Za-z0-9_-] in job ids.
-    return f"dlv_{time.time_ns():x}{uuid.uuid4().hex[:12]}"
+    """Return a short, sortable, URL- and RQ-safe delivery id."""
+    # Time first so ids sort by acceptance; RQ allows only [A-Za-z0-9_-] in job ids. The id
+    # sits in about seven places in Redis for every queued delivery, so each character counts.
+    stamp = base62(time.time_ns() // 1_000_000, ID_TIME_CHARS)
+    return f"dlv_{stamp}{base62(secrets.randbelow(ID_RANDOM_SPACE), ID_RANDOM_CHARS)}"
+
+
+def base62(number: int, width: int) -> str:
+    """Return a number in `width` base-62 digits, which sort as the numbers do."""
+    digits = []
+    for _ in range(width):
+        number, digit = divmod(number, 62)
+        digits.append(BASE62_DIGITS[digit])
+    return "".join(reversed(digits))

@@ -10,6 +10,7 @@ import redis
 
 from relay.core.delivery import Delivery, DeliveryState
 from relay.core.filters import DeliveryQuery
+from relay.core.record import record_json
 from relay.storage.codec import text
 from relay.storage.history import decode
 from relay.storage.keys import Keys
@@ -95,7 +96,7 @@ class DeadLetters:
         delivery.attempts_used, delivery.replays = 0, delivery.replays + 1
         delivery.finished_at = delivery.next_attempt_at = delivery.throttled_since = None
         pipe.zrem(self.keys.dead, delivery.id)
-        pipe.set(self.keys.delivery(delivery.id), delivery.to_json())
+        pipe.set(self.keys.delivery(delivery.id), record_json(delivery))
         pipe.hincrby(self.keys.pending, delivery.org_id, 1)
         self.ordering.join(pipe, delivery)
         self.queues.enqueue(pipe, delivery)

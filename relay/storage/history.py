@@ -11,7 +11,8 @@ import redis
 
 from relay.core.delivery import Delivery, DeliveryState
 from relay.core.errors import LeaseLost
-from relay.core.summary import from_summary, is_summary_json, summary_json
+from relay.core.record import decode_record, record_json
+from relay.core.summary import summary_json
 from relay.storage import lua
 from relay.storage.answers import Answers, outcome_of
 from relay.storage.codec import text
@@ -26,11 +27,8 @@ HISTORY_SHARE_OF_MAXMEMORY = 0.25
 
 
 def decode(delivery_id: str, raw: bytes | str) -> Delivery:
-    """Return the Delivery a stored record holds, full or summary."""
-    record = text(raw)
-    if is_summary_json(record):
-        return from_summary(delivery_id, json.loads(record))
-    return Delivery.from_json(record)
+    """Return the Delivery a stored record holds, in any of its formats."""
+    return decode_record(delivery_id, text(raw))
 
 
 class History:
@@ -52,7 +50,7 @@ class History:
 
     def save(self, delivery: Delivery) -> None:
         """Store the delivery's current state."""
-        self.redis.set(self.keys.delivery(delivery.id), delivery.to_json())
+        self.redis.set(self.keys.delivery(delivery.id), record_json(delivery))
 
     def iter_deliveries(self, ids: Iterable[str]) -> Iterator[Delivery]:
         """Load many deliveries at once, skipping any that expired."""
@@ -98,7 +96,7 @@ class History:
         delivery.state = state
         delivery.finished_at = time.time()
         delivery.next_attempt_at = None
-        record = summary_json(delivery) if summary else delivery.to_json()
+        record = summary_json(delivery) if summary else record_json(delivery)
         answer_key, answer_args = self.answers.script_args(
             outcome_of(delivery, answer_body), delivery.id
         )

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import redis
 
 from relay.core.delivery import Delivery
+from relay.core.record import decode_record
 from relay.storage import lua
 from relay.storage.codec import text
 from relay.storage.keys import QUEUE_KEY_PREFIX, Keys
@@ -86,7 +87,7 @@ class InFlight:
             return None
         verdict, delivery_id, org_id, endpoint, *rest = found
         if verdict == START:
-            delivery = Delivery.from_json(rest[0])
+            delivery = decode_record(delivery_id, rest[0])
             return Taken(verdict, delivery_id, org_id, endpoint, lease, delivery)
         return Taken(verdict, delivery_id, org_id, endpoint, lease, woken=tuple(rest))
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import redis
 
 from relay.core.delivery import Delivery
+from relay.core.record import record_json
 from relay.storage import lua
 from relay.storage.codec import text
 from relay.storage.contacts import ALIAS_TTL_SECONDS
@@ -106,7 +107,7 @@ class Intake:
         ]
         args: list[str | int | float | bytes] = [
             delivery.id,
-            delivery.to_json()[:-1],  # the script adds the chains it joins, and the brace
+            record_json(delivery)[:-1],  # the script adds the chains it joins, and the brace
             org_id,
             repr(delivery.received_at),
             username,

@@ -10,6 +10,7 @@ import redis
 from relay.core import defaults
 from relay.core.delivery import Delivery
 from relay.core.errors import LeaseLost
+from relay.core.record import record_json
 from relay.storage import lua
 from relay.storage.inflight import Lease
 from relay.storage.keys import Keys
@@ -39,7 +40,7 @@ class Schedule:
         args: list[str | float] = [
             delivery.id,
             lease.value if lease else "",
-            delivery.to_json(),
+            record_json(delivery),
             at,
         ]
         args += [failed_attempt, defaults.FAILED_ATTEMPTS_KEPT]

@@ -103,7 +103,7 @@ def start_request() -> None:
     """Note the start time, take a sane X-Request-Id or make one, and open the log context."""
     g.started = time.perf_counter()
     given = request.headers.get("X-Request-Id", "")
-    g.request_id = given if is_usable_request_id(given) else f"req_{uuid.uuid4().hex}"
+    g.request_id = given if is_usable_request_id(given) else f"req_{uuid.uuid4().hex[:16]}"
     g.log_context = open_context(request_id=g.request_id)
 
 

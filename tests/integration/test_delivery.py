@@ -258,3 +258,46 @@ def test_a_delivery_that_breaks_the_worker_ends_as_a_dead_letter(  # type: ignor
 
     assert [a.error for a in delivery.attempts] == ["internal error: RuntimeError"] * 4
     assert delivery.reason == "gave up after 4 attempts: internal error: RuntimeError"
+
+
+def test_records_stored_before_the_compact_form_are_delivered_in_order_as_they_were(  # type: ignore[no-untyped-def]
+    client, store, sandbox, start_worker
+) -> None:
+    upgraded = {**DEFAULT_REPLY, "username": "upgraded", "manychat_id": "77"}
+    ids = [
+        post(client, DEFAULT_REPLY_PATH, {**upgraded, "message_content": f"reply {i}"})
+        for i in range(3)
+    ]
+    ids.append(post(client, DEFAULT_REPLY_PATH, {**upgraded, "message_content": "new form"}))
+    accepted = [store.history.load(delivery_id) for delivery_id in ids]
+    for delivery in accepted[:3]:  # as Redis held them before: whole, under their own names
+        store.redis.set(store.keys.delivery(delivery.id), delivery.to_json())
+    assert [store.history.load(delivery_id) for delivery_id in ids] == accepted
+
+    start_worker()
+    for delivery_id in ids:
+        settled(store, delivery_id, DeliveryState.DELIVERED)
+
+    sent = [request["body"] for request in sandbox.requests()]
+    assert sent == [delivery.payload for delivery in accepted]  # in order, chains kept
+    assert all(body["organization_id"] == ORG_A.id for body in sent)
+
+
+def test_records_stored_before_the_compact_form_keep_their_organization_and_chains(  # type: ignore[no-untyped-def]
+    client, store
+) -> None:
+    body = {**DEFAULT_REPLY, "username": "upgraded_too", "manychat_id": "78"}
+    ids = [post(client, DEFAULT_REPLY_PATH, {**body, "message_content": f"{i}"}) for i in (1, 2)]
+    accepted = [store.history.load(delivery_id) for delivery_id in ids]
+    for delivery in accepted:  # as Redis held them before: whole, under their own names
+        store.redis.set(store.keys.delivery(delivery.id), delivery.to_json())
+
+    first = store.inflight.take("w", [ORG_A.id])
+    second = store.inflight.take("w", [ORG_A.id])  # behind the first in the contact's chain
+
+    assert first is not None and second is not None
+    assert (first.verdict, first.delivery_id, first.org_id) == ("start", ids[0], ORG_A.id)
+    assert (first.endpoint, first.delivery) == ("default-reply", accepted[0])
+    assert (second.verdict, second.delivery_id, second.org_id) == ("parked", ids[1], ORG_A.id)
+    woken = store.history.finish(first.delivery, DeliveryState.DELIVERED, 60, first.lease)
+    assert woken == [ids[1]]

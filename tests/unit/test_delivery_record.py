@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+import time
+
+import pytest
 
 from relay.core import defaults
-from relay.core.delivery import STATES, Attempt, Delivery, DeliveryState
+from relay.core.delivery import STATES, Attempt, Delivery, DeliveryState, new_delivery_id
 from relay.core.policy import Verdict
+from relay.web.routing import DELIVERY_ID
 
 
 def test_the_attempt_log_keeps_the_first_and_the_latest_attempts() -> None:
@@ -46,3 +51,17 @@ def test_a_state_and_a_verdict_are_stored_as_their_plain_values() -> None:
     loaded = Delivery.from_json(delivery.to_json())
     assert loaded.state == DeliveryState.DEAD
     assert loaded.attempts[0].outcome == Verdict.PERMANENT
+
+
+def test_delivery_ids_are_short_url_and_rq_safe_and_sort_by_acceptance_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made = []
+    for millisecond in (0, 1, 61, 62, 1_796_043_430_400, 1_796_043_430_401, 62**7 - 1):
+        monkeypatch.setattr(time, "time_ns", lambda ms=millisecond: ms * 1_000_000 + 999_999)
+        made.append(new_delivery_id())
+
+    assert all(re.fullmatch(r"dlv_[0-9A-Za-z]{15}", made_id) for made_id in made)
+    assert all(re.fullmatch(DELIVERY_ID, made_id) for made_id in made)  # the routes take them
+    assert made == sorted(made)
+    assert len(set(new_delivery_id() for _ in range(10_000))) == 10_000

@@ -120,7 +120,7 @@ end
 if contact ~= '' then join('c:' .. contact) end
 
 local record = head
-if #chains > 0 then record = record .. ',"contact_keys":' .. cjson.encode(chains) end
+if #chains > 0 then record = record .. ',"k":' .. cjson.encode(chains) end
 if not redis.call('SET', KEYS[1], record .. '}', 'NX') then return {'known', id, 0, {}} end
 
 -- Quotas: this organization's count is exact; the others' may be up to a second old.

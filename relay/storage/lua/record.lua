@@ -1,12 +1,14 @@
 -- Shared by the scripts that read delivery records (prepended to them, not run alone).
--- A record is JSON: the full Delivery, or the summary kept for a delivered message, whose
--- first key is "v" (its format), whose keys are short and whose state goes without saying
--- (relay/core/summary.py).
+-- A record is JSON whose first key is "v", its format: 2 for a delivery on its way, under
+-- short keys (relay/core/record.py), 1 for the summary kept for a delivered message, whose
+-- state goes without saying (relay/core/summary.py). Records stored before formats had a
+-- number hold the full Delivery under its own names.
 -- read_record(raw): return the record's state, its organization id, and the decoded table.
 -- is_finished(state): true for delivered and dead.
 local function read_record(raw)
   local record = cjson.decode(raw)
-  if record['v'] then return 'delivered', record['o'], record end
+  if record['v'] == 1 then return 'delivered', record['o'], record end
+  if record['v'] then return record['s'], record['o'], record end
   return record['state'], record['org_id'], record
 end
 
@@ -20,7 +22,7 @@ end
 -- stored by older versions list chain keys (<prefix>:chain:<org>:<name>) instead of names.
 local function chains_of(record, org_id, prefix)
   local contacts, root, chains = prefix .. ':contacts:' .. org_id, prefix .. ':chain:', {}
-  for _, name in ipairs(record['contact_keys'] or {}) do
+  for _, name in ipairs(record['k'] or record['contact_keys'] or {}) do
     if string.sub(name, 1, #root) == root then
       name = string.match(string.sub(name, #root + 1), '^[^:]*:(.*)$')
     end

@@ -1,0 +1,86 @@
+"""The record kept in Redis of a delivery: the Delivery under short keys (format 2), without
+what its key or its organization already say.
+
+Every queued delivery pays for its record until it is delivered, so its keys are short and it
+leaves out its id (the record's key holds it) and the payload's organization_id (the record's
+organization id, put back in its place on reading). A delivered message keeps a summary
+instead (format 1, relay/core/summary.py); records stored before format 2 hold the Delivery's
+own JSON, and still load. record.lua reads the same keys.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from relay.core.delivery import Attempt, Delivery
+from relay.core.summary import from_summary
+
+SUMMARY_FORMAT, FORMAT = 1, 2
+SHORT_KEYS = {
+    "org_id": "o",
+    "endpoint": "e",
+    "payload": "b",  # the body sent on to DmTracker
+    "received_at": "r",
+    "request_id": "q",
+    "idempotency_key": "i",
+    "contact_keys": "k",  # added by accept.lua, which names it too
+    "state": "s",
+    "attempts": "t",
+    "attempts_used": "a",
+    "next_attempt_at": "w",
+    "reason": "y",
+    "finished_at": "d",
+    "replays": "p",
+    "holds_rate_slot": "g",
+    "attempts_omitted": "z",
+    "throttled_since": "j",
+}
+LONG_NAMES = {key: name for name, key in SHORT_KEYS.items()}
+ORG_FIELD = "organization_id"
+ORG_AT = "x"  # where the payload's organization_id goes back, when it was left out
+
+
+def record_json(delivery: Delivery) -> str:
+    """Return the compact JSON stored for a delivery on its way."""
+    stored = delivery.stored_fields()
+    del stored["id"]  # the record's key names it
+    data: dict[str, Any] = {"v": FORMAT}
+    data |= {SHORT_KEYS[name]: value for name, value in stored.items()}
+    data["r"] = shown_millisecond(delivery.received_at)
+    payload = delivery.payload
+    if payload.get(ORG_FIELD) == delivery.org_id:
+        data["b"] = {name: value for name, value in payload.items() if name != ORG_FIELD}
+        data[ORG_AT] = list(payload).index(ORG_FIELD)
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def shown_millisecond(epoch: float) -> float:
+    """Return epoch seconds cut to the millisecond that iso_time shows for them."""
+    # Shown times are cut, not rounded, to the millisecond (after datetime rounds to the
+    # microsecond): cut the same way, a time filters and shows as it did with all its digits.
+    return math.floor(epoch * 1000 + 0.0005) / 1000
+
+
+def decode_record(delivery_id: str, raw: str) -> Delivery:
+    """Return the Delivery a stored record holds: compact, summary, or stored before both."""
+    data = json.loads(raw)
+    version = data.get("v")
+    if version == FORMAT:
+        return from_record(delivery_id, data)
+    if version == SUMMARY_FORMAT:
+        return from_summary(delivery_id, data)
+    return Delivery.from_dict(data)
+
+
+def from_record(delivery_id: str, data: dict[str, Any]) -> Delivery:
+    """Rebuild a Delivery from its compact record, its payload as it was accepted."""
+    fields = {LONG_NAMES[key]: value for key, value in data.items() if key in LONG_NAMES}
+    fields["attempts"] = [Attempt(**attempt) for attempt in fields.get("attempts", [])]
+    at = data.get(ORG_AT)
+    if at is not None:
+        items = list(fields["payload"].items())
+        items.insert(at, (ORG_FIELD, fields["org_id"]))
+        fields["payload"] = dict(items)
+    return Delivery(id=delivery_id, **fields)
