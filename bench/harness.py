@@ -28,7 +28,9 @@ from typing import IO, Any
 import redis
 import requests
 from flask.testing import FlaskClient
+from rq.job import Job
 from rq.registry import FailedJobRegistry
+from rq.serializers import JSONSerializer
 
 from relay.config import Org, Settings
 from relay.core.delivery import Delivery
@@ -44,6 +46,7 @@ SECRET = "bench-secret-key-0123456789abcdef-0123456789"
 # Variables of the caller's shell that would point the children at something else.
 FOREIGN_ENV = ("REDIS_URL", "DMTRACKER_BASE_URL", "SENTRY_DSN", "PORT")
 DEFAULT_REPLY_PATH = "contact/default-reply"
+STOCK_TASK = "bench.stock_task.deliver"  # what the stock baseline's jobs name
 CREATE_CONTACT_PATH = "organization/create-contact"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -184,6 +187,21 @@ class Stack:
         """Start one `python -m relay worker` process."""
         args = [sys.executable, "-m", "relay", "worker"]
         return self.children.spawn("worker", args, self.env(**overrides))
+
+    def give_stock_jobs(self, org: Org, ids: list[str]) -> None:
+        """Store a stock RQ job for each queued delivery, so a stock `rq worker` can run it."""
+        queue = queue_name(org.id)
+        with self.connection.pipeline(transaction=False) as pipe:
+            for delivery_id in ids:
+                Job.create(
+                    STOCK_TASK,
+                    id=delivery_id,
+                    origin=queue,
+                    result_ttl=0,
+                    connection=self.connection,
+                    serializer=JSONSerializer,
+                ).save(pipeline=pipe)
+            pipe.execute()
 
     def start_stock_worker(self, org: Org) -> subprocess.Popen:
         """Start a stock `rq worker --burst` on the organization's queue, JSON serializer."""

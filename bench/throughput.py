@@ -145,6 +145,7 @@ def _throughput_run(mode: Mode, logs: Path | None, concurrency: int | None) -> T
         )
         started = time.monotonic()
         if concurrency is None:
+            stack.give_stock_jobs(ORG_A, ids)
             worker = stack.start_stock_worker(ORG_A)
             cap, limit = min(mode.stock_cap_count, len(ids)), mode.stock_cap_seconds
         else:

@@ -20,7 +20,6 @@ from relay.storage.inflight import Lease
 from relay.storage.keys import Keys
 from relay.storage.ordering import Ordering
 
-JOB_RECORD_GRACE_SECONDS = 60
 TRIM_BATCH = 500
 SIZE_SAMPLE = 64
 HISTORY_SHARE_OF_MAXMEMORY = 0.25
@@ -100,14 +99,16 @@ class History:
         answer_key, answer_args = self.answers.script_args(
             outcome_of(delivery, answer_body), delivery.id
         )
-        # Let RQ's job record lapse rather than delete it: a stock `rq worker` running the
-        # same task still updates it after the task returns.
         processing = self.keys.processing(lease.holder if lease else "")
-        keys = [self.keys.delivery(delivery.id), self.keys.pending, self.keys.job(delivery.id)]
+        keys = [
+            self.keys.delivery(delivery.id),
+            self.keys.pending,
+            self.keys.legacy_job(delivery.id),
+        ]
         keys += [self.keys.dead, processing, self.keys.leases, answer_key]
         keys += [self.keys.contacts(delivery.org_id)]
         args: list[str | int] = [delivery.id, self.keys.parked, *self.ordering.queue_args()]
-        args += [lease.value if lease else "", record, retention_seconds, JOB_RECORD_GRACE_SECONDS]
+        args += [lease.value if lease else "", record, retention_seconds]
         args += [repr(delivery.finished_at) if state == DeliveryState.DEAD else ""]
         args += [*answer_args, delivery.org_id, *self.ordering.chain_fields(delivery)]
         done, *woken = self._finish(keys=keys, args=args)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import threading
 import time
@@ -16,7 +15,6 @@ from relay.storage import lua
 from relay.storage.codec import text
 from relay.storage.contacts import ALIAS_TTL_SECONDS
 from relay.storage.keys import QUEUES_KEY, Keys
-from relay.storage.queue import job_fields
 
 IDEMPOTENCY_KEY_TTL_SECONDS = 24 * 3600
 # How old the other organizations' pending counts may be when the global limit is checked.
@@ -56,8 +54,9 @@ class Outcome:
 
 def fingerprint(org_id: str, endpoint: str, body: str) -> str:
     """Return the dedup fingerprint of a normalized request."""
-    # 64 bits are plenty: it is compared with one contact's latest request only.
-    return hashlib.sha256(f"{org_id}\n{endpoint}\n{body}".encode()).hexdigest()[:16]
+    # 48 bits are plenty: it is compared with one contact's latest request only (a collision
+    # is one chance in 2**48 per request), and it is kept in every dedup mark.
+    return hashlib.sha256(f"{org_id}\n{endpoint}\n{body}".encode()).hexdigest()[:12]
 
 
 class Intake:
@@ -97,7 +96,6 @@ class Intake:
         )
         script_keys = [
             keys.delivery(delivery.id),
-            keys.job(delivery.id),
             keys.queue(org_id),
             keys.index,
             keys.pending,
@@ -124,7 +122,7 @@ class Intake:
             self._others_pending(org_id, quotas),
             "0" if org_id in self._registered else "1",
         ]
-        return script_keys, args + _job_args(org_id)
+        return script_keys, args
 
     def _idempotency_key(self, delivery: Delivery) -> str:
         if not delivery.idempotency_key:
@@ -149,13 +147,6 @@ class Intake:
                 self._counts_read_at = time.monotonic()
             if pending:
                 self._counts[org_id] = pending
-
-
-@functools.lru_cache(maxsize=256)
-def _job_args(org_id: str) -> list[str | int | float | bytes]:
-    """Return the RQ job hash's fields and values as script arguments (the same for an org)."""
-    probe = Delivery(id="", org_id=org_id, endpoint="", payload={}, received_at=0.0)
-    return [item for pair in job_fields(probe).items() for item in pair]
 
 
 def _text_or_empty(value: object) -> str:

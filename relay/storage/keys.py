@@ -36,8 +36,8 @@ class Keys:
         """Return the RQ queue list of an organization."""
         return QUEUE_KEY_PREFIX + org_id
 
-    def job(self, delivery_id: str) -> str:
-        """Return RQ's job hash of a delivery."""
+    def legacy_job(self, delivery_id: str) -> str:
+        """Return the RQ job hash earlier versions stored with each delivery (none now)."""
         return f"{Queue.job_class.redis_job_namespace_prefix}{delivery_id}"
 
     def scheduled(self, org_id: str) -> str:

@@ -1,10 +1,9 @@
 -- Accept one request in one step: deduplicate, check the quotas, store the record, index it,
--- chain it behind the contact's earlier deliveries, and enqueue it as an RQ job.
+-- chain it behind the contact's earlier deliveries, and push its id on its RQ queue.
 -- A delivery id already stored is left alone, so draining a spool twice stores it once.
--- KEYS[1]: the record; KEYS[2]: RQ's job hash; KEYS[3]: the organization's RQ queue;
--- KEYS[4]: the index by reception time; KEYS[5]: the pending counts (hash by organization);
--- KEYS[6]: the Idempotency-Key's key, or ''; KEYS[7]: the organization's contacts hash;
--- KEYS[8]: RQ's set of queues.
+-- KEYS[1]: the record; KEYS[2]: the organization's RQ queue; KEYS[3]: the index by reception
+-- time; KEYS[4]: the pending counts (hash by organization); KEYS[5]: the Idempotency-Key's key,
+-- or ''; KEYS[6]: the organization's contacts hash; KEYS[7]: RQ's set of queues.
 -- ARGV[1]: delivery id; ARGV[2]: the record's JSON without its closing brace; ARGV[3]: org id;
 -- ARGV[4]: reception time (epoch s); ARGV[5..7]: username, manychat_id, contact_id, or '';
 -- ARGV[8]: now (epoch s); ARGV[9]: the endpoint;
@@ -12,7 +11,7 @@
 -- ARGV[12]: Idempotency-Key TTL (s); ARGV[13]: alias TTL (s);
 -- ARGV[14]: the organization's pending quota, 0 = none; ARGV[15]: the global limit, 0 = none;
 -- ARGV[16]: the other organizations' pending count as last seen, or '' to count them now;
--- ARGV[17]: '1' to add the queue to RQ's set of queues; ARGV[18..]: RQ job fields and values.
+-- ARGV[17]: '1' to add the queue to RQ's set of queues.
 -- The contacts hash (relay/storage/contacts.py) holds, per contact: its chains 'q:<name>'
 -- (chains.lua), its latest request per endpoint 'd:<endpoint>:<name>' = fingerprint|id|expiry,
 -- and the username each manychat_id goes with 'a:<manychat_id>' = username|expiry ('' when a
@@ -26,7 +25,8 @@
 local id, head, org = ARGV[1], ARGV[2], ARGV[3]
 local username, manychat, contact = ARGV[5], ARGV[6], ARGV[7]
 local now, endpoint, window = tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[11])
-local idem_key, contacts = KEYS[6], KEYS[7]
+local record_key, queue, index, pending = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local idem_key, contacts, queues = KEYS[5], KEYS[6], KEYS[7]
 
 if idem_key ~= '' then
   local first = redis.call('GET', idem_key)
@@ -121,13 +121,13 @@ if contact ~= '' then join('c:' .. contact) end
 
 local record = head
 if #chains > 0 then record = record .. ',"k":' .. cjson.encode(chains) end
-if not redis.call('SET', KEYS[1], record .. '}', 'NX') then return {'known', id, 0, {}} end
+if not redis.call('SET', record_key, record .. '}', 'NX') then return {'known', id, 0, {}} end
 
 -- Quotas: this organization's count is exact; the others' may be up to a second old.
-local count = redis.call('HINCRBY', KEYS[5], org, 1)
+local count = redis.call('HINCRBY', pending, org, 1)
 local counts, others = {}, tonumber(ARGV[16])
 if not others then
-  counts = redis.call('HGETALL', KEYS[5])
+  counts = redis.call('HGETALL', pending)
   others = 0
   for i = 1, #counts, 2 do
     if counts[i] ~= org then others = others + tonumber(counts[i + 1]) end
@@ -138,12 +138,12 @@ local refusal = nil
 if quota > 0 and count > quota then refusal = 'org_full'
 elseif limit > 0 and count + others > limit then refusal = 'full' end
 if refusal then
-  redis.call('HINCRBY', KEYS[5], org, -1)
-  redis.call('DEL', KEYS[1])
+  redis.call('HINCRBY', pending, org, -1)
+  redis.call('DEL', record_key)
   return {refusal, id, count - 1, counts}
 end
 
-redis.call('ZADD', KEYS[4], ARGV[4], id)
+redis.call('ZADD', index, ARGV[4], id)
 local updates = {}
 local function update(name, value)
   table.insert(updates, name)
@@ -158,7 +158,6 @@ for _, name in ipairs(marks) do
 end
 if #updates > 0 then redis.call('HSET', contacts, unpack(updates)) end
 if idem_key ~= '' then redis.call('SET', idem_key, id, 'EX', ARGV[12]) end
-redis.call('HSET', KEYS[2], unpack(ARGV, 18))
-redis.call('RPUSH', KEYS[3], id)
-if ARGV[17] == '1' then redis.call('SADD', KEYS[8], KEYS[3]) end
+redis.call('RPUSH', queue, id)
+if ARGV[17] == '1' then redis.call('SADD', queues, queue) end
 return {'accepted', id, count, counts, chains}

@@ -4,15 +4,16 @@
 -- to run again. (record.lua, chains.lua and release_chains.lua come first.)
 -- The outcome is then handed to web requests waiting for it (relay/storage/answers.py), in
 -- the same step: an answer is published exactly when the delivery is finished.
--- KEYS[1]: the record; KEYS[2]: the pending counts (hash by organization); KEYS[3]: RQ's job hash; KEYS[4]: the dead
--- letter index; KEYS[5]: the lease holder's processing list; KEYS[6]: the leases hash;
+-- KEYS[1]: the record; KEYS[2]: the pending counts (hash by organization); KEYS[3]: the RQ job
+-- hash an earlier version stored with the delivery, deleted if there; KEYS[4]: the dead-letter
+-- index; KEYS[5]: the lease holder's processing list; KEYS[6]: the leases hash;
 -- KEYS[7]: the answer key; KEYS[8]: the organization's contacts hash.
 -- ARGV[1]: the delivery id; ARGV[2]: the parked set; ARGV[3]: the key prefix; ARGV[4]: the
 -- queue key prefix; ARGV[5]: the lease, or '' when no worker holds one (tools and tests);
--- ARGV[6]: the record's JSON; ARGV[7]: its TTL (s); ARGV[8]: the job hash's TTL (s);
--- ARGV[9]: the dead-letter score, or '' when delivered; ARGV[10]: the outcome's JSON;
--- ARGV[11]: its TTL (s); ARGV[12]: the answers channel; ARGV[13]: the message to publish;
--- ARGV[14]: the organization id; ARGV[15..]: the fields of the contact's chains (chains.lua).
+-- ARGV[6]: the record's JSON; ARGV[7]: its TTL (s); ARGV[8]: the dead-letter score, or ''
+-- when delivered; ARGV[9]: the outcome's JSON; ARGV[10]: its TTL (s); ARGV[11]: the answers
+-- channel; ARGV[12]: the message to publish; ARGV[13]: the organization id; ARGV[14..]: the
+-- fields of the contact's chains (chains.lua).
 -- Returns {1, woken ids...}, or {0} when the lease is no longer held (nothing is written).
 local id = ARGV[1]
 local ctx = {parked = ARGV[2], prefix = ARGV[3], queue_prefix = ARGV[4]}
@@ -24,14 +25,14 @@ end
 -- Count it out once: a delivery finished twice (at-least-once) was stored final the first time.
 local stored = redis.call('GET', KEYS[1])
 if stored and not is_finished((read_record(stored))) then
-  redis.call('HINCRBY', KEYS[2], ARGV[14], -1)
+  redis.call('HINCRBY', KEYS[2], ARGV[13], -1)
 end
-redis.call('EXPIRE', KEYS[3], ARGV[8])
-if ARGV[9] ~= '' then redis.call('ZADD', KEYS[4], ARGV[9], id) end
+redis.call('DEL', KEYS[3])
+if ARGV[8] ~= '' then redis.call('ZADD', KEYS[4], ARGV[8], id) end
 local chains = {}
-for i = 15, #ARGV do table.insert(chains, {KEYS[8], ARGV[i]}) end
+for i = 14, #ARGV do table.insert(chains, {KEYS[8], ARGV[i]}) end
 local woken = release(id, chains, ctx)
 redis.call('SET', KEYS[1], ARGV[6], 'EX', ARGV[7])
-redis.call('SET', KEYS[7], ARGV[10], 'EX', ARGV[11])
-redis.call('PUBLISH', ARGV[12], ARGV[13])
+redis.call('SET', KEYS[7], ARGV[9], 'EX', ARGV[10])
+redis.call('PUBLISH', ARGV[11], ARGV[12])
 return {1, unpack(woken)}
