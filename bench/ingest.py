@@ -287,12 +287,10 @@ def memory_by_family(connection: redis.Redis, deliveries: int) -> dict[str, floa
     keys = Keys()
     families = {
         keys.key("d", ""): "record (JSON string)",
-        "rq:job:": "RQ job hash",
-        keys.key("chain", ""): "contact chain (list)",
-        keys.key("alias", ""): "manychat_id -> username link",
-        keys.key("dedup", ""): "dedup mark (for the window)",
+        keys.key("contacts", ""): "contact's chain, dedup mark and manychat_id link (hash fields)",
         keys.index: "time index (zset)",
         "rq:queue:": "RQ queue (list)",
+        "rq:job:": "RQ job hash (none since issue 11)",
     }
     totals: Counter[str] = Counter()
     for key in connection.scan_iter(count=1000):

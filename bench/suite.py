@@ -7,8 +7,13 @@ It starts what it needs (private redis-servers, the sandbox, the Procfile's `dmr
 - connections: the default formation (one web process, one worker) under the same load
   (bench.connections);
 - delivery: one `dmrelay worker` at 200 ms DmTracker latency, 32 in flight, against stock
-  `rq worker` on the same task (bench.throughput, part a).
-`--quick` (under 3 minutes) runs one short ingest round and the small delivery run.
+  `rq worker` on the same task (bench.throughput, part a);
+- queued memory: 100,000 default-replies of new contacts through the accept script, against
+  stock `Queue.enqueue` of the same bodies (bench.queued_memory);
+- delivery costs: round trips and commands per delivery, bytes kept per delivered message
+  (bench.delivery_costs, part a).
+`--quick` (under 3 minutes) runs one short ingest round, the small delivery run, 20,000
+queued deliveries and 300 delivery costs.
 
 Run: python -m bench.suite [--quick]
 """
@@ -22,8 +27,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from bench import connections, ingest, throughput
+from bench import connections, delivery_costs, ingest, queued_memory, throughput
 from bench.harness import Children
 from relay.devtools.localredis import start_local_redis
 
@@ -39,7 +45,9 @@ def main() -> None:
     ingest_medians = run_ingest(rounds=1 if quick else 3, seconds=5 if quick else 10)
     peak = run_connections(seconds=10 if quick else 20)
     deliveries = throughput.part_throughput(throughput.QUICK if quick else throughput.FULL, None)
-    print_table(ingest_medians, peak, deliveries, quick, time.monotonic() - started)
+    queued = queued_memory.measure(20_000 if quick else 100_000)
+    costs = delivery_costs.part_costs(300 if quick else 1000)
+    print_table(ingest_medians, peak, deliveries, queued, costs, quick, time.monotonic() - started)
 
 
 def run_ingest(rounds: int, seconds: int) -> dict[str, ingest.Summary]:
@@ -67,12 +75,16 @@ def print_table(
     medians: dict[str, ingest.Summary],
     peak_connections: int,
     deliveries: list[throughput.ThroughputRun],
+    queued: tuple[queued_memory.Footprint, queued_memory.Footprint],
+    costs: dict[str, Any],
     quick: bool,
     seconds: float,
 ) -> None:
     """Print every figure with its baseline, ratio and target."""
     bare, enqueue, relay = (medians[name] for name in ingest.APPS)
     stock, at_32 = deliveries[0], deliveries[1]
+    relay_queued, stock_queued = queued
+    kept = costs["memory"]["record"] + costs["memory"]["index entry"]
     rows = [
         ("ingest requests/s", f"{relay.rps:,.0f}", f"bare Flask {bare.rps:,.0f}",
          f"{relay.rps / bare.rps:.2f}x", ">= 0.5x", relay.rps >= 0.5 * bare.rps),
@@ -86,12 +98,20 @@ def print_table(
         ("Redis bytes per queued request", f"{relay.bytes:,.0f}",
          f"stock enqueue {enqueue.bytes:,.0f}", f"{relay.bytes / enqueue.bytes:.2f}x",
          "<= 1,000", relay.bytes <= 1000),
+        (f"Redis MB for {relay_queued.count:,} queued (accept script)",
+         f"{relay_queued.megabytes:.1f}", f"stock enqueue {stock_queued.megabytes:.1f}",
+         f"{relay_queued.megabytes / stock_queued.megabytes:.2f}x",
+         f"<= {relay_queued.count / 1000:,.0f} MB", relay_queued.per_request <= 1000),
         ("Redis connections, default formation, peak", str(peak_connections), "Heroku mini 20",
          f"{peak_connections / 20:.2f}x", "<= 15", peak_connections <= 15),
         ("deliveries/s, 32 in flight, 200 ms", f"{at_32.steady_per_second:.1f}",
          f"stock rq worker {stock.steady_per_second:.1f}",
          f"{at_32.steady_per_second / stock.steady_per_second:.1f}x", ">= 140/s",
          at_32.steady_per_second >= 140),
+        ("Redis round trips per delivery", f"{costs['trips']:.2f}", "-", "-", "<= 3",
+         costs["trips"] <= 3),
+        ("bytes kept per delivered message (record + index entry)", f"{kept:,.0f}", "-", "-",
+         "<= 500", kept <= 500),
     ]  # fmt: skip
     print(f"\n### make bench ({'quick' if quick else 'full'}), commit {commit()},"
           f" {time.strftime('%Y-%m-%d')}, {seconds:.0f} s")  # fmt: skip

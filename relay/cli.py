@@ -228,7 +228,7 @@ def _check_redis(
         f"redis          {facts.version} at {where}",
         f"eviction       {facts.eviction_policy}",
         f"persistence    {_persistence(facts)}",
-        f"memory         {_memory(facts)}",
+        f"memory         {_memory(facts, settings.history_max_mb)}",
         f"connections    {needed} needed ({_need(formation)}) of maxclients "
         f"{facts.maxclients or 'unknown'}; {facts.connected_clients} open now",
     ]
@@ -254,11 +254,17 @@ def _persistence(facts: server.ServerFacts) -> str:
     return f"AOF {'on' if facts.aof_enabled else 'off'}, RDB {rdb}"
 
 
-def _memory(facts: server.ServerFacts) -> str:
+def _memory(facts: server.ServerFacts, history_max_mb: int) -> str:
     used = server.mebibytes(facts.used_memory_bytes)
-    if not facts.maxmemory_bytes:
-        return f"{used} used, no maxmemory"
-    return f"{used} used of {server.mebibytes(facts.maxmemory_bytes)}"
+    history = server.mebibytes(server.history_budget_bytes(facts.maxmemory_bytes, history_max_mb))
+    room = server.queued_room(facts)
+    if room is None:
+        return f"{used} used, no maxmemory; delivered history kept within {history}"
+    return (
+        f"{used} used of {server.mebibytes(facts.maxmemory_bytes)}: room for about {room:,}"
+        f" more queued deliveries ({server.QUEUED_DELIVERY_BYTES:,} B each); delivered history"
+        f" kept within {history}"
+    )
 
 
 def _need(formation: server.Formation) -> str:

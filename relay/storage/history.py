@@ -13,7 +13,7 @@ from relay.core.delivery import Delivery, DeliveryState
 from relay.core.errors import LeaseLost
 from relay.core.record import decode_record, record_json
 from relay.core.summary import summary_json
-from relay.storage import lua
+from relay.storage import lua, server
 from relay.storage.answers import Answers, outcome_of
 from relay.storage.codec import text
 from relay.storage.inflight import Lease
@@ -22,7 +22,6 @@ from relay.storage.ordering import Ordering
 
 TRIM_BATCH = 500
 SIZE_SAMPLE = 64
-HISTORY_SHARE_OF_MAXMEMORY = 0.25
 
 
 def decode(delivery_id: str, raw: bytes | str) -> Delivery:
@@ -124,9 +123,7 @@ class History:
     def budget_bytes(self, fallback_mb: int) -> int:
         """Return what delivered history may use: a quarter of maxmemory, else the fallback."""
         maxmemory = int(self.redis.info("memory").get("maxmemory", 0))
-        if maxmemory:
-            return int(maxmemory * HISTORY_SHARE_OF_MAXMEMORY)
-        return fallback_mb * 1024 * 1024
+        return server.history_budget_bytes(maxmemory, fallback_mb)
 
     def trim(self, budget_bytes: int) -> int:
         """Delete the oldest delivered records while delivered history exceeds its budget.

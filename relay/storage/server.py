@@ -15,6 +15,12 @@ import redis
 from relay.config import Settings
 from relay.core import defaults
 
+# What a queued delivery costs Redis at most: its record, queue and index entries and its
+# contact's entries (`python -m bench.ingest` measures about 870 B with a new contact each;
+# tests/integration/test_delivery_costs.py holds it under this bound).
+QUEUED_DELIVERY_BYTES = 1000
+# Delivered history's share of maxmemory, when one is set (relay/storage/history.py trims to it).
+HISTORY_SHARE_OF_MAXMEMORY = 0.25
 SAFE_POLICY = "noeviction"  # any other policy drops queued deliveries when memory runs out
 MIN_FREE_MEMORY_FRACTION = 0.2
 ONE_OFF_CONNECTIONS = defaults.CLI_REDIS_CONNECTIONS  # a release check, a replay, a console
@@ -183,6 +189,20 @@ def connections_needed(formation: Formation) -> int:
     web = formation.web_instances * formation.web_processes * web_process_connections(formation)
     worker = formation.worker_instances * worker_process_connections(formation)
     return web + worker + ONE_OFF_CONNECTIONS
+
+
+def history_budget_bytes(maxmemory_bytes: int, fallback_mb: int) -> int:
+    """Return what delivered history may use: a quarter of maxmemory, else the fallback."""
+    if maxmemory_bytes:
+        return int(maxmemory_bytes * HISTORY_SHARE_OF_MAXMEMORY)
+    return fallback_mb * 2**20
+
+
+def queued_room(facts: ServerFacts) -> int | None:
+    """Return about how many more deliveries fit queued in the free memory (None: no limit)."""
+    if not facts.maxmemory_bytes:
+        return None
+    return max(0, facts.maxmemory_bytes - facts.used_memory_bytes) // QUEUED_DELIVERY_BYTES
 
 
 def mebibytes(size_bytes: int) -> str:

@@ -53,6 +53,34 @@ def test_a_sound_setup_is_ready_with_a_one_screen_summary(
     assert SECRET not in "\n".join(out) and ORG_A.token not in "\n".join(out)
 
 
+def test_the_summary_gives_the_memory_budget_against_maxmemory(  # type: ignore[no-untyped-def]
+    env, sound_server, sandbox, capsys, redis_conn
+) -> None:
+    used = int(redis_conn.info("memory")["used_memory"])
+    sound_server("maxmemory", str(25 * 2**20))  # Heroku's mini plan
+
+    code, out, _ = run_check(capsys)
+
+    assert code == 0
+    (memory,) = [line for line in out if line.split()[0] == "memory"]
+    room = int(re.search(r"room for about ([\d,]+) more queued", memory).group(1).replace(",", ""))  # type: ignore[union-attr]
+    assert abs(room - (25 * 2**20 - used) // 1000) < 200  # used memory moves a little meanwhile
+    assert "(1,000 B each)" in memory
+    assert "delivered history kept within 6.2 MiB" in memory  # a quarter of 25 MiB
+
+
+def test_without_maxmemory_the_history_budget_is_the_configured_one(  # type: ignore[no-untyped-def]
+    env, sound_server, sandbox, capsys, monkeypatch
+) -> None:
+    sound_server("maxmemory", "0")
+    monkeypatch.setenv("DMRELAY_HISTORY_MAX_MB", "48")
+
+    _, out, _ = run_check(capsys)
+
+    (memory,) = [line for line in out if line.split()[0] == "memory"]
+    assert "no maxmemory; delivered history kept within 48.0 MiB" in memory
+
+
 def test_an_evicting_server_is_one_problem_line(env, sound_server, sandbox, capsys) -> None:  # type: ignore[no-untyped-def]
     sound_server("maxmemory-policy", "allkeys-lru")
     code, out, err = run_check(capsys)

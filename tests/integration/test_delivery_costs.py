@@ -1,5 +1,6 @@
-"""What a delivery costs Redis: round trips per delivery, bytes kept per delivered message, and
-what the compact record of a delivered message still tells (issue 11, targets 3 and 6)."""
+"""What a delivery costs Redis: bytes per queued delivery, round trips per delivery, bytes kept
+per delivered message, and what the compact record of a delivered message still tells (issue
+11, targets 2, 3 and 6)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from relay.core.delivery import Attempt, DeliveryState
 from relay.core.policy import Verdict
 from relay.devtools.counting import CountingConnection
 from relay.logs import log_context
+from relay.storage.server import QUEUED_DELIVERY_BYTES
 from relay.storage.store import Store
 from relay.web.admin import tokens
 from tests.helpers import (
@@ -74,6 +76,22 @@ def test_a_delivery_takes_at_most_three_round_trips(  # type: ignore[no-untyped-
 
     assert trips[1] <= 3
     assert trips[1] == 2  # take (queue, lease, order gate, record), finish (the rest, answer too)
+
+
+def test_a_queued_delivery_of_a_new_contact_costs_at_most_1000_bytes(client, store: Store) -> None:  # type: ignore[no-untyped-def]
+    accept(client, "warm_up")  # the first request creates the shared keys
+    before = int(store.redis.info("memory")["used_memory"])
+    for index in range(1000):
+        body = {
+            "username": f"lead_{index:04}",
+            "manychat_id": str(5_000_000 + index),
+            "message_content": f"Reply {index}: how much is the coaching?",
+        }
+        assert client.post(URL, json=body, headers=headers(ORG_A.token)).status_code == 200
+    used = (int(store.redis.info("memory")["used_memory"]) - before) / 1000
+
+    assert store.redis.llen(store.keys.queue(ORG_A.id)) == 1001
+    assert used <= QUEUED_DELIVERY_BYTES == 1000, used  # 100,000 queued fit in 100 MB
 
 
 @pytest.mark.parametrize(
