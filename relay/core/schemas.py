@@ -252,6 +252,11 @@ def to_timestamp(value: object) -> str:
     # strftime writes year 999 as "999", which no ISO 8601 reader takes.
     if moment.year < MIN_YEAR:
         raise ValidationError(BEFORE_YEAR_1000)
+    return format_timestamp(moment)
+
+
+def format_timestamp(moment: datetime) -> str:
+    """Return a UTC time from the year 1000 on as YYYY-MM-DDTHH:MM:SS.mmmZ."""
     return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
 
 
