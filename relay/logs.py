@@ -78,14 +78,19 @@ if not getattr(logging.getLogRecordFactory(), "stamps_context", False):
     logging.setLogRecordFactory(_stamping(logging.getLogRecordFactory()))
 
 
+# What json.dumps(line, default=str) would build for every line, built once.
+_JSON = json.JSONEncoder(default=str)
+
+
 class JsonFormatter(logging.Formatter):
     """Render a record as one JSON line, with its context and any structured extras."""
+
+    _second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
 
     def format(self, record: logging.LogRecord) -> str:
         """Return the record as JSON."""
         line = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": f"{self._whole_second(int(record.created))}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -94,7 +99,15 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        return _JSON.encode(line)
+
+    def _whole_second(self, second: int) -> str:
+        """Return the UTC date and time of a whole second, formatted once per second."""
+        cached, text = self._second
+        if cached != second:
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = (second, text)  # one assignment: threads see either pair whole
+        return text
 
 
 def configure_logging(level: int = logging.INFO) -> None:

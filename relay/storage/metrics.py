@@ -14,6 +14,7 @@ import time
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -138,39 +139,46 @@ class Metrics:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._hash = store.keys.metrics  # the one hash every process adds its values to
 
     def count(self, name: str, **labels: str) -> None:
         """Add one to a counter."""
-        self._add({_series_fields(name, _key(labels))[0]: 1})
+        self._add(_one_more(self._hash, name, _key(labels)))
 
     def observe(self, name: str, seconds: float, **labels: str) -> None:
         """Record one observation in a histogram."""
-        count, total, *buckets = _series_fields(name, _key(labels), histogram=True)
+        count, total, *buckets = _histogram_fields(self._hash, name, _key(labels))
         changes = {count: 1.0, total: seconds}
         for bound, field in zip(BUCKETS_SECONDS, buckets, strict=True):
             if seconds <= bound:
                 changes[field] = 1
         self._add(changes)
 
-    def _add(self, changes: dict[str, float]) -> None:
+    def _add(self, changes: Mapping[tuple[str, str], float]) -> None:
         # In memory only: a message already queued must never wait for, or fail on, a count.
-        self.store.stats.add_to_metrics(changes)
+        self.store.stats.tally.add(changes)
 
 
 def _key(labels: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(labels.items()))
 
 
+# Cached: labels come from closed sets, and building the names cost a request ~50 us.
 @functools.lru_cache(maxsize=4096)
-def _series_fields(
-    name: str, labels: tuple[tuple[str, str], ...], histogram: bool = False
-) -> tuple[str, ...]:
-    """Return the hash fields of a series: its total, or a histogram's count, sum, buckets."""
-    # Cached: labels come from closed sets, and building the names cost a request ~50 us.
-    if not histogram:
-        return (_field(name, labels, "total"),)
+def _one_more(
+    hash_key: str, name: str, labels: tuple[tuple[str, str], ...]
+) -> Mapping[tuple[str, str], float]:
+    """Return the increment that adds one to a counter series (read-only: it is shared)."""
+    return MappingProxyType({(hash_key, _field(name, labels, "total")): 1})
+
+
+@functools.lru_cache(maxsize=4096)
+def _histogram_fields(
+    hash_key: str, name: str, labels: tuple[tuple[str, str], ...]
+) -> tuple[tuple[str, str], ...]:
+    """Return the hash fields of a histogram series: its count, sum and buckets."""
     parts = ["count", "sum", *(f"le={bound}" for bound in BUCKETS_SECONDS)]
-    return tuple(_field(name, labels, part) for part in parts)
+    return tuple((hash_key, _field(name, labels, part)) for part in parts)
 
 
 def _field(name: str, labels: tuple[tuple[str, str], ...], part: str) -> str:

@@ -118,10 +118,6 @@ class Stats:
         raw = self.redis.hgetall(self.keys.pending)
         return {text(org): max(0, int(count)) for org, count in raw.items()}
 
-    def add_to_metrics(self, changes: Mapping[str, float]) -> None:
-        """Add to the shared metric values (one hash for every process), within a second."""
-        self.tally.add({(self.keys.metrics, field): amount for field, amount in changes.items()})
-
     def read_metrics(self) -> dict[str, float]:
         """Return every shared metric value, with this process's increments not written yet."""
         raw = self.redis.hgetall(self.keys.metrics)

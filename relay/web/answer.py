@@ -70,7 +70,9 @@ def build_answer_waits(connection: redis.Redis, settings: Settings, keys: Keys) 
 
 def requested_wait(endpoint: str, settings: Settings) -> float:
     """Return the seconds to wait: ?wait= or X-Dmrelay-Wait, else the endpoint's default."""
-    given = request.args.get(WAIT_PARAMETER) or request.headers.get(WAIT_HEADER)
+    # Most requests carry no query string: skip building request.args (~4 us) for nothing.
+    asked = request.args.get(WAIT_PARAMETER) if request.query_string else None
+    given = asked or request.headers.get(WAIT_HEADER)
     return parse_wait(given, settings.answer_wait_seconds.get(endpoint, 0.0))
 
 

@@ -17,7 +17,7 @@ from relay.core.delivery import Delivery
 from relay.core.endpoints import TOKEN_HEADER
 from relay.core.errors import BadRequest, FieldError, Forbidden
 from relay.core.redact import holds_secret
-from relay.core.schemas import to_timestamp, validate
+from relay.core.schemas import format_timestamp, validate
 from relay.logs import bind_context
 from relay.storage.intake import Accepted, fingerprint
 from relay.web.answer import answer, requested_wait
@@ -63,11 +63,12 @@ def ingest(endpoint: str, to_request: Callable[[Any], Any] | None = None) -> Res
     `to_request` turns another shape of body (ManyChat's Full Contact Data) into DmTracker's.
     """
     settings = current_settings()
+    secrets = settings.secrets()
     g.endpoint = endpoint  # the ingest metric's label
     bind_context(endpoint=endpoint)
     org = organization_for_token(request.headers.get(TOKEN_HEADER), settings.orgs)
     bind_context(organization=org.id)
-    received = read_json_body(settings.secrets())
+    received = read_json_body(secrets)
     validated = validate(endpoint, to_request(received) if to_request else received)
     body = bind_organization(validated.body, org, settings)
     if validated.skip_reason:
@@ -81,14 +82,15 @@ def ingest(endpoint: str, to_request: Callable[[Any], Any] | None = None) -> Res
         endpoint,
         dated(endpoint, body),
         request_id=g.get("request_id", ""),
-        idempotency_key=idempotency_key(settings.secrets()),
+        idempotency_key=idempotency_key(secrets),
     )
     bind_context(delivery_id=delivery.id)  # so a line logged while storing it names it
     started = time.perf_counter()
     accepted = door.accept(delivery, same_request)
     metrics = current_metrics()
     metrics.observe("dmrelay_enqueue_seconds", time.perf_counter() - started, endpoint=endpoint)
-    bind_context(delivery_id=accepted.delivery_id)  # a duplicate's is the first one's
+    if accepted.delivery_id != delivery.id:
+        bind_context(delivery_id=accepted.delivery_id)  # a duplicate's is the first one's
     g.ingest_result = (result_of(accepted), "")
     if not accepted.duplicate:
         door.store.stats.count_later(org.id, endpoint, "accepted")
@@ -165,7 +167,7 @@ def dated(endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
     # DmTracker takes "now" when it is missing, which after a retry could be hours late.
     if endpoint != "default-reply" or body.get("message_date"):
         return body
-    return {**body, "message_date": to_timestamp(datetime.now(UTC).isoformat())}
+    return {**body, "message_date": format_timestamp(datetime.now(UTC))}
 
 
 def bind_organization(body: dict[str, Any], org: Org, settings: Settings) -> dict[str, Any]:

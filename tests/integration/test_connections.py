@@ -101,3 +101,12 @@ def test_worker_holds_at_most_its_budget_with_32_in_flight(
             worker.stopping.set()
             thread.join(timeout=30)
     assert 1 <= sampler.peak <= 4
+
+
+def test_the_web_process_talks_to_redis_through_hiredis(settings: Settings) -> None:
+    # redis-py falls back to its pure-Python parser when hiredis is missing: ingest would still
+    # work, only slower (packing the accept script's call and parsing its reply).
+    app = create_app(settings)
+    connection = app.extensions["dmrelay.store"].redis.connection_pool.make_connection()
+    assert type(connection._parser).__name__ == "_HiredisParser"
+    assert type(connection._command_packer).__name__ == "HiredisRespSerializer"
