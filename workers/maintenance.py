@@ -107,7 +107,12 @@ class Maintenance:
         self._thread = threading.Thread(target=self._run, name="maintenance", daemon=True)
 
     def start(self) -> None:
-        """Start the upkeep thread."""
+        """Move an earlier version's keys first (before the worker takes anything), then start
+        the upkeep thread."""
+        try:
+            self.adopt_legacy_keys()
+        except redis.RedisError as error:  # the first upkeep tries again
+            log.warning("could not move an earlier version's keys yet (%s)", type(error).__name__)
         self._thread.start()
 
     def stop(self) -> None:
@@ -149,16 +154,9 @@ class Maintenance:
 
     def adopt_legacy_keys(self) -> None:
         """Once: move what an earlier version kept under other keys to where it is kept now."""
-        if self._adopted:
-            return
-        retries = self.store.schedule.adopt_legacy(self.org_ids)
-        if retries:
-            log.warning("moved %d scheduled retries from RQ's key to the relay's own", retries)
-        # Before release_stuck_chains in the same upkeep: it wakes what waited on moved chains.
-        contacts = self.store.contacts.adopt_legacy()
-        if contacts:
-            log.warning("moved %d contact chains and aliases into the contacts hashes", contacts)
-        self._adopted = True
+        if not self._adopted:
+            self.store.adopt_legacy(self.org_ids, log)
+            self._adopted = True
 
     def forget_expired_contact_entries(self) -> None:
         """Delete contacts' expired dedup marks and aliases, a few pages per organization."""
@@ -181,6 +179,12 @@ class Maintenance:
         released = self.store.ordering.release_all_stuck()
         for head, chain in released.chains:
             log.warning("released contact chain %s: its head %s will never finish", chain, head)
+        for delivery_id, chain in released.rejoined:
+            log.warning(
+                "put delivery %s back in contact chain %s, which it was missing from",
+                delivery_id,
+                chain,
+            )
         if released.woken:
             log.warning("woke %d deliveries parked behind those", len(released.woken))
 

@@ -29,6 +29,7 @@ from relay.storage.keys import Keys
 ALIAS_TTL_SECONDS = 30 * 24 * 3600
 CHAIN, MARK, ALIAS = "q:", "d:", "a:"
 EXPIRED_PAGE = 1000  # entries looked at per command when deleting expired ones
+CLOCK_GRACE_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -75,19 +76,27 @@ class Contacts:
     ) -> tuple[int, int]:
         """Delete one page of expired entries; return the next cursor (0: done) and how many."""
         now = time.time() if now is None else now
-        args: list[int] = [cursor, page, int(now)]
+        # A grace for the clocks of other machines, which wrote the expiries.
+        args: list[int] = [cursor, page, int(now) - CLOCK_GRACE_SECONDS]
         next_cursor, deleted = self._forget_expired(keys=[self.keys.contacts(org_id)], args=args)
         return int(next_cursor), int(deleted)
 
-    def adopt_legacy(self, now: float | None = None) -> int:
-        """Move an earlier version's chain lists and alias keys into the contacts hashes."""
+    def adopt_legacy(self, now: float | None = None) -> tuple[int, int]:
+        """Move an earlier version's chain lists and alias keys into the contacts hashes.
+
+        Returns how many were moved and how many keys were skipped (not of the expected type:
+        one stray key must not stop the rest, nor the upkeep that calls this).
+        """
         now = time.time() if now is None else now
-        moved = 0
+        moved = skipped = 0
         for family, kind in (("chain", CHAIN), ("alias", ALIAS)):
             root = self.keys.key(family, "")
             for key in self.redis.scan_iter(self.keys.legacy_contact_keys(family), count=1000):
                 org_id, _, name = text(key).removeprefix(root).partition(":")
                 field = kind + (name.removeprefix("m:") if kind == ALIAS else name)
                 args: list[str | int] = [kind, field, int(now)]
-                moved += int(self._adopt(keys=[key, self.keys.contacts(org_id)], args=args))
-        return moved
+                try:
+                    moved += int(self._adopt(keys=[key, self.keys.contacts(org_id)], args=args))
+                except redis.ResponseError:
+                    skipped += 1
+        return moved, skipped

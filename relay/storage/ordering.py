@@ -26,7 +26,9 @@ class Ordering:
         self.keys = keys
         chains = ("record", "chains", "release_chains")
         self._release_stuck = lua.register(connection, *chains, "release_stuck")
-        self._join = lua.register(connection, "chains", "join_chains")
+        # Sent whole (EVAL): inside a replay's transaction, EVALSHA could meet a script cache
+        # flushed since it was loaded, and Redis would run the rest of the transaction without it.
+        self._join_source = lua.source("chains", "join_chains")
 
     def chain_fields(self, delivery: Delivery) -> list[str]:
         """Return the contacts-hash field of each chain the delivery is in."""
@@ -39,40 +41,55 @@ class Ordering:
 
     def join(self, pipe: redis.client.Pipeline, delivery: Delivery) -> None:
         """Queue the command that puts a delivery back at the end of its chains (a replay)."""
-        keys = [self.keys.contacts(delivery.org_id)]
-        self._join(keys=keys, args=[delivery.id, *self.chain_fields(delivery)], client=pipe)
+        contacts = self.keys.contacts(delivery.org_id)
+        pipe.eval(self._join_source, 1, contacts, delivery.id, *self.chain_fields(delivery))
 
     def queue_args(self) -> list[str]:
         """Return the key prefix and queue key prefix the chain scripts build keys from."""
         return [self.keys.prefix, QUEUE_KEY_PREFIX]
 
     def release_stuck(self, cursor: int = 0, page: int = 200) -> Released:
-        """Free chains headed by a vanished or finished delivery, for one page of parked ones."""
+        """Free chains headed by a vanished or finished delivery, for one page of parked ones;
+        put back in its chains a parked delivery missing from one."""
         args: list[str | int] = [*self.queue_args(), cursor, page]
         found = self._release_stuck(keys=[self.keys.parked], args=args)
         next_cursor, *rest = [text(item) for item in found]
-        split = rest.index("")
-        pairs = (entry.split(" ", 1) for entry in rest[:split])
-        chains = tuple((head, chain) for head, chain in pairs)
-        return Released(int(next_cursor), chains, tuple(rest[split + 1 :]))
+        first = rest.index("")
+        second = rest.index("", first + 1)
+        return Released(
+            int(next_cursor),
+            _pairs(rest[:first]),
+            tuple(rest[first + 1 : second]),
+            _pairs(rest[second + 1 :]),
+        )
 
     def release_all_stuck(self, max_pages: int = 100) -> Released:
         """Run release_stuck over the whole parked set (bounded); return everything it did."""
-        cursor, chains, woken = 0, list[tuple[str, str]](), list[str]()
+        total = Released(0, (), (), ())
         for _ in range(max_pages):
-            found = self.release_stuck(cursor)
-            chains += found.chains
-            woken += found.woken
-            cursor = found.cursor
-            if cursor == 0:
+            found = self.release_stuck(total.cursor)
+            total = Released(
+                found.cursor,
+                total.chains + found.chains,
+                total.woken + found.woken,
+                total.rejoined + found.rejoined,
+            )
+            if found.cursor == 0:
                 break
-        return Released(cursor, tuple(chains), tuple(woken))
+        return total
+
+
+def _pairs(entries: list[str]) -> tuple[tuple[str, str], ...]:
+    """Split 'id hash field' entries into (id, 'hash field') pairs."""
+    return tuple((first, rest) for first, rest in (entry.split(" ", 1) for entry in entries))
 
 
 @dataclass(frozen=True)
 class Released:
-    """What release_stuck did: where to go on, (head, 'hash field') pairs freed, woken ids."""
+    """What release_stuck did: where to go on, (head, 'hash field') pairs freed, woken ids,
+    and (id, 'hash field') pairs of parked deliveries put back in a chain they were missing from."""
 
     cursor: int
     chains: tuple[tuple[str, str], ...]
     woken: tuple[str, ...]
+    rejoined: tuple[tuple[str, str], ...] = ()

@@ -7,7 +7,9 @@ from __future__ import annotations
 import time
 
 from relay.core.delivery import DeliveryState
+from relay.storage.contacts import CLOCK_GRACE_SECONDS
 from relay.storage.store import Store
+from relay.web.app import create_app
 from tests.helpers import DEFAULT_REPLY, ORG_A, expire_dedup_marks, headers, wait_until
 
 URL = "/api/v1/contact/default-reply"
@@ -64,7 +66,7 @@ def test_an_expired_mark_counts_as_absent_and_upkeep_deletes_expired_entries_onl
     assert set(entries(store)) == {"q:u:john_doe", "a:123456"}  # the chain and the live alias
     alias = store.contacts.alias(ORG_A.id, "123456")
     assert alias is not None and alias[0] == "john_doe"
-    _, deleted = store.contacts.forget_expired(ORG_A.id, now=alias[1] + 1)
+    _, deleted = store.contacts.forget_expired(ORG_A.id, now=alias[1] + CLOCK_GRACE_SECONDS + 1)
     assert deleted == 1
     assert set(entries(store)) == {"q:u:john_doe"}  # a chain never expires
 
@@ -118,7 +120,7 @@ def test_an_upgrade_moves_old_chain_lists_and_aliases_in_and_keeps_the_order(  #
     first.contact_keys = [old_chain]
     store.redis.set(store.keys.delivery(ids[0]), first.to_json())
 
-    assert store.contacts.adopt_legacy() == 2
+    assert store.contacts.adopt_legacy() == (2, 0)
 
     assert store.redis.exists(old_chain, old_alias) == 0
     assert store.contacts.chain(ORG_A.id, "u:john_doe") == ids
@@ -131,3 +133,68 @@ def test_an_upgrade_moves_old_chain_lists_and_aliases_in_and_keeps_the_order(  #
     sent = [r["body"]["message_content"] for r in sandbox.requests()]
     assert sent == ["message 0", "message 1"]
     assert entries(store).keys() == {"d:default-reply:u:john_doe", "a:123456"}
+
+
+def test_a_stray_key_under_an_old_name_is_skipped_and_the_rest_moved(store) -> None:  # type: ignore[no-untyped-def]
+    store.redis.set(store.keys.key("chain", ORG_A.id, "u:stray"), "not a list")
+    store.redis.rpush(store.keys.key("chain", ORG_A.id, "u:kept"), "dlv_1", "dlv_2")
+
+    assert store.contacts.adopt_legacy() == (1, 1)
+    assert store.contacts.chain(ORG_A.id, "u:kept") == ["dlv_1", "dlv_2"]
+
+
+def test_the_web_moves_old_keys_in_before_it_accepts_anything(settings, redis_conn) -> None:  # type: ignore[no-untyped-def]
+    store = Store(redis_conn)
+    store.redis.rpush(store.keys.key("chain", ORG_A.id, "u:john_doe"), "dlv_old")
+    store.redis.set(store.keys.key("alias", ORG_A.id, "m:123456"), "john_doe", ex=3600)
+
+    client = create_app(settings, redis_conn).test_client()
+    status = {"manychat_id": "123456", "lead_status": "won"}
+    response = client.post(STATUS_URL, json=status, headers=headers(ORG_A.token))
+
+    delivery_id = response.get_json()["data"]["delivery_id"]
+    assert store.contacts.chain(ORG_A.id, "u:john_doe") == ["dlv_old", delivery_id]
+    assert redis_conn.keys("dmrelay:chain:*") == redis_conn.keys("dmrelay:alias:*") == []
+
+
+def test_an_old_link_to_a_username_wins_over_a_manychat_id_used_alone_since(store) -> None:  # type: ignore[no-untyped-def]
+    contacts = store.keys.contacts(ORG_A.id)
+    store.redis.hset(contacts, "a:123456", f"|{int(time.time()) + 3600}")
+    store.redis.set(store.keys.key("alias", ORG_A.id, "m:123456"), "john_doe", ex=3600)
+
+    assert store.contacts.adopt_legacy() == (1, 0)
+    alias = store.contacts.alias(ORG_A.id, "123456")
+    assert alias is not None and alias[0] == "john_doe"
+
+
+def test_a_parked_delivery_missing_from_its_chain_is_put_back_and_delivered(  # type: ignore[no-untyped-def]
+    client, store, start_worker, sandbox
+) -> None:
+    # What an older web process still running after the upgrade leaves: a delivery queued
+    # for a contact whose chain (in the hash) does not hold it.
+    first = accept(client, message_content="message 0")
+    contacts = store.keys.contacts(ORG_A.id)
+    store.redis.hset(contacts, "q:u:john_doe", "dlv_unrelated_head")
+    taken = store.inflight.take("w", [ORG_A.id])
+    assert taken is not None and taken.verdict == "parked"
+
+    released = store.ordering.release_all_stuck()
+
+    assert released.rejoined == ((first, f"{contacts} q:u:john_doe"),)
+    assert store.contacts.chain(ORG_A.id, "u:john_doe") == [first]  # the vanished head went
+    assert released.woken == (first,)
+    start_worker()
+    wait_until(lambda: store.history.load(first).state == DeliveryState.DELIVERED)
+    assert [r["body"]["message_content"] for r in sandbox.requests()] == ["message 0"]
+
+
+def test_a_replay_joins_its_chains_even_after_the_script_cache_was_flushed(client, store) -> None:  # type: ignore[no-untyped-def]
+    delivery_id = accept(client)
+    taken = store.inflight.take("w", [ORG_A.id])
+    assert taken is not None and taken.delivery is not None
+    store.history.finish(taken.delivery, DeliveryState.DEAD, 60, taken.lease)
+    assert store.contacts.chain(ORG_A.id, "u:john_doe") == []
+    store.redis.script_flush()
+
+    assert store.dead.replay(delivery_id)
+    assert store.contacts.chain(ORG_A.id, "u:john_doe") == [delivery_id]

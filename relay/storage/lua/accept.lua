@@ -151,10 +151,10 @@ local function update(name, value)
 end
 for _, name in ipairs(chains) do update('q:' .. name, chain_joined(entry('q:' .. name), id)) end
 if new_alias then
-  update('a:' .. manychat, new_alias .. '|' .. math.floor(now + tonumber(ARGV[13])))
+  update('a:' .. manychat, new_alias .. '|' .. math.ceil(now + tonumber(ARGV[13])))
 end
 for _, name in ipairs(marks) do
-  update(mark_field(name), fingerprint .. '|' .. id .. '|' .. math.floor(now + window))
+  update(mark_field(name), fingerprint .. '|' .. id .. '|' .. math.ceil(now + window))
 end
 if #updates > 0 then redis.call('HSET', contacts, unpack(updates)) end
 if idem_key ~= '' then redis.call('SET', idem_key, id, 'EX', ARGV[12]) end

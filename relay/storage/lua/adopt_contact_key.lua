@@ -16,7 +16,10 @@ if ARGV[1] == 'q:' then
   end
 else
   local username, ttl = redis.call('GET', old), redis.call('TTL', old)
-  if username and ttl > 0 and redis.call('HEXISTS', contacts, field) == 0 then
+  local current = redis.call('HGET', contacts, field)
+  -- A link written since the upgrade wins, unless it only says the manychat_id was used alone.
+  local replace = not current or (string.sub(current, 1, 1) == '|' and username ~= '')
+  if username and ttl > 0 and replace then
     redis.call('HSET', contacts, field, username .. '|' .. math.floor(tonumber(ARGV[3]) + ttl))
     moved = 1
   end

@@ -7,6 +7,7 @@
 -- deliveries (at most the organization's pending quota, and in practice a handful).
 -- chain_head(chain): the first id, or false. chain_remove(chain, id): take id out of it.
 -- chain_joined(line, id): the field's value with id added at the end (line may be false).
+-- chain_ensure(chain, id): add id at the end unless it is in the chain; true if added.
 local function chain_head(chain)
   local line = redis.call('HGET', chain[1], chain[2])
   if not line then return false end
@@ -30,4 +31,15 @@ end
 local function chain_joined(line, id)
   if line then return line .. ' ' .. id end
   return id
+end
+
+local function chain_ensure(chain, id)
+  local line = redis.call('HGET', chain[1], chain[2])
+  if line then
+    for entry in string.gmatch(line, '[^ ]+') do
+      if entry == id then return false end
+    end
+  end
+  redis.call('HSET', chain[1], chain[2], chain_joined(line, id))
+  return true
 end

@@ -5,7 +5,9 @@
 -- (record.lua, chains.lua and release_chains.lua come first.)
 -- KEYS[1]: the parked set. ARGV[1]: the key prefix; ARGV[2]: the queue key prefix;
 -- ARGV[3]: the SSCAN cursor; ARGV[4]: the page size.
--- Returns {next cursor, released entries ('id hash field')..., '', woken ids...}.
+-- A parked delivery missing from one of its chains joins its end.
+-- Returns {next cursor, released entries ('id hash field')..., '', woken ids..., '', rejoined
+-- entries ('id hash field')...}.
 local parked = KEYS[1]
 local ctx = {parked = parked, prefix = ARGV[1], queue_prefix = ARGV[2]}
 
@@ -15,14 +17,19 @@ local function stuck(head)
 end
 
 local page = redis.call('SSCAN', parked, ARGV[3], 'COUNT', ARGV[4])
-local released, woken = {}, {}
+local released, woken, rejoined = {}, {}, {}
 for _, id in ipairs(page[2]) do
   local raw = redis.call('GET', ctx.prefix .. ':d:' .. id)
   if not raw then
     redis.call('SREM', parked, id)  -- vanished itself: freed from its chains once it heads them
   else
-    local _, org_id, record = read_record(raw)
+    local state, org_id, record = read_record(raw)
     for _, chain in ipairs(chains_of(record, org_id, ctx.prefix)) do
+      -- Missing from its own chain (accepted by an older version still running after the
+      -- upgrade, or a replay whose join failed): it joins the end rather than wait forever.
+      if not is_finished(state) and chain_ensure(chain, id) then
+        table.insert(rejoined, id .. ' ' .. chain[1] .. ' ' .. chain[2])
+      end
       local head = chain_head(chain)
       while head and head ~= id and stuck(head) do  -- each turn shortens the chain
         chain_remove(chain, head)
@@ -37,4 +44,6 @@ local result = {page[1]}
 for _, entry in ipairs(released) do table.insert(result, entry) end
 table.insert(result, '')
 for _, id in ipairs(woken) do table.insert(result, id) end
+table.insert(result, '')
+for _, entry in ipairs(rejoined) do table.insert(result, entry) end
 return result
