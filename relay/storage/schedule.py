@@ -59,6 +59,8 @@ class Schedule:
         moved = 0
         for org_id in org_ids:
             legacy, own = self.keys.legacy_scheduled(org_id), self.keys.scheduled(org_id)
+            if not self.redis.exists(legacy):  # a read: no write refused by a full Redis
+                continue
             with self.redis.pipeline() as pipe:
                 pipe.zcard(legacy)
                 pipe.zunionstore(own, [own, legacy], aggregate="MIN")

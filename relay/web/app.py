@@ -59,8 +59,8 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
             deadline_seconds=settings.ingest_redis_deadline_seconds,
         )
     )
-    server.log_warnings(store.redis, log)
-    adopt_legacy_keys(store, settings)
+    if server.log_warnings(store.redis, log):  # else the worker moves them when it starts
+        adopt_legacy_keys(store, settings)
     app.extensions["dmrelay.store"] = store
     app.extensions["dmrelay.metrics"] = Metrics(store)
     app.extensions["dmrelay.answer_waits"] = build_answer_waits(store.redis, settings, store.keys)
