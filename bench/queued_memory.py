@@ -24,10 +24,10 @@ from rq.serializers import JSONSerializer
 from bench.baselines import TASK
 from bench.harness import ORG_A
 from relay.core.delivery import Delivery
-from relay.core.schemas import to_timestamp
 from relay.devtools.localredis import start_local_redis
 from relay.storage.intake import NO_QUOTAS, fingerprint
 from relay.storage.store import Store
+from relay.web.ingest import dated
 
 ENDPOINT = "default-reply"
 WINDOW_SECONDS = 300
@@ -53,13 +53,11 @@ class Footprint:
 
 
 def body(index: int) -> dict[str, str]:
-    """Return a default-reply of a contact of its own, as ingest stores it."""
+    """Return a default-reply of a contact of its own, as ManyChat sends it (no message_date)."""
     return {
         "username": f"lead_{index:06}",
         "manychat_id": str(50_000_000 + index),
         "message_content": f"Reply {index}: how much is the coaching?",
-        "organization_id": ORG_A.id,
-        "message_date": to_timestamp(time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())),
     }
 
 
@@ -76,8 +74,13 @@ def stock_footprint(connection: redis.Redis, count: int) -> Footprint:
 
 
 def _accept(store: Store, index: int) -> None:
-    payload = body(index)
-    delivery = Delivery.new(ORG_A.id, ENDPOINT, payload, request_id=f"req_{index:016x}")
+    """Store one as ingest does: the organization and the reception time filled in."""
+    received_at = time.time()
+    payload = body(index) | {"organization_id": ORG_A.id}
+    payload = dated(ENDPOINT, payload, received_at)
+    delivery = Delivery.new(
+        ORG_A.id, ENDPOINT, payload, received_at, request_id=f"req_{index:016x}"
+    )
     same = fingerprint(ORG_A.id, ENDPOINT, json.dumps(payload, sort_keys=True))
     store.intake.accept(delivery, same, window_seconds=WINDOW_SECONDS, quotas=NO_QUOTAS)
 

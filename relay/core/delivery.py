@@ -65,14 +65,21 @@ class Delivery:
     throttled_since: float | None = None  # the first 429, for the throttle budget
 
     @classmethod
-    def new(cls, org_id: str, endpoint: str, payload: dict[str, Any], **extra: Any) -> Delivery:
-        """Create a fresh delivery with a new id, received now."""
+    def new(
+        cls,
+        org_id: str,
+        endpoint: str,
+        payload: dict[str, Any],
+        received_at: float | None = None,
+        **extra: Any,
+    ) -> Delivery:
+        """Create a fresh delivery with a new id, received now unless told when."""
         return cls(
             id=new_delivery_id(),
             org_id=org_id,
             endpoint=endpoint,
             payload=payload,
-            received_at=time.time(),
+            received_at=time.time() if received_at is None else received_at,
             **extra,
         )
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import UTC, datetime
 from typing import Any
 
 from relay.core.delivery import Attempt, Delivery
+from relay.core.schemas import format_timestamp
 from relay.core.summary import from_summary
 
 SUMMARY_FORMAT, FORMAT = 1, 2
@@ -40,6 +42,9 @@ SHORT_KEYS = {
 LONG_NAMES = {key: name for name, key in SHORT_KEYS.items()}
 ORG_FIELD = "organization_id"
 ORG_AT = "x"  # where the payload's organization_id goes back, when it was left out
+DATE_FIELD = "message_date"
+DATE_AT = "n"  # where the payload's message_date goes back, when it was the reception time
+PLACES = {ORG_FIELD: ORG_AT, DATE_FIELD: DATE_AT}
 
 
 def record_json(delivery: Delivery) -> str:
@@ -48,12 +53,31 @@ def record_json(delivery: Delivery) -> str:
     del stored["id"]  # the record's key names it
     data: dict[str, Any] = {"v": FORMAT}
     data |= {SHORT_KEYS[name]: value for name, value in stored.items()}
-    data["r"] = shown_millisecond(delivery.received_at)
+    received = data["r"] = shown_millisecond(delivery.received_at)
+    if data.get("k") == default_chains(delivery.payload):
+        del data["k"]
+    # What the record's own fields say is left out of the payload, and put back in its place
+    # on reading: the organization, and a message_date ingest gave as the reception time.
+    derived = {ORG_FIELD: delivery.org_id, DATE_FIELD: reception_timestamp(received)}
     payload = delivery.payload
-    if payload.get(ORG_FIELD) == delivery.org_id:
-        data["b"] = {name: value for name, value in payload.items() if name != ORG_FIELD}
-        data[ORG_AT] = list(payload).index(ORG_FIELD)
+    left_out = [name for name, value in derived.items() if payload.get(name) == value]
+    if left_out:
+        data["b"] = {name: value for name, value in payload.items() if name not in left_out}
+        for name in left_out:
+            data[PLACES[name]] = list(payload).index(name)
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def default_chains(payload: dict[str, Any]) -> list[str]:
+    """Return the chains a record names when it names none: its username's, which accept.lua
+    always joins (a record of one contact known by username alone stores no list)."""
+    username = payload.get("username")
+    return [f"u:{username}"] if isinstance(username, str) and username else []
+
+
+def reception_timestamp(received_at: float) -> str:
+    """Return the message_date ingest gives a reply received at that time (epoch seconds)."""
+    return format_timestamp(datetime.fromtimestamp(received_at, UTC))
 
 
 def shown_millisecond(epoch: float) -> float:
@@ -78,9 +102,13 @@ def from_record(delivery_id: str, data: dict[str, Any]) -> Delivery:
     """Rebuild a Delivery from its compact record, its payload as it was accepted."""
     fields = {LONG_NAMES[key]: value for key, value in data.items() if key in LONG_NAMES}
     fields["attempts"] = [Attempt(**attempt) for attempt in fields.get("attempts", [])]
-    at = data.get(ORG_AT)
-    if at is not None:
+    derived = {ORG_FIELD: fields["org_id"], DATE_FIELD: reception_timestamp(data["r"])}
+    places = sorted((data[key], name) for name, key in PLACES.items() if key in data)
+    if places:
         items = list(fields["payload"].items())
-        items.insert(at, (ORG_FIELD, fields["org_id"]))
+        for place, name in places:  # in ascending place, so each lands where it was
+            items.insert(place, (name, derived[name]))
         fields["payload"] = dict(items)
+    if "k" not in data:
+        fields["contact_keys"] = default_chains(fields["payload"])
     return Delivery(id=delivery_id, **fields)

@@ -6,7 +6,6 @@ import json
 import math
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
@@ -16,8 +15,9 @@ from relay.core import defaults
 from relay.core.delivery import Delivery
 from relay.core.endpoints import TOKEN_HEADER
 from relay.core.errors import BadRequest, FieldError, Forbidden
+from relay.core.record import reception_timestamp
 from relay.core.redact import holds_secret
-from relay.core.schemas import format_timestamp, validate
+from relay.core.schemas import validate
 from relay.logs import bind_context
 from relay.storage.intake import Accepted, fingerprint
 from relay.web.answer import answer, requested_wait
@@ -77,10 +77,12 @@ def ingest(endpoint: str, to_request: Callable[[Any], Any] | None = None) -> Res
     door = current_front_door()
     door.admit(org.id)
     same_request = fingerprint(org.id, endpoint, json.dumps(body, sort_keys=True))
+    received_at = time.time()
     delivery = Delivery.new(
         org.id,
         endpoint,
-        dated(endpoint, body),
+        dated(endpoint, body, received_at),
+        received_at,
         request_id=g.get("request_id", ""),
         idempotency_key=idempotency_key(secrets),
     )
@@ -162,12 +164,13 @@ def _is_unicode(text: str) -> bool:
     return True
 
 
-def dated(endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+def dated(endpoint: str, body: dict[str, Any], received_at: float) -> dict[str, Any]:
     """Give a reply without message_date the time it reached the relay, not of its delivery."""
-    # DmTracker takes "now" when it is missing, which after a retry could be hours late.
+    # DmTracker takes "now" when it is missing, which after a retry could be hours late. The
+    # stored record leaves this date out and puts it back from its reception time.
     if endpoint != "default-reply" or body.get("message_date"):
         return body
-    return {**body, "message_date": format_timestamp(datetime.now(UTC))}
+    return {**body, "message_date": reception_timestamp(received_at)}
 
 
 def bind_organization(body: dict[str, Any], org: Org, settings: Settings) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import pytest
 
 from relay.core.delivery import Attempt, Delivery, DeliveryState
 from relay.core.policy import Verdict
-from relay.core.record import decode_record, record_json
+from relay.core.record import decode_record, reception_timestamp, record_json
 from relay.core.summary import summary_json
 from relay.core.times import iso_time
 
@@ -61,8 +61,26 @@ def test_a_queued_record_holds_short_keys_and_neither_its_id_nor_its_organizatio
     assert raw.startswith('{"v":2,')
     assert delivery.id not in raw
     assert raw.count(ORG) == 1
-    assert set(json.loads(raw)) == {"v", "o", "e", "b", "r", "q", "k", "x"}
+    assert set(json.loads(raw)) == {"v", "o", "e", "b", "r", "q", "x"}  # no "k": see below
     assert len(raw) < len(delivery.to_json()) - 100
+
+
+@pytest.mark.parametrize(
+    ("chains", "stored"),
+    [
+        (["u:lead_m0"], False),  # the username's chain, which accept.lua always joins
+        (["u:lead_m0", "m:5000000"], True),
+        (["m:5000000"], True),
+    ],
+)
+def test_a_record_names_its_chains_unless_only_its_usernames(chains, stored) -> None:  # type: ignore[no-untyped-def]
+    delivery = queued()
+    delivery.contact_keys = chains
+
+    raw = record_json(delivery)
+
+    assert ("k" in json.loads(raw)) is stored
+    assert decode_record(delivery.id, raw).contact_keys == chains
 
 
 @pytest.mark.parametrize("position", range(len(PAYLOAD)))
@@ -74,6 +92,30 @@ def test_the_organization_id_goes_back_where_it_was(position: int) -> None:
     loaded = decode_record(delivery.id, record_json(delivery))
 
     assert list(loaded.payload.items()) == list(payload.items())
+
+
+@pytest.mark.parametrize("position", range(len(PAYLOAD)))
+def test_a_message_date_that_is_the_reception_time_goes_back_where_it_was(position: int) -> None:
+    delivery = queued()
+    stamp = reception_timestamp(delivery.received_at)
+    assert stamp == "2026-11-30T12:57:10.401Z"
+    others = [item for item in PAYLOAD.items() if item[0] != "message_date"]
+    payload = dict([*others[:position], ("message_date", stamp), *others[position:]])
+    delivery.payload = payload
+
+    raw = record_json(delivery)
+
+    assert stamp not in raw and json.loads(raw)["n"] == position
+    assert list(decode_record(delivery.id, raw).payload.items()) == list(payload.items())
+
+
+def test_a_message_date_the_sender_gave_is_kept_as_it_is() -> None:
+    delivery = queued()  # PAYLOAD's date is not the reception time
+
+    raw = record_json(delivery)
+
+    assert "n" not in json.loads(raw) and PAYLOAD["message_date"] in raw
+    assert decode_record(delivery.id, raw).payload == PAYLOAD
 
 
 @pytest.mark.parametrize(

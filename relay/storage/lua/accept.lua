@@ -119,8 +119,12 @@ elseif manychat ~= '' then
 end
 if contact ~= '' then join('c:' .. contact) end
 
+-- The record names its chains, unless they are the one it names by default: its username's
+-- (relay/core/record.py, record.lua's chains_of).
 local record = head
-if #chains > 0 then record = record .. ',"k":' .. cjson.encode(chains) end
+if #chains > 0 and not (#chains == 1 and chains[1] == 'u:' .. username) then
+  record = record .. ',"k":' .. cjson.encode(chains)
+end
 if not redis.call('SET', record_key, record .. '}', 'NX') then return {'known', id, 0, {}} end
 
 -- Quotas: this organization's count is exact; the others' may be up to a second old.

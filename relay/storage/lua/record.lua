@@ -22,7 +22,13 @@ end
 -- stored by older versions list chain keys (<prefix>:chain:<org>:<name>) instead of names.
 local function chains_of(record, org_id, prefix)
   local contacts, root, chains = prefix .. ':contacts:' .. org_id, prefix .. ':chain:', {}
-  for _, name in ipairs(record['k'] or record['contact_keys'] or {}) do
+  local names = record['k'] or record['contact_keys']
+  if not names then
+    -- A compact record leaves out the chains it names by default: its username's.
+    local username = record['b'] and record['b']['username']
+    names = (type(username) == 'string' and username ~= '') and {'u:' .. username} or {}
+  end
+  for _, name in ipairs(names) do
     if string.sub(name, 1, #root) == root then
       name = string.match(string.sub(name, #root + 1), '^[^:]*:(.*)$')
     end
