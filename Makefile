@@ -55,6 +55,7 @@ bench-all: bench ## every benchmark, each with its own table (about 40 minutes)
 	$(BIN)/python -m bench.ack_latency
 	$(BIN)/python -m bench.answer_wait
 	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.queued_memory
 	$(BIN)/python -m bench.front_door
 	$(BIN)/python -m bench.delivery_costs
 
