@@ -261,9 +261,9 @@ def _memory(facts: server.ServerFacts, history_max_mb: int) -> str:
     if room is None:
         return f"{used} used, no maxmemory; delivered history kept within {history}"
     return (
-        f"{used} used of {server.mebibytes(facts.maxmemory_bytes)}: room for about {room:,}"
-        f" more queued deliveries ({server.QUEUED_DELIVERY_BYTES:,} B each); delivered history"
-        f" kept within {history}"
+        f"{used} used of {server.mebibytes(facts.maxmemory_bytes)}: delivered history kept"
+        f" within {history}, room for about {room:,} more queued deliveries"
+        f" ({server.QUEUED_DELIVERY_BYTES:,} B each)"
     )
 
 

@@ -203,10 +203,13 @@ def history_budget_bytes(maxmemory_bytes: int, fallback_mb: int) -> int:
 
 
 def queued_room(facts: ServerFacts) -> int | None:
-    """Return about how many more deliveries fit queued in the free memory (None: no limit)."""
+    """Return about how many more deliveries fit queued (None: no limit), leaving delivered
+    history its quarter of maxmemory (whether it uses it yet or not: the count errs low)."""
     if not facts.maxmemory_bytes:
         return None
-    return max(0, facts.maxmemory_bytes - facts.used_memory_bytes) // QUEUED_DELIVERY_BYTES
+    history = history_budget_bytes(facts.maxmemory_bytes, 0)
+    free = facts.maxmemory_bytes - history - facts.used_memory_bytes
+    return max(0, free) // QUEUED_DELIVERY_BYTES
 
 
 def mebibytes(size_bytes: int) -> str:
