@@ -16,7 +16,7 @@ from relay.config import Settings
 from relay.core import defaults
 
 # What a queued delivery costs Redis at most: its record, queue and index entries and its
-# contact's entries (`python -m bench.ingest` measures about 870 B with a new contact each;
+# contact's entries (`python -m bench.queued_memory` measures about 850 B with a new contact each;
 # tests/integration/test_delivery_costs.py holds it under this bound).
 QUEUED_DELIVERY_BYTES = 1000
 # Delivered history's share of maxmemory, when one is set (relay/storage/history.py trims to it).
