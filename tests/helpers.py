@@ -27,6 +27,7 @@ from relay.devtools.localredis import free_port
 from relay.devtools.sandbox import SandboxServer
 from relay.logs import JsonFormatter
 from relay.storage.intake import NO_QUOTAS, fingerprint
+from relay.storage.keys import Keys
 from relay.storage.store import Store
 from relay.web.admin import tokens
 from workers.bootstrap import build_worker
@@ -43,6 +44,36 @@ DEFAULT_REPLY = {
     "username": "John_Doe",
     "message_content": "Sure, send me more details about pricing.",
     "page_name": "Page A",
+}
+
+# A contact as ManyChat renders "Full Contact Data" (Instagram): ids as numbers, many nulls.
+MANYCHAT_CONTACT = {
+    "id": 1843127460,
+    "key": "user:1843127460",
+    "page_id": 102938475,
+    "status": "active",
+    "first_name": "Maria",
+    "last_name": "Lopez",
+    "name": "Maria Lopez",
+    "gender": None,
+    "profile_pic": "https://scontent.cdninstagram.com/v/t51.2885-19/maria.jpg",
+    "locale": None,
+    "language": None,
+    "timezone": None,
+    "live_chat_url": "https://app.manychat.com/fb102938475/chat/1843127460",
+    "last_input_text": "Hi! How much is the coaching program?",
+    "optin_phone": False,
+    "phone": None,
+    "optin_email": False,
+    "email": "maria@example.com",
+    "subscribed": "2026-11-02T09:14:55+00:00",
+    "last_interaction": "2026-11-30T10:02:11+00:00",
+    "last_seen": "2026-11-30T10:02:11+00:00",
+    "is_followup_enabled": True,
+    "ig_username": "Maria.Lopez.Fit",
+    "ig_id": 17841400123456789,
+    "whatsapp_phone": None,
+    "custom_fields": {"lead_source": "reel", "budget": None, "cuf_14652832": None},
 }
 
 
@@ -158,7 +189,7 @@ def queued_ids(connection: redis.Redis, org_id: str = ORG_A.id) -> list[str]:
 
 def expire_dedup_marks(connection: redis.Redis, org_id: str = ORG_A.id) -> None:
     """Age every dedup mark of an organization past its window, as time would."""
-    contacts = Store(connection).keys.contacts(org_id)
+    contacts = Keys().contacts(org_id)
     for field, value in connection.hgetall(contacts).items():
         if field.startswith(b"d:"):
             connection.hset(contacts, field, value.rsplit(b"|", 1)[0] + b"|0")
@@ -166,7 +197,7 @@ def expire_dedup_marks(connection: redis.Redis, org_id: str = ORG_A.id) -> None:
 
 def dedup_fields(connection: redis.Redis, org_id: str = ORG_A.id) -> list[str]:
     """Return the fields of an organization's contacts hash that hold dedup marks."""
-    contacts = Store(connection).keys.contacts(org_id)
+    contacts = Keys().contacts(org_id)
     return [f.decode() for f in connection.hkeys(contacts) if f.startswith(b"d:")]
 
 

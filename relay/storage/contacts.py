@@ -32,6 +32,13 @@ EXPIRED_PAGE = 1000  # entries looked at per command when deleting expired ones
 CLOCK_GRACE_SECONDS = 60
 
 
+def split_legacy_key(key: str, root: str) -> tuple[str, str]:
+    """Return the organization id and contact name of an earlier version's key
+    (<root><org>:<name>, such as dmrelay:chain:<org>:u:<username>)."""
+    org_id, _, name = key.removeprefix(root).partition(":")
+    return org_id, name
+
+
 @dataclass(frozen=True)
 class Mark:
     """A contact's latest request on an endpoint, remembered for the dedup window."""
@@ -92,7 +99,7 @@ class Contacts:
         for family, kind in (("chain", CHAIN), ("alias", ALIAS)):
             root = self.keys.key(family, "")
             for key in self.redis.scan_iter(self.keys.legacy_contact_keys(family), count=1000):
-                org_id, _, name = text(key).removeprefix(root).partition(":")
+                org_id, name = split_legacy_key(text(key), root)
                 field = kind + (name.removeprefix("m:") if kind == ALIAS else name)
                 args: list[str | int] = [kind, field, int(now)]
                 try:

@@ -14,7 +14,7 @@ import redis
 from relay.core.delivery import Delivery
 from relay.storage import lua
 from relay.storage.codec import text
-from relay.storage.contacts import CHAIN
+from relay.storage.contacts import CHAIN, split_legacy_key
 from relay.storage.keys import QUEUE_KEY_PREFIX, Keys
 
 
@@ -35,7 +35,7 @@ class Ordering:
         # Records stored by older versions name their chains by key: <prefix>:chain:<org>:<name>.
         root = self.keys.key("chain", "")
         return [
-            CHAIN + (name.removeprefix(root).partition(":")[2] if name.startswith(root) else name)
+            CHAIN + (split_legacy_key(name, root)[1] if name.startswith(root) else name)
             for name in delivery.contact_keys
         ]
 
@@ -92,4 +92,4 @@ class Released:
     cursor: int
     chains: tuple[tuple[str, str], ...]
     woken: tuple[str, ...]
-    rejoined: tuple[tuple[str, str], ...] = ()
+    rejoined: tuple[tuple[str, str], ...]

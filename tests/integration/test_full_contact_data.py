@@ -8,37 +8,10 @@ from typing import Any
 import pytest
 
 from relay.web.app import create_app
+from tests.helpers import MANYCHAT_CONTACT as INSTAGRAM
 from tests.helpers import ORG_A, ORG_B, headers, queued_ids, wait_until, with_settings
 
 # Contacts as ManyChat renders "Full Contact Data": ids as numbers or strings, many nulls.
-INSTAGRAM = {
-    "id": 1843127460,
-    "key": "user:1843127460",
-    "page_id": 102938475,
-    "status": "active",
-    "first_name": "Maria",
-    "last_name": "Lopez",
-    "name": "Maria Lopez",
-    "gender": None,
-    "profile_pic": "https://scontent.cdninstagram.com/v/t51.2885-19/maria.jpg",
-    "locale": None,
-    "language": None,
-    "timezone": None,
-    "live_chat_url": "https://app.manychat.com/fb102938475/chat/1843127460",
-    "last_input_text": "Hi! How much is the coaching program?",
-    "optin_phone": False,
-    "phone": None,
-    "optin_email": False,
-    "email": "maria@example.com",
-    "subscribed": "2026-11-02T09:14:55+00:00",
-    "last_interaction": "2026-11-30T10:02:11+00:00",
-    "last_seen": "2026-11-30T10:02:11+00:00",
-    "is_followup_enabled": True,
-    "ig_username": "Maria.Lopez.Fit",
-    "ig_id": 17841400123456789,
-    "whatsapp_phone": None,
-    "custom_fields": {"lead_source": "reel", "budget": None, "cuf_14652832": None},
-}
 MESSENGER = {
     **INSTAGRAM,
     "id": "7301928374650192",

@@ -20,7 +20,7 @@ import pytest
 from relay.config import answer_wait_defaults
 from relay.core import errors
 from relay.web.app import create_app
-from tests.helpers import ORG_A, headers, wait_until, with_settings
+from tests.helpers import MANYCHAT_CONTACT, ORG_A, headers, wait_until, with_settings
 
 ROOT = Path(__file__).parents[2]
 GUIDE = (ROOT / "docs" / "manychat.md").read_text(encoding="utf-8")
@@ -33,31 +33,10 @@ ANSWER_MARKERS = ("answer to the request above", "answer: queued", "answer: deli
 
 # A contact as ManyChat renders "Full Contact Data", and the variables the guide uses.
 CONTACT = {
-    "id": 1843127460,
-    "key": "user:1843127460",
-    "page_id": 102938475,
-    "status": "active",
-    "first_name": "Maria",
-    "last_name": "Lopez",
-    "name": "Maria Lopez",
-    "gender": None,
+    **MANYCHAT_CONTACT,
     "profile_pic": None,
-    "locale": None,
-    "language": None,
-    "timezone": None,
-    "live_chat_url": "https://app.manychat.com/fb102938475/chat/1843127460",
-    "last_input_text": "Hi! How much is the coaching program?",
-    "optin_phone": False,
-    "phone": None,
-    "optin_email": False,
     "email": None,
-    "subscribed": "2026-11-02T09:14:55+00:00",
-    "last_interaction": "2026-11-30T10:02:11+00:00",
-    "last_seen": "2026-11-30T10:02:11+00:00",
-    "is_followup_enabled": True,
     "ig_username": "maria.lopez.fit",
-    "ig_id": 17841400123456789,
-    "whatsapp_phone": None,
     "custom_fields": {"lead_source": "reel", "budget": None},
 }
 RENDERED: dict[str, Any] = {

@@ -5,6 +5,8 @@
 -- requeue_if_lost(id): put a delivery taken from a processing list back on its queue, unless
 -- something else will run it: finished, parked behind its predecessor, scheduled, or already
 -- queued again. Returns 1 if requeued.
+-- hand_back(id, held, worker, leases): drop the lease `held` if `worker` holds it, then
+-- requeue_if_lost(id) unless a live lease still holds it. Returns 1 if requeued.
 local prefix, queue_prefix, scheduled_prefix, parked = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local function requeue_if_lost(id)
   local raw = redis.call('GET', prefix .. ':d:' .. id)
@@ -19,4 +21,13 @@ local function requeue_if_lost(id)
   end
   redis.call('RPUSH', queue, id)
   return 1
+end
+
+local function hand_back(id, held, worker, leases)
+  if held and lease_holder(held) == worker then
+    redis.call('HDEL', leases, id)
+    held = false
+  end
+  if lease_live(prefix, held) then return 0 end
+  return requeue_if_lost(id)
 end

@@ -13,11 +13,7 @@ for _, id in ipairs(redis.call('LRANGE', list, 0, -1)) do
   local held = redis.call('HGET', leases, id)
   if not (held and working[held]) then
     redis.call('LREM', list, 1, id)
-    if held and lease_holder(held) == worker then
-      redis.call('HDEL', leases, id)
-      held = false
-    end
-    if not lease_live(prefix, held) then count = count + requeue_if_lost(id) end
+    count = count + hand_back(id, held, worker, leases)
   end
 end
 return count

@@ -10,12 +10,7 @@ local count = 0
 while true do
   local id = redis.call('LPOP', KEYS[1])
   if not id then break end
-  local held = redis.call('HGET', leases, id)
-  if held and lease_holder(held) == worker then
-    redis.call('HDEL', leases, id)
-    held = false
-  end
-  if not lease_live(prefix, held) then count = count + requeue_if_lost(id) end
+  count = count + hand_back(id, redis.call('HGET', leases, id), worker, leases)
 end
 redis.call('SREM', KEYS[2], worker)
 return count
