@@ -3,23 +3,28 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-# The pinned, hashed locks (make lock): main.txt is what runs in production, dev.txt adds the tools.
+# The pinned, hashed locks (make lock): bootstrap.txt is the installer (pip, setuptools), installed
+# first so no step depends on the pip a Python bundles; main.txt is what runs in production, dev.txt
+# adds the tools.
+BOOTSTRAP_LOCK := requirements/bootstrap.txt
 LOCK := requirements/main.txt
 DEV_LOCK := requirements/dev.txt
 COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
 	--no-emit-index-url --no-emit-find-links --upgrade
 
-.PHONY: run test fuzz lint format bench bench-all install lock audit clean
+.PHONY: run test test-slow fuzz lint format bench bench-all install lock audit clean
 
-$(BIN)/.installed: pyproject.toml $(DEV_LOCK)
+$(BIN)/.installed: pyproject.toml $(BOOTSTRAP_LOCK) $(DEV_LOCK)
 	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r $(BOOTSTRAP_LOCK)
 	$(BIN)/python -m pip install --quiet --require-hashes -r $(DEV_LOCK)
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 install: $(BIN)/.installed
 
 lock: install ## re-resolve every pin to the newest release pyproject.toml allows, with hashes
+	$(COMPILE) --output-file $(BOOTSTRAP_LOCK) requirements/bootstrap.in
 	$(COMPILE) --extra sentry --output-file $(LOCK) pyproject.toml
 	$(COMPILE) --extra dev --extra sentry --constraint $(LOCK) --output-file $(DEV_LOCK) pyproject.toml
 	$(BIN)/python requirements/heroku.py $(LOCK) requirements.txt
@@ -30,8 +35,11 @@ audit: install ## known vulnerabilities in the locked dependencies (pip-audit)
 run: install ## web + worker + private Redis + DmTracker sandbox, Ctrl-C stops all
 	$(BIN)/dmrelay run
 
-test: install ## the whole suite against a private redis-server and the sandbox
-	$(BIN)/python -m pytest
+test: install ## the suite against a private redis-server and the sandbox (the slow runs apart)
+	$(BIN)/python -m pytest -m "not slow"
+
+test-slow: install ## the long fault, soak and formation runs (CI runs them after make test)
+	$(BIN)/python -m pytest -m slow || [ $$? -eq 5 ]  # 5: no test is marked slow
 
 fuzz: install ## Schemathesis's long profile against every route (about 10,000 cases, 3-4 minutes)
 	DMRELAY_FUZZ=long $(BIN)/python -m pytest -p no:cacheprovider --timeout 900 \
