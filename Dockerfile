@@ -4,14 +4,16 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PORT=8000
 WORKDIR /app
 
-# The pinned, hashed runtime lock first: this layer is rebuilt only when the lock changes.
-COPY requirements/main.txt requirements/main.txt
-RUN pip install --require-hashes -r requirements/main.txt
+# The pinned, hashed installer (pip, setuptools) and runtime lock first: this layer is rebuilt
+# only when a lock changes, and no step depends on the pip the base image happens to bundle.
+COPY requirements/bootstrap.txt requirements/main.txt requirements/
+RUN pip install --require-hashes -r requirements/bootstrap.txt \
+ && pip install --require-hashes -r requirements/main.txt
 
 COPY pyproject.toml README.md ./
 COPY relay ./relay
 COPY workers ./workers
-RUN pip install --no-deps . && useradd --create-home --uid 10001 dmrelay
+RUN pip install --no-deps --no-build-isolation . && useradd --create-home --uid 10001 dmrelay
 
 USER dmrelay
 EXPOSE 8000

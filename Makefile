@@ -12,7 +12,7 @@ DEV_LOCK := requirements/dev.txt
 COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
 	--no-emit-index-url --no-emit-find-links --upgrade
 
-.PHONY: run test test-slow fuzz lint format bench bench-all install lock audit clean
+.PHONY: run test test-slow fuzz lint format bench bench-all install install-check lock audit clean
 
 $(BIN)/.installed: pyproject.toml $(BOOTSTRAP_LOCK) $(DEV_LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,20 @@ $(BIN)/.installed: pyproject.toml $(BOOTSTRAP_LOCK) $(DEV_LOCK)
 	touch $@
 
 install: $(BIN)/.installed
+
+# A fresh venv from the Python on PATH, as on a new machine: the installer's lock, then both locks
+# with hashes (the image's and make install's); and the Heroku file with the venv's own pip.
+CHECK_VENV := $(shell mktemp -u -d /tmp/dmrelay-install-check.XXXXXX)
+install-check: ## prove both locks install with --require-hashes into a fresh venv, whatever pip it bundles
+	$(PYTHON) -m venv $(CHECK_VENV)/stock
+	$(CHECK_VENV)/stock/bin/python -m pip install --quiet --disable-pip-version-check --dry-run \
+		--report $(CHECK_VENV)/heroku.json -r requirements.txt
+	$(PYTHON) -m venv $(CHECK_VENV)/locked
+	$(CHECK_VENV)/locked/bin/python -m pip install --quiet --disable-pip-version-check \
+		--require-hashes -r $(BOOTSTRAP_LOCK)
+	$(CHECK_VENV)/locked/bin/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(CHECK_VENV)/locked/bin/python -m pip install --quiet --require-hashes -r $(DEV_LOCK)
+	rm -rf $(CHECK_VENV)
 
 lock: install ## re-resolve every pin to the newest release pyproject.toml allows, with hashes
 	$(COMPILE) --output-file $(BOOTSTRAP_LOCK) requirements/bootstrap.in
