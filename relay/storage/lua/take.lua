@@ -33,7 +33,7 @@ local function judge(id, org_id)
     return {'gone', id, org_id, ''}
   end
   local state, record_org, record = read_record(raw)
-  local endpoint = record['endpoint'] or record['e']
+  local endpoint = record['e']
   if is_finished(state) then
     drop(id)
     redis.call('HDEL', leases, id)
