@@ -2,8 +2,8 @@
 
 The relay stores no RQ job (only `dmrelay worker` runs its queues), so the benchmark gives
 each delivery it measures stock RQ on a job naming this function, with the delivery id as the
-job id. It makes a first attempt as the relay's worker does (claiming a lease); retries are
-the relay's own and a stock worker never sees them.
+job id. It makes a first attempt as the relay's worker does, through the same take; retries
+are the relay's own and a stock worker never sees them.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from rq import get_current_job
 
 from relay.config import load_settings
 from relay.logs import log_context
+from relay.storage.inflight import START
+from relay.storage.keys import queue_name
 from workers.bootstrap import build_deliverer
 from workers.deliverer import Deliverer
 
@@ -32,6 +34,20 @@ def deliver() -> str:
     job = get_current_job()
     if job is None:
         raise RuntimeError("deliver() runs only as an RQ job")
-    delivery_id = job.id
-    with log_context(delivery_id=delivery_id):
-        return _deliverer().process(delivery_id, holder)
+    with log_context(delivery_id=job.id):
+        return _take_and_run(job.id, job.origin.removeprefix(queue_name("")), holder)
+
+
+def _take_and_run(delivery_id: str, org_id: str, holder: str) -> str:
+    """Put the id RQ popped back at the head of its queue, take it as the relay's worker does,
+    run it, and write the counts (the stock worker's process may end after the job)."""
+    deliverer = _deliverer()
+    store = deliverer.store
+    # One stock worker runs the queue and waits for this job: nothing else takes from it now.
+    store.redis.lpush(store.keys.queue(org_id), delivery_id)
+    taken = store.inflight.take(holder, [org_id])
+    if taken is None or taken.delivery_id != delivery_id:
+        raise RuntimeError(f"the take did not find {delivery_id} at the head of its queue")
+    outcome = deliverer.run(taken) if taken.verdict == START else deliverer.note(taken)
+    store.stats.tally.flush()
+    return outcome

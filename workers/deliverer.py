@@ -19,7 +19,7 @@ from relay.core.policy import Verdict
 from relay.core.redact import redact
 from relay.core.reply import Reply
 from relay.logs import bind_context
-from relay.storage.inflight import GONE, START, Lease, Taken
+from relay.storage.inflight import GONE, Lease, Taken
 from relay.storage.metrics import Metrics
 from relay.storage.ratelimit import RateLimiter
 from relay.storage.store import Store
@@ -52,13 +52,6 @@ class Deliverer:
         self.backoff = policy.Backoff(settings.backoff_base_seconds, settings.backoff_cap_seconds)
         self.rng = rng or random.Random()  # noqa: S311 - jitter and sampling, not cryptography
         self.secrets = settings.secrets()
-
-    def process(self, delivery_id: str, holder: str) -> str:
-        """Claim a delivery RQ took off its queue, take it as far as it can go, write counts."""
-        taken = self.store.inflight.claim(delivery_id, holder)
-        outcome = self.run(taken) if taken.verdict == START else self.note(taken)
-        self.store.stats.tally.flush()  # a stock rq worker's process may end after the job
-        return outcome
 
     def note(self, taken: Taken) -> str:
         """Count a take that starts nothing (parked, held, finished, gone); return its verdict."""

@@ -102,17 +102,11 @@ class Maintenance:
         self.period = period_seconds
         self.requeue_orphans = requeue_orphans
         self.stopping = threading.Event()
-        self._adopted = False
         self._contacts_cursor: dict[str, int] = {}
         self._thread = threading.Thread(target=self._run, name="maintenance", daemon=True)
 
     def start(self) -> None:
-        """Move an earlier version's keys first (before the worker takes anything), then start
-        the upkeep thread."""
-        try:
-            self.adopt_legacy_keys()
-        except redis.RedisError as error:  # the first upkeep tries again
-            log.warning("could not move an earlier version's keys yet (%s)", type(error).__name__)
+        """Start the upkeep thread."""
         self._thread.start()
 
     def stop(self) -> None:
@@ -135,7 +129,6 @@ class Maintenance:
     def upkeep(self) -> None:
         """Run every periodic job; stop at the first Redis error, and go on next period."""
         jobs = (
-            self.adopt_legacy_keys,
             self.reclaim_dead_workers,
             self.requeue_orphans,
             self.release_stuck_chains,
@@ -151,12 +144,6 @@ class Maintenance:
                 return
             except Exception:
                 log.exception("maintenance job %s failed", getattr(job, "__name__", job))
-
-    def adopt_legacy_keys(self) -> None:
-        """Once: move what an earlier version kept under other keys to where it is kept now."""
-        if not self._adopted:
-            self.store.adopt_legacy(self.org_ids, log)
-            self._adopted = True
 
     def forget_expired_contact_entries(self) -> None:
         """Delete contacts' expired dedup marks and aliases, a few pages per organization."""

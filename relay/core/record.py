@@ -4,8 +4,7 @@ what its key or its organization already say.
 Every queued delivery pays for its record until it is delivered, so its keys are short and it
 leaves out its id (the record's key holds it) and the payload's organization_id (the record's
 organization id, put back in its place on reading). A delivered message keeps a summary
-instead (format 1, relay/core/summary.py); records stored before format 2 hold the Delivery's
-own JSON, and still load. record.lua reads the same keys.
+instead (format 1, relay/core/summary.py). record.lua reads the same keys.
 """
 
 from __future__ import annotations
@@ -88,14 +87,11 @@ def shown_millisecond(epoch: float) -> float:
 
 
 def decode_record(delivery_id: str, raw: str) -> Delivery:
-    """Return the Delivery a stored record holds: compact, summary, or stored before both."""
+    """Return the Delivery a stored record holds: a compact record or a summary."""
     data = json.loads(raw)
-    version = data.get("v")
-    if version == FORMAT:
-        return from_record(delivery_id, data)
-    if version == SUMMARY_FORMAT:
+    if data["v"] == SUMMARY_FORMAT:
         return from_summary(delivery_id, data)
-    return Delivery.from_dict(data)
+    return from_record(delivery_id, data)
 
 
 def from_record(delivery_id: str, data: dict[str, Any]) -> Delivery:

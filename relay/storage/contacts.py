@@ -32,13 +32,6 @@ EXPIRED_PAGE = 1000  # entries looked at per command when deleting expired ones
 CLOCK_GRACE_SECONDS = 60
 
 
-def split_legacy_key(key: str, root: str) -> tuple[str, str]:
-    """Return the organization id and contact name of an earlier version's key
-    (<root><org>:<name>, such as dmrelay:chain:<org>:u:<username>)."""
-    org_id, _, name = key.removeprefix(root).partition(":")
-    return org_id, name
-
-
 @dataclass(frozen=True)
 class Mark:
     """A contact's latest request on an endpoint, remembered for the dedup window."""
@@ -55,7 +48,6 @@ class Contacts:
         self.redis = connection
         self.keys = keys
         self._forget_expired = lua.register(connection, "forget_expired")
-        self._adopt = lua.register(connection, "adopt_contact_key")
 
     def chain(self, org_id: str, name: str) -> list[str]:
         """Return the ids in a contact's chain, first in line first."""
@@ -87,23 +79,3 @@ class Contacts:
         args: list[int] = [cursor, page, int(now) - CLOCK_GRACE_SECONDS]
         next_cursor, deleted = self._forget_expired(keys=[self.keys.contacts(org_id)], args=args)
         return int(next_cursor), int(deleted)
-
-    def adopt_legacy(self, now: float | None = None) -> tuple[int, int]:
-        """Move an earlier version's chain lists and alias keys into the contacts hashes.
-
-        Returns how many were moved and how many keys were skipped (not of the expected type:
-        one stray key must not stop the rest, nor the upkeep that calls this).
-        """
-        now = time.time() if now is None else now
-        moved = skipped = 0
-        for family, kind in (("chain", CHAIN), ("alias", ALIAS)):
-            root = self.keys.key(family, "")
-            for key in self.redis.scan_iter(self.keys.legacy_contact_keys(family), count=1000):
-                org_id, name = split_legacy_key(text(key), root)
-                field = kind + (name.removeprefix("m:") if kind == ALIAS else name)
-                args: list[str | int] = [kind, field, int(now)]
-                try:
-                    moved += int(self._adopt(keys=[key, self.keys.contacts(org_id)], args=args))
-                except redis.ResponseError:
-                    skipped += 1
-        return moved, skipped

@@ -25,7 +25,7 @@ SIZE_SAMPLE = 64
 
 
 def decode(delivery_id: str, raw: bytes | str) -> Delivery:
-    """Return the Delivery a stored record holds, in any of its formats."""
+    """Return the Delivery a stored record holds (a compact record or a summary)."""
     return decode_record(delivery_id, text(raw))
 
 
@@ -99,12 +99,8 @@ class History:
             outcome_of(delivery, answer_body), delivery.id
         )
         processing = self.keys.processing(lease.holder if lease else "")
-        keys = [
-            self.keys.delivery(delivery.id),
-            self.keys.pending,
-            self.keys.legacy_job(delivery.id),
-        ]
-        keys += [self.keys.dead, processing, self.keys.leases, answer_key]
+        keys = [self.keys.delivery(delivery.id), self.keys.pending, self.keys.dead]
+        keys += [processing, self.keys.leases, answer_key]
         keys += [self.keys.contacts(delivery.org_id)]
         args: list[str | int] = [delivery.id, self.keys.parked, *self.ordering.queue_args()]
         args += [lease.value if lease else "", record, retention_seconds]

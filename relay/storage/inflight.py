@@ -70,18 +70,9 @@ class InFlight:
 
     def take(self, holder: str, org_ids: Sequence[str]) -> Taken | None:
         """Take the next delivery of the first organization with one queued, in one round trip."""
-        return self._run_take(Lease.new(holder), "", org_ids)
-
-    def claim(self, delivery_id: str, holder: str) -> Taken:
-        """Take a delivery RQ has already popped off its queue (a stock `rq worker`)."""
-        taken = self._run_take(Lease.new(holder), delivery_id, [])
-        if taken is None:
-            raise RuntimeError("take.lua gave no verdict for a given id")
-        return taken
-
-    def _run_take(self, lease: Lease, given_id: str, org_ids: Sequence[str]) -> Taken | None:
+        lease = Lease.new(holder)
         keys = [self.keys.processing(lease.holder), self.keys.leases, self.keys.parked]
-        args = [lease.value, self.keys.prefix, QUEUE_KEY_PREFIX, given_id, *org_ids]
+        args = [lease.value, self.keys.prefix, QUEUE_KEY_PREFIX, *org_ids]
         found = [text(item) for item in self._take(keys=keys, args=args)]
         if not found:
             return None

@@ -36,10 +36,6 @@ class Keys:
         """Return the RQ queue list of an organization."""
         return QUEUE_KEY_PREFIX + org_id
 
-    def legacy_job(self, delivery_id: str) -> str:
-        """Return the RQ job hash earlier versions stored with each delivery (none now)."""
-        return f"{Queue.job_class.redis_job_namespace_prefix}{delivery_id}"
-
     def scheduled(self, org_id: str) -> str:
         """Return the schedule (sorted set by due time) of an organization's retries."""
         # Under the relay's prefix: RQ's own `rq:scheduled:<queue>` would be acted on by a
@@ -49,10 +45,6 @@ class Keys:
     def scheduled_prefix(self) -> str:
         """Return what the Lua scripts add an organization id to, to find its schedule."""
         return self.scheduled("")
-
-    def legacy_scheduled(self, org_id: str) -> str:
-        """Return where earlier versions kept an organization's schedule (RQ's key)."""
-        return f"rq:scheduled:{queue_name(org_id)}"
 
     @property
     def pending(self) -> str:
@@ -77,10 +69,6 @@ class Keys:
     def contacts(self, org_id: str) -> str:
         """Return the hash of an organization's contacts: chains, dedup marks, aliases."""
         return self.key("contacts", org_id)
-
-    def legacy_contact_keys(self, family: str) -> str:
-        """Return the SCAN pattern of an earlier version's chain or alias keys (one per contact)."""
-        return self.key(family, "*")
 
     def answer(self, delivery_id: str) -> str:
         """Return the key that keeps a finished delivery's answer for a little while."""

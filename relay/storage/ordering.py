@@ -14,7 +14,7 @@ import redis
 from relay.core.delivery import Delivery
 from relay.storage import lua
 from relay.storage.codec import text
-from relay.storage.contacts import CHAIN, split_legacy_key
+from relay.storage.contacts import CHAIN
 from relay.storage.keys import QUEUE_KEY_PREFIX, Keys
 
 
@@ -32,12 +32,7 @@ class Ordering:
 
     def chain_fields(self, delivery: Delivery) -> list[str]:
         """Return the contacts-hash field of each chain the delivery is in."""
-        # Records stored by older versions name their chains by key: <prefix>:chain:<org>:<name>.
-        root = self.keys.key("chain", "")
-        return [
-            CHAIN + (split_legacy_key(name, root)[1] if name.startswith(root) else name)
-            for name in delivery.contact_keys
-        ]
+        return [CHAIN + name for name in delivery.contact_keys]
 
     def join(self, pipe: redis.client.Pipeline, delivery: Delivery) -> None:
         """Queue the command that puts a delivery back at the end of its chains (a replay)."""

@@ -53,18 +53,3 @@ class Schedule:
         keys = [self.keys.scheduled(org_id) for org_id in org_ids]
         queues = [self.keys.queue(org_id) for org_id in org_ids]
         return int(self._move_due(keys=keys, args=[now or time.time(), *queues]))
-
-    def adopt_legacy(self, org_ids: Iterable[str]) -> int:
-        """Move retries an earlier version scheduled under RQ's key into the relay's own."""
-        moved = 0
-        for org_id in org_ids:
-            legacy, own = self.keys.legacy_scheduled(org_id), self.keys.scheduled(org_id)
-            if not self.redis.exists(legacy):  # a read: no write refused by a full Redis
-                continue
-            with self.redis.pipeline() as pipe:
-                pipe.zcard(legacy)
-                pipe.zunionstore(own, [own, legacy], aggregate="MIN")
-                pipe.delete(legacy)
-                count, _, _ = pipe.execute()
-            moved += int(count)
-        return moved

@@ -99,19 +99,15 @@ def _maxclients(config: dict[str, str], info: dict[str, Any]) -> int | None:
     return int(value) if value is not None else None
 
 
-def log_warnings(connection: redis.Redis, log: logging.Logger) -> bool:
-    """Log one warning line per risky setting; if Redis does not answer, say so and go on.
-
-    Returns whether Redis answered.
-    """
+def log_warnings(connection: redis.Redis, log: logging.Logger) -> None:
+    """Log one warning line per risky setting; if Redis does not answer, say so and go on."""
     try:
         facts = inspect_server(connection)
     except redis.RedisError as error:
         log.warning("could not inspect Redis at start-up (%s); going on", type(error).__name__)
-        return False
+        return
     for line in warnings(facts):
         log.warning(line)
-    return True
 
 
 def warnings(facts: ServerFacts) -> list[str]:

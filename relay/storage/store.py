@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable
-
 import redis
 
 from relay.core import defaults
@@ -37,24 +34,6 @@ class Store:
         self.schedule = Schedule(connection, self.keys)
         self.inflight = InFlight(connection, self.keys)
         self.dead = DeadLetters(connection, self.keys, self.ordering, self.queues)
-
-    def adopt_legacy(self, org_ids: Iterable[str], log: logging.Logger) -> None:
-        """Move what earlier versions kept under other keys to where it is kept now, and say so.
-
-        Web and worker both run it at start, before they accept or take anything: a contact's
-        chain or manychat_id link left under its old key would be overlooked. Moving is
-        idempotent, so it does not matter which process comes first.
-        """
-        retries = self.schedule.adopt_legacy(org_ids)
-        if retries:
-            log.warning("moved %d scheduled retries from RQ's key to the relay's own", retries)
-        moved, skipped = self.contacts.adopt_legacy()
-        if moved:
-            log.warning("moved %d contact chains and aliases into the contacts hashes", moved)
-        if skipped:
-            log.warning(
-                "left %d keys under the old chain and alias names: not of their type", skipped
-            )
 
     def probe_writes(self) -> None:
         """Write a small key, so a refusal (read-only, out of memory) raises as ingest would."""

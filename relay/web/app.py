@@ -59,8 +59,7 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
             deadline_seconds=settings.ingest_redis_deadline_seconds,
         )
     )
-    if server.log_warnings(store.redis, log):  # else the worker moves them when it starts
-        adopt_legacy_keys(store, settings)
+    server.log_warnings(store.redis, log)
     app.extensions["dmrelay.store"] = store
     app.extensions["dmrelay.metrics"] = Metrics(store)
     app.extensions["dmrelay.answer_waits"] = build_answer_waits(store.redis, settings, store.keys)
@@ -72,16 +71,6 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     register_error_handlers(app)
     register_blueprints(app)
     return app
-
-
-def adopt_legacy_keys(store: Store, settings: Settings) -> None:
-    """Move an earlier version's keys before accepting anything; if Redis is away, go on."""
-    try:
-        store.adopt_legacy((org.id for org in settings.orgs), log)
-    except redis.RedisError as error:  # the worker moves them when it starts
-        log.warning(
-            "could not move an earlier version's keys at start-up (%s)", type(error).__name__
-        )
 
 
 def front_door(settings: Settings, store: Store) -> FrontDoor:

@@ -1,15 +1,11 @@
 """The contacts hash: a contact's chains, dedup marks and aliases are fields of one hash per
-organization, expired entries count as absent and are deleted by upkeep, and an earlier
-version's keys (a list or string per contact) are moved in at upgrade (issue 11)."""
+organization, and expired entries count as absent and are deleted by upkeep."""
 
 from __future__ import annotations
-
-import time
 
 from relay.core.delivery import DeliveryState
 from relay.storage.contacts import CLOCK_GRACE_SECONDS
 from relay.storage.store import Store
-from relay.web.app import create_app
 from tests.helpers import DEFAULT_REPLY, ORG_A, expire_dedup_marks, headers, wait_until
 
 URL = "/api/v1/contact/default-reply"
@@ -101,77 +97,11 @@ def test_forgetting_expired_entries_pages_through_a_large_hash(client, store) ->
     assert entries(store) == {"q:u:kept": "dlv_kept"}
 
 
-def test_an_upgrade_moves_old_chain_lists_and_aliases_in_and_keeps_the_order(  # type: ignore[no-untyped-def]
-    client, store, start_worker, sandbox
-) -> None:
-    ids = [accept(client, message_content=f"message {n}") for n in range(2)]
-    # What an earlier version left: the chain as a list, the alias as a string with a TTL,
-    # and the first record naming its chain by key.
-    contacts, old_chain = (
-        store.keys.contacts(ORG_A.id),
-        store.keys.key("chain", ORG_A.id, "u:john_doe"),
-    )
-    old_alias = store.keys.key("alias", ORG_A.id, "m:123456")
-    store.redis.hdel(contacts, "q:u:john_doe", "a:123456")
-    store.redis.rpush(old_chain, *ids)
-    store.redis.set(old_alias, "john_doe", ex=3600)
-    first = store.history.load(ids[0])
-    assert first is not None
-    first.contact_keys = [old_chain]
-    store.redis.set(store.keys.delivery(ids[0]), first.to_json())
-
-    assert store.contacts.adopt_legacy() == (2, 0)
-
-    assert store.redis.exists(old_chain, old_alias) == 0
-    assert store.contacts.chain(ORG_A.id, "u:john_doe") == ids
-    alias = store.contacts.alias(ORG_A.id, "123456")
-    assert alias is not None and alias[0] == "john_doe"
-    assert 3590 <= alias[1] - time.time() <= 3600
-    assert store.ordering.chain_fields(first) == ["q:u:john_doe"]
-    start_worker()
-    wait_until(lambda: store.history.load(ids[-1]).state == DeliveryState.DELIVERED)
-    sent = [r["body"]["message_content"] for r in sandbox.requests()]
-    assert sent == ["message 0", "message 1"]
-    assert entries(store).keys() == {"d:default-reply:u:john_doe", "a:123456"}
-
-
-def test_a_stray_key_under_an_old_name_is_skipped_and_the_rest_moved(store) -> None:  # type: ignore[no-untyped-def]
-    store.redis.set(store.keys.key("chain", ORG_A.id, "u:stray"), "not a list")
-    store.redis.rpush(store.keys.key("chain", ORG_A.id, "u:kept"), "dlv_1", "dlv_2")
-
-    assert store.contacts.adopt_legacy() == (1, 1)
-    assert store.contacts.chain(ORG_A.id, "u:kept") == ["dlv_1", "dlv_2"]
-
-
-def test_the_web_moves_old_keys_in_before_it_accepts_anything(settings, redis_conn) -> None:  # type: ignore[no-untyped-def]
-    store = Store(redis_conn)
-    store.redis.rpush(store.keys.key("chain", ORG_A.id, "u:john_doe"), "dlv_old")
-    store.redis.set(store.keys.key("alias", ORG_A.id, "m:123456"), "john_doe", ex=3600)
-
-    client = create_app(settings, redis_conn).test_client()
-    status = {"manychat_id": "123456", "lead_status": "won"}
-    response = client.post(STATUS_URL, json=status, headers=headers(ORG_A.token))
-
-    delivery_id = response.get_json()["data"]["delivery_id"]
-    assert store.contacts.chain(ORG_A.id, "u:john_doe") == ["dlv_old", delivery_id]
-    assert redis_conn.keys("dmrelay:chain:*") == redis_conn.keys("dmrelay:alias:*") == []
-
-
-def test_an_old_link_to_a_username_wins_over_a_manychat_id_used_alone_since(store) -> None:  # type: ignore[no-untyped-def]
-    contacts = store.keys.contacts(ORG_A.id)
-    store.redis.hset(contacts, "a:123456", f"|{int(time.time()) + 3600}")
-    store.redis.set(store.keys.key("alias", ORG_A.id, "m:123456"), "john_doe", ex=3600)
-
-    assert store.contacts.adopt_legacy() == (1, 0)
-    alias = store.contacts.alias(ORG_A.id, "123456")
-    assert alias is not None and alias[0] == "john_doe"
-
-
 def test_a_parked_delivery_missing_from_its_chain_is_put_back_and_delivered(  # type: ignore[no-untyped-def]
     client, store, start_worker, sandbox
 ) -> None:
-    # What an older web process still running after the upgrade leaves: a delivery queued
-    # for a contact whose chain (in the hash) does not hold it.
+    # What a replay whose join failed leaves: a delivery queued for a contact whose chain
+    # (in the hash) does not hold it.
     first = accept(client, message_content="message 0")
     contacts = store.keys.contacts(ORG_A.id)
     store.redis.hset(contacts, "q:u:john_doe", "dlv_unrelated_head")

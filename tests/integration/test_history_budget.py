@@ -10,6 +10,7 @@ import redis
 
 from relay.config import Settings
 from relay.core.delivery import Delivery, DeliveryState
+from relay.core.record import record_json
 from relay.devtools.localredis import start_local_redis
 from relay.storage.store import Store
 from relay.web.app import create_app
@@ -45,7 +46,7 @@ def keep(store: Store, count: int, state: str = DeliveryState.DELIVERED) -> list
         for i in range(count):
             payload = {**DEFAULT_REPLY, "message_content": MESSAGE, "manychat_id": str(i)}
             delivery = Delivery.new(ORG_A.id, "default-reply", payload, state=state)
-            pipe.set(store.keys.delivery(delivery.id), delivery.to_json())
+            pipe.set(store.keys.delivery(delivery.id), record_json(delivery))
             pipe.zadd(store.keys.index, {delivery.id: delivery.received_at})
             if state == DeliveryState.DEAD:
                 pipe.zadd(store.keys.dead, {delivery.id: delivery.received_at})

@@ -243,15 +243,3 @@ def test_the_worker_forgets_index_entries_older_than_every_retention(  # type: i
 
     wait_until(lambda: store.redis.zscore(store.keys.key("index"), "dlv_long_gone") is None)
     assert store.history.recent_ids(10) == [recent]
-
-
-def test_an_earlier_versions_rq_job_hash_lapses_when_its_delivery_finishes(client, store) -> None:  # type: ignore[no-untyped-def]
-    delivery_id = accept(client)
-    legacy = store.keys.legacy_job(delivery_id)
-    store.redis.hset(legacy, mapping={"data": "[]", "origin": f"dmrelay-{ORG_A.id}"})
-    taken = take(store)
-    assert taken.delivery is not None
-
-    store.history.finish(taken.delivery, DeliveryState.DELIVERED, 60, taken.lease)
-
-    assert 0 < store.redis.ttl(legacy) <= 60

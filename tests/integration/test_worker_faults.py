@@ -15,7 +15,6 @@ from relay.config import Org
 from relay.core.delivery import DeliveryState
 from relay.devtools.localredis import start_local_redis
 from relay.storage.connection import connect
-from relay.storage.keys import queue_name
 from relay.storage.store import Store
 from relay.web.app import create_app
 from tests.helpers import (
@@ -196,20 +195,6 @@ def test_retries_wait_under_the_relays_own_key_never_rqs(client, store, redis_co
 
     assert redis_conn.keys("rq:scheduled:*") == []
     assert redis_conn.zrange(f"dmrelay:scheduled:{ORG_A.id}", 0, -1) == [delivery_id.encode()]
-
-
-def test_retries_scheduled_under_rqs_key_by_an_older_version_are_still_delivered(  # type: ignore[no-untyped-def]
-    client, store, redis_conn, start_worker
-) -> None:
-    delivery_id = accept(client, "old_schedule")
-    assert delivery_id
-    redis_conn.delete(store.keys.queue(ORG_A.id))
-    legacy = f"rq:scheduled:{queue_name(ORG_A.id)}"
-    redis_conn.zadd(legacy, {delivery_id: time.time() - 1})
-
-    start_worker()
-    wait_until(lambda: delivered(store, [delivery_id]))
-    assert not redis_conn.exists(legacy)
 
 
 def test_the_worker_trims_dead_letters_whose_records_expired(  # type: ignore[no-untyped-def]

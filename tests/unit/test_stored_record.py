@@ -1,5 +1,5 @@
 """The record Redis keeps of a delivery on its way: short keys, nothing stored twice, and the
-same Delivery back, from it and from records stored before it (issue 11, target 2)."""
+same Delivery back from it."""
 
 from __future__ import annotations
 
@@ -134,16 +134,6 @@ def test_a_payload_without_the_organizations_id_is_stored_as_it_is(payload) -> N
 
     assert json.loads(raw)["b"] == payload and "x" not in json.loads(raw)
     assert decode_record(delivery.id, raw).payload == payload
-
-
-@pytest.mark.parametrize("made", [queued, dead], ids=["queued", "every field set"])
-def test_a_record_stored_before_the_compact_form_still_loads(made) -> None:  # type: ignore[no-untyped-def]
-    delivery = made()
-    # What Redis held before: the whole Delivery under its own names, its id included.
-    old = delivery.to_json()
-    assert json.loads(old)["id"] == delivery.id and "contact_keys" in old
-
-    assert decode_record(delivery.id, old) == delivery
 
 
 def test_a_summary_still_loads_as_one() -> None:

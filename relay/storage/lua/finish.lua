@@ -4,11 +4,9 @@
 -- to run again. (record.lua, chains.lua and release_chains.lua come first.)
 -- The outcome is then handed to web requests waiting for it (relay/storage/answers.py), in
 -- the same step: an answer is published exactly when the delivery is finished.
--- KEYS[1]: the record; KEYS[2]: the pending counts (hash by organization); KEYS[3]: the RQ job
--- hash an earlier version stored with the delivery, if any: it lapses a minute later (not at
--- once: a stock `rq worker` running it, as the benchmark's baseline does, still updates it
--- after the task returns); KEYS[4]: the dead-letter index; KEYS[5]: the lease holder's processing list; KEYS[6]: the leases hash;
--- KEYS[7]: the answer key; KEYS[8]: the organization's contacts hash.
+-- KEYS[1]: the record; KEYS[2]: the pending counts (hash by organization); KEYS[3]: the
+-- dead-letter index; KEYS[4]: the lease holder's processing list; KEYS[5]: the leases hash;
+-- KEYS[6]: the answer key; KEYS[7]: the organization's contacts hash.
 -- ARGV[1]: the delivery id; ARGV[2]: the parked set; ARGV[3]: the key prefix; ARGV[4]: the
 -- queue key prefix; ARGV[5]: the lease, or '' when no worker holds one (tools and tests);
 -- ARGV[6]: the record's JSON; ARGV[7]: its TTL (s); ARGV[8]: the dead-letter score, or ''
@@ -19,21 +17,20 @@
 local id = ARGV[1]
 local ctx = {parked = ARGV[2], prefix = ARGV[3], queue_prefix = ARGV[4]}
 if ARGV[5] ~= '' then
-  if redis.call('HGET', KEYS[6], id) ~= ARGV[5] then return {0} end
-  redis.call('HDEL', KEYS[6], id)
-  redis.call('LREM', KEYS[5], 1, id)
+  if redis.call('HGET', KEYS[5], id) ~= ARGV[5] then return {0} end
+  redis.call('HDEL', KEYS[5], id)
+  redis.call('LREM', KEYS[4], 1, id)
 end
 -- Count it out once: a delivery finished twice (at-least-once) was stored final the first time.
 local stored = redis.call('GET', KEYS[1])
 if stored and not is_finished((read_record(stored))) then
   redis.call('HINCRBY', KEYS[2], ARGV[13], -1)
 end
-redis.call('EXPIRE', KEYS[3], 60)
-if ARGV[8] ~= '' then redis.call('ZADD', KEYS[4], ARGV[8], id) end
+if ARGV[8] ~= '' then redis.call('ZADD', KEYS[3], ARGV[8], id) end
 local chains = {}
-for i = 14, #ARGV do table.insert(chains, {KEYS[8], ARGV[i]}) end
+for i = 14, #ARGV do table.insert(chains, {KEYS[7], ARGV[i]}) end
 local woken = release(id, chains, ctx)
 redis.call('SET', KEYS[1], ARGV[6], 'EX', ARGV[7])
-redis.call('SET', KEYS[7], ARGV[9], 'EX', ARGV[10])
+redis.call('SET', KEYS[6], ARGV[9], 'EX', ARGV[10])
 redis.call('PUBLISH', ARGV[11], ARGV[12])
 return {1, unpack(woken)}

@@ -1,6 +1,5 @@
 -- Free contacts whose chain is headed by a delivery that will never finish: its record has
--- vanished (expired, evicted, deleted by hand), or it is finished yet still heads (left by a
--- crash of an older version). Only parked deliveries wait on a head, so this looks at one
+-- vanished (expired, evicted, deleted by hand), or it is finished yet still heads it. Only parked deliveries wait on a head, so this looks at one
 -- page of the parked set, and wakes those that head all their chains afterwards.
 -- (record.lua, chains.lua and release_chains.lua come first.)
 -- KEYS[1]: the parked set. ARGV[1]: the key prefix; ARGV[2]: the queue key prefix;
@@ -25,8 +24,8 @@ for _, id in ipairs(page[2]) do
   else
     local state, org_id, record = read_record(raw)
     for _, chain in ipairs(chains_of(record, org_id, ctx.prefix)) do
-      -- Missing from its own chain (accepted by an older version still running after the
-      -- upgrade, or a replay whose join failed): it joins the end rather than wait forever.
+      -- Missing from its own chain (a replay whose join failed): it joins the end rather
+      -- than wait forever.
       if not is_finished(state) and chain_ensure(chain, id) then
         table.insert(rejoined, id .. ' ' .. chain[1] .. ' ' .. chain[2])
       end

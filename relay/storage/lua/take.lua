@@ -3,8 +3,7 @@
 -- (record.lua, chains.lua, leases.lua and release_chains.lua come first.)
 -- KEYS[1]: the worker's processing list; KEYS[2]: the leases hash; KEYS[3]: the parked set.
 -- ARGV[1]: the lease to give this take ('holder token'); ARGV[2]: the key prefix; ARGV[3]: the
--- queue key prefix; ARGV[4]: the id of a delivery already taken off its queue by RQ, or '';
--- ARGV[5..]: the organization ids whose queues to try, in turn.
+-- queue key prefix; ARGV[4..]: the organization ids whose queues to try, in turn.
 -- Returns {} when every queue tried is empty, else {verdict, id, organization id, endpoint,
 -- ...} (the endpoint is '' when unknown):
 --   start    it heads its contact's chains: the lease is taken; the record's JSON follows
@@ -33,7 +32,7 @@ local function judge(id, org_id)
     return {'gone', id, org_id, ''}
   end
   local state, record_org, record = read_record(raw)
-  local endpoint = record['endpoint'] or record['e']
+  local endpoint = record['e']
   if is_finished(state) then
     drop(id)
     redis.call('HDEL', leases, id)
@@ -53,11 +52,7 @@ local function judge(id, org_id)
   return {'start', id, record_org, endpoint, raw}
 end
 
-if ARGV[4] ~= '' then
-  redis.call('RPUSH', processing, ARGV[4])
-  return judge(ARGV[4], '')
-end
-for i = 5, #ARGV do
+for i = 4, #ARGV do
   local id = redis.call('LMOVE', ctx.queue_prefix .. ARGV[i], processing, 'LEFT', 'RIGHT')
   if id then return judge(id, ARGV[i]) end
 end
