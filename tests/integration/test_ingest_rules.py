@@ -95,7 +95,7 @@ def nothing_stored(redis_conn: redis.Redis) -> bool:
     return queued_ids(redis_conn) == [] and redis_conn.keys("dmrelay:d:*") == []
 
 
-# -- section 2: refuse only what DmTracker would refuse ------------------------------------------
+# -- refuse only what DmTracker would refuse -----------------------------------------------------
 
 
 @pytest.mark.parametrize(("path", "body", "forwarded"), ONCE_REFUSED)
@@ -192,7 +192,7 @@ def test_what_dmtracker_documents_is_still_refused(client: FlaskClient) -> None:
     assert post_json(client, "contact/contact-status", status).status_code == 400
 
 
-# -- section 3: secrets, no false alarms, no leaks -----------------------------------------------
+# -- secrets, no false alarms, no leaks ----------------------------------------------------------
 
 
 @pytest.fixture
