@@ -69,7 +69,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install ## issue 11's figures beside their baselines, one table (QUICK=1: under 3 minutes)
+bench: install ## the performance figures beside their baselines, one table (QUICK=1: under 3 minutes)
 	$(BIN)/python -m bench.suite $(if $(QUICK),--quick)
 
 bench-all: bench ## every benchmark, each with its own table (about 40 minutes)

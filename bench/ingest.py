@@ -292,7 +292,7 @@ def memory_by_family(connection: redis.Redis, deliveries: int) -> dict[str, floa
         keys.key("contacts", ""): "contact's chain, dedup mark and manychat_id link (hash fields)",
         keys.index: "time index (zset)",
         "rq:queue:": "RQ queue (list)",
-        "rq:job:": "RQ job hash (none since issue 11)",
+        "rq:job:": "RQ job hash (the relay stores none)",
     }
     totals: Counter[str] = Counter()
     for key in connection.scan_iter(count=1000):

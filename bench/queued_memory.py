@@ -1,5 +1,5 @@
-"""Redis memory of 100,000 queued deliveries, each from a new contact (issue 11: they fit in
-100 MB), beside stock RQ's `Queue.enqueue` of the same bodies.
+"""Redis memory of 100,000 queued deliveries, each from a new contact (the target: they fit
+in 100 MB), beside stock RQ's `Queue.enqueue` of the same bodies.
 
 The relay's deliveries go through its own accept script (`relay.storage.intake`, as ingest
 stores them, without HTTP), on a private redis-server; used_memory is read before and after.

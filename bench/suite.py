@@ -1,4 +1,4 @@
-"""`make bench`: every issue-11 figure beside its baselines, in one invocation and one table.
+"""`make bench`: every figure of docs/performance.md beside its baseline, in one table.
 
 It starts what it needs (private redis-servers, the sandbox, the Procfile's `dmrelay web` and
 `dmrelay worker`) and runs, in order:

@@ -55,14 +55,6 @@ class NotFound(HttpError):
     status, title, code = 404, "Not Found", "RESOURCE_NOT_FOUND"
 
 
-class MethodNotAllowed(HttpError):
-    status, title, code = 405, "Method Not Allowed", "METHOD_NOT_ALLOWED"
-
-
-class PayloadTooLarge(HttpError):
-    status, title, code = 413, "Payload Too Large", "PAYLOAD_TOO_LARGE"
-
-
 class UnsupportedMediaType(HttpError):
     status, title, code = 415, "Unsupported Media Type", "UNSUPPORTED_MEDIA_TYPE"
 

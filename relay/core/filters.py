@@ -4,7 +4,7 @@ Each row of FILTERS names a filter once: the admin API's query or body name (als
 dashboard's form field), the DeliveryQuery field it sets, the converter that normalizes it
 exactly as ingest normalizes the same value (so `@John_Doe` finds `john_doe`, an upper-case
 organization id finds its deliveries), the CLI option, and the one line of documentation
-that the OpenAPI description, the CLI's --help and the README show.
+that the OpenAPI description, the CLI's --help and docs/operations.md show.
 
 To add a filter: add a DeliveryQuery field and its condition in `matches`, then one row here.
 """

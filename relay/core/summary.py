@@ -14,7 +14,6 @@ from typing import Any, ClassVar
 from relay.core.delivery import Attempt, Delivery, DeliveryState
 from relay.core.policy import Verdict
 
-MARK = '{"v":1,'  # how a summary's JSON starts (format 1); record.lua checks the same key
 # The contact's names, so a delivered message is still found by username or manychat_id.
 CONTACT_FIELDS = {"username": "u", "manychat_id": "m", "contact_id": "c"}
 # Fields of DmTracker's answer that ManyChat flows route contacts on ($.data.contact_type).
@@ -48,11 +47,6 @@ def summary_json(delivery: Delivery) -> str:
     answer = _answer_data(last.body if last else "")
     data |= _picked(answer, ROUTING_FIELDS, ROUTING_VALUE_MAX_CHARS)
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-
-
-def is_summary_json(raw: str) -> bool:
-    """Return True if a stored record is a summary rather than a full Delivery."""
-    return raw.startswith(MARK)
 
 
 def from_summary(delivery_id: str, data: dict[str, Any]) -> Delivery:

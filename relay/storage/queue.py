@@ -4,7 +4,7 @@ A queue is RQ's own list under RQ's key, registered in RQ's set of queues, so RQ
 (`rq info`, `Queue.count`) show each organization's backlog. No RQ job hash is stored: the
 relay's worker takes ids off the list itself and reads the delivery's record, and nothing the
 relay runs reads an RQ job. It would cost every queued delivery about 230 bytes of Redis for
-nothing (issue 11). Run `dmrelay worker`, never a stock `rq worker`, on these queues: RQ drops
+nothing. Run `dmrelay worker`, never a stock `rq worker`, on these queues: RQ drops
 ids it has no job for.
 """
 

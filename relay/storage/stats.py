@@ -28,12 +28,6 @@ class Stats:
         self._latencies: list[float] = []  # samples waiting for the tally's next write
         self._latency_lock = threading.Lock()
 
-    def count(self, pipe: redis.client.Pipeline, org_id: str, endpoint: str, outcome: str) -> None:
-        """Queue the commands that count one outcome in this minute's bucket."""
-        bucket = self.keys.stats(int(time.time() // 60))
-        pipe.hincrby(bucket, f"{org_id}|{endpoint}|{outcome}", 1)
-        pipe.expire(bucket, STATS_RETENTION_SECONDS)
-
     def count_later(self, org_id: str, endpoint: str, outcome: str) -> None:
         """Count one outcome in this minute's bucket, written with the next metrics flush."""
         bucket = self.keys.stats(int(time.time() // 60))
@@ -112,11 +106,6 @@ class Stats:
     def pending_count(self) -> int:
         """Return how many accepted deliveries are not finished yet."""
         return _total(self.redis.hvals(self.keys.pending))
-
-    def pending_by_org(self) -> dict[str, int]:
-        """Return how many accepted deliveries of each organization are not finished yet."""
-        raw = self.redis.hgetall(self.keys.pending)
-        return {text(org): max(0, int(count)) for org, count in raw.items()}
 
     def read_metrics(self) -> dict[str, float]:
         """Return every shared metric value, with this process's increments not written yet."""

@@ -951,7 +951,7 @@ def test_a_word_that_names_a_route_is_not_a_delivery_id(client: FlaskClient) -> 
         assert error_of(response)["code"] == "METHOD_NOT_ALLOWED"
 
 
-# -- the conventions the README's table lists ---------------------------------------------------
+# -- the conventions docs/operations.md lists -------------------------------------------------
 ISO_MILLISECONDS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 
 

@@ -9,7 +9,18 @@ import pytest
 from flask.testing import FlaskClient
 
 from relay.storage.store import Store
-from tests.helpers import DEFAULT_REPLY, ORG_A, dedup_fields, headers, wait_until
+from relay.web.app import create_app
+from tests.helpers import (
+    DEFAULT_REPLY,
+    ORG_A,
+    ORG_B,
+    dedup_fields,
+    expire_dedup_marks,
+    headers,
+    queued_ids,
+    wait_until,
+    with_settings,
+)
 
 REPLY = "/api/v1/contact/default-reply"
 TAGS = "/api/v1/contact/update-tags-external"
@@ -108,13 +119,16 @@ def test_a_manychat_id_alone_is_the_contact_its_username_goes_by(client) -> None
     assert send(client, STATUS, status("open"))["duplicate"] is False
 
 
-def test_a_repeated_idempotency_key_is_a_duplicate_whatever_came_between(client) -> None:  # type: ignore[no-untyped-def]
+def test_a_repeated_idempotency_key_is_a_duplicate_whatever_came_between(  # type: ignore[no-untyped-def]
+    client, redis_conn
+) -> None:
     first = send(client, REPLY, reply("yes"), **{"Idempotency-Key": "evt-1"})
     send(client, REPLY, reply("no"))
     send(client, STATUS, status("won"))
     again = send(client, REPLY, reply("maybe"), **{"Idempotency-Key": "evt-1"})
 
     assert again == {"delivery_id": first["delivery_id"], "duplicate": True}
+    assert len(queued_ids(redis_conn)) == 3  # yes, no, won: the repeat is not queued
 
 
 def test_the_dedup_mark_lives_for_the_window_and_names_the_contact(client, redis_conn) -> None:  # type: ignore[no-untyped-def]
@@ -124,3 +138,54 @@ def test_the_dedup_mark_lives_for_the_window_and_names_the_contact(client, redis
     mark = Store(redis_conn).contacts.mark(ORG_A.id, "default-reply", "u:john_doe")
     assert mark is not None
     assert 299 <= mark.expires_at - time.time() <= 301  # the window, rounded up
+
+
+def test_a_repeat_equal_after_normalization_gets_the_first_answer(client, redis_conn) -> None:  # type: ignore[no-untyped-def]
+    first = client.post(REPLY, json=DEFAULT_REPLY, headers=headers(ORG_A.token)).get_json()
+    # Same message after normalization: the username differs only in case and '@'.
+    again = {**DEFAULT_REPLY, "username": "@john_doe"}
+    second = client.post(REPLY, json=again, headers=headers(ORG_A.token)).get_json()
+
+    assert second["data"] == {
+        "delivery_id": first["data"]["delivery_id"],
+        "duplicate": True,
+        "state": "queued",
+    }
+    assert queued_ids(redis_conn) == [first["data"]["delivery_id"]]
+
+
+def test_a_repeat_after_the_window_is_a_new_delivery(client, redis_conn) -> None:  # type: ignore[no-untyped-def]
+    first = client.post(REPLY, json=DEFAULT_REPLY, headers=headers(ORG_A.token)).get_json()
+    expire_dedup_marks(redis_conn)  # what 5 minutes do
+    second = client.post(REPLY, json=DEFAULT_REPLY, headers=headers(ORG_A.token)).get_json()
+
+    assert second["data"]["duplicate"] is False
+    assert len(queued_ids(redis_conn)) == 2
+    assert first["data"]["delivery_id"] != second["data"]["delivery_id"]
+
+
+def test_a_zero_window_turns_content_dedup_off_but_keeps_idempotency_keys(  # type: ignore[no-untyped-def]
+    settings, redis_conn
+) -> None:
+    client = create_app(with_settings(settings, dedup_window_seconds=0), redis_conn).test_client()
+    plain = [client.post(REPLY, json=DEFAULT_REPLY, headers=headers(ORG_A.token)) for _ in range(2)]
+    keyed = headers(ORG_A.token, **{"Idempotency-Key": "evt-7"})
+    repeated = [client.post(REPLY, json=DEFAULT_REPLY, headers=keyed) for _ in range(2)]
+
+    assert [r.status_code for r in plain + repeated] == [200] * 4
+    assert [r.get_json()["data"]["duplicate"] for r in plain + repeated] == [
+        False,
+        False,
+        False,
+        True,
+    ]
+    assert len(queued_ids(redis_conn)) == 3
+    assert dedup_fields(redis_conn) == []
+
+
+def test_same_body_for_another_organization_is_not_a_duplicate(client, redis_conn) -> None:  # type: ignore[no-untyped-def]
+    body = {k: v for k, v in DEFAULT_REPLY.items() if k != "page_name"}
+    a = client.post(REPLY, json=body, headers=headers(ORG_A.token)).get_json()
+    b = client.post(REPLY, json=body, headers=headers(ORG_B.token)).get_json()
+    assert a["data"]["duplicate"] is False
+    assert b["data"]["duplicate"] is False

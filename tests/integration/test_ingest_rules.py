@@ -95,7 +95,7 @@ def nothing_stored(redis_conn: redis.Redis) -> bool:
     return queued_ids(redis_conn) == [] and redis_conn.keys("dmrelay:d:*") == []
 
 
-# -- section 2: refuse only what DmTracker would refuse ------------------------------------------
+# -- refuse only what DmTracker would refuse -----------------------------------------------------
 
 
 @pytest.mark.parametrize(("path", "body", "forwarded"), ONCE_REFUSED)
@@ -192,7 +192,7 @@ def test_what_dmtracker_documents_is_still_refused(client: FlaskClient) -> None:
     assert post_json(client, "contact/contact-status", status).status_code == 400
 
 
-# -- section 3: secrets, no false alarms, no leaks -----------------------------------------------
+# -- secrets, no false alarms, no leaks ----------------------------------------------------------
 
 
 @pytest.fixture
@@ -211,15 +211,35 @@ def test_an_ordinary_word_is_never_taken_for_a_secret(
     assert queued_ids(redis_conn) == [response.get_json()["data"]["delivery_id"]]
 
 
-@pytest.mark.parametrize("secret", [ORG_A.token, ORG_B.token, SECRET, METRICS_TOKEN])
-def test_a_body_holding_any_configured_secret_is_400(
-    settings: Settings, redis_conn: redis.Redis, secret: str
+SECRET_IN_BODY = [
+    *(
+        pytest.param({"message_content": f"my key is {secret}, thanks"}, id=f"text holds {name}")
+        for name, secret in (
+            ("org A token", ORG_A.token),
+            ("org B token", ORG_B.token),
+            ("secret key", SECRET),
+            ("metrics token", METRICS_TOKEN),
+        )
+    ),
+    pytest.param({"x-org-auth-token": ORG_A.token}, id="a field holds the token"),
+    pytest.param({"manychat_data": {"headers": [f"token {ORG_B.token}"]}}, id="nested"),
+    pytest.param({ORG_A.token: True}, id="a key is the token"),
+]
+
+
+@pytest.mark.parametrize("extra", SECRET_IN_BODY)
+def test_a_body_holding_any_configured_secret_is_400_and_stored_nowhere(
+    settings: Settings, redis_conn: redis.Redis, extra: dict[str, Any]
 ) -> None:
     app = create_app(with_settings(settings, metrics_token=METRICS_TOKEN), redis_conn)
-    body = {**DEFAULT_REPLY, "message_content": f"my key is {secret}, thanks"}
+    body = {**DEFAULT_REPLY, **extra}
     response = app.test_client().post(REPLY_URL, json=body, headers=headers(ORG_A.token))
     assert response.status_code == 400
-    assert "holds one of the relay's secrets" in response.get_json()["message"]
+    assert response.get_json() == {
+        "error": "Bad Request",
+        "message": "The request body holds one of the relay's secrets; send the organization"
+        " token only in the x-org-auth-token header.",
+    }
     assert nothing_stored(redis_conn)
 
 

@@ -143,7 +143,7 @@ def test_reclaim_leaves_a_parked_delivery_parked(client, store) -> None:  # type
 
 
 def test_reclaim_never_sends_a_delivery_twice_at_once(client, store) -> None:  # type: ignore[no-untyped-def]
-    """The sequence of issue 9, section 3, at the store level."""
+    """Reclaim while the first worker still runs, at the store level: one send at a time."""
     x = accept(client)
     follow_up = accept(client, message_content="a follow-up")
     for alive in ("B", "C"):

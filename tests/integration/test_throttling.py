@@ -1,5 +1,5 @@
 """Throttling has bounds: hints are capped, 429s have a budget, and no stored time makes a route
-or page answer 500 (issue 9, section 2)."""
+or page answer 500."""
 
 from __future__ import annotations
 

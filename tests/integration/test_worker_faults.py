@@ -1,5 +1,5 @@
 """A worker that never stalls: Redis restarts, a slow loop, an expired heartbeat, a vanished
-record, and keys of its own (issue 9, sections 1, 4, 5 and 6)."""
+record, and keys of its own."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ class Feeder:
                     self.accepted.append(delivery_id)
 
 
-# -- 1. A Redis error never costs a slot --------------------------------------------------------
+# -- A Redis error never costs a slot -----------------------------------------------------------
 def test_ten_redis_restarts_under_load_leave_every_slot(settings, sandbox, tmp_path) -> None:  # type: ignore[no-untyped-def]
     server = start_local_redis(tmp_path / "redis", persist=True)
     own = with_settings(settings, redis_url=server.url, worker_concurrency=4)
@@ -99,7 +99,7 @@ def test_ten_redis_restarts_under_load_leave_every_slot(settings, sandbox, tmp_p
         server.stop()
 
 
-# -- 4. A slow main loop is not a dead worker -----------------------------------------------------
+# -- A slow main loop is not a dead worker --------------------------------------------------------
 def test_a_main_loop_stalled_past_the_heartbeat_ttl_is_not_taken_for_dead(  # type: ignore[no-untyped-def]
     client, store, settings, sandbox, start_worker, monkeypatch
 ) -> None:
@@ -153,7 +153,7 @@ def test_a_worker_that_finds_its_heartbeat_expired_hands_back_and_registers_agai
     wait_until(lambda: "lease lost" in caplog.text, timeout=10)
 
 
-# -- 5. Nothing can park a contact for ever -------------------------------------------------------
+# -- Nothing can park a contact for ever ----------------------------------------------------------
 def test_a_contact_whose_head_vanished_in_flight_still_gets_its_next_message(  # type: ignore[no-untyped-def]
     client, store, sandbox, start_worker, caplog
 ) -> None:
@@ -186,7 +186,7 @@ def test_a_vanished_record_met_on_the_queue_frees_its_contact_at_once(  # type: 
     wait_until(lambda: delivered(store, [second]))
 
 
-# -- 6. Own keys, honest claims -------------------------------------------------------------------
+# -- Own keys, honest claims ----------------------------------------------------------------------
 def test_retries_wait_under_the_relays_own_key_never_rqs(client, store, redis_conn) -> None:  # type: ignore[no-untyped-def]
     delivery_id = accept(client, "retry")
     taken = store.inflight.take("w", [ORG_A.id])

@@ -1,4 +1,5 @@
-"""The README's admin-API conventions table: every row names tests, and every named test exists."""
+"""The admin-API conventions table (docs/operations.md): every row names tests, and every
+named test exists."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ TEST_NAME = re.compile(r"`(test_\w+\.py)::(test_\w+)`")
 
 
 def convention_rows() -> list[str]:
-    """Return the table rows of the README's "Admin API conventions" section."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("### Admin API conventions", 1)[1].split("\n## ", 1)[0]
+    """Return the table rows of the "Admin API conventions" section of docs/operations.md."""
+    operations = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    section = operations.split("### Admin API conventions", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| ")]
     return rows[2:]  # after the header and the separator
 
