@@ -95,12 +95,19 @@ class Maintenance:
         org_ids: list[str],
         period_seconds: float,
         requeue_orphans: Callable[[], int],
+        worker_name: str,
     ) -> None:
         self.deliverer = deliverer
         self.store = deliverer.store
         self.org_ids = org_ids
         self.period = period_seconds
         self.requeue_orphans = requeue_orphans
+        self.worker_name = worker_name
+        # A worker whose heartbeat lapsed may still be running calls (a lapse is not a death):
+        # its deliveries are requeued only once every call it could have started has ended.
+        settings = deliverer.settings
+        self.reclaim_after = settings.http_connect_timeout_seconds
+        self.reclaim_after += settings.http_read_timeout_seconds
         self.stopping = threading.Event()
         self._contacts_cursor: dict[str, int] = {}
         self._thread = threading.Thread(target=self._run, name="maintenance", daemon=True)
@@ -156,9 +163,13 @@ class Maintenance:
             self._contacts_cursor[org_id] = cursor
 
     def reclaim_dead_workers(self) -> None:
-        """Requeue what workers that died without a goodbye had in flight."""
-        for worker in self.store.inflight.dead_workers():
-            count = self.store.inflight.requeue_processing(worker)
+        """Requeue what workers that died without a goodbye had in flight, once the calls they
+        may still be making have timed out (never this worker's own)."""
+        inflight = self.store.inflight
+        for worker in inflight.dead_workers(self.worker_name):
+            if inflight.dead_for(worker) < self.reclaim_after:
+                continue
+            count = inflight.requeue_processing(worker)
             log.warning("requeued %d deliveries of dead worker %s", count, worker)
 
     def release_stuck_chains(self) -> None:

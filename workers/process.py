@@ -48,9 +48,7 @@ class WorkerProcess:
         self.concurrency = concurrency
         self.grace = shutdown_grace_seconds
         self.alive_file = alive_file
-        self.base_name = name or f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
-        self.name = self.base_name
-        self._generation = 0
+        self.name = name or f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
         self.stopping = threading.Event()
         # Set while this worker's registration holds: only then does it take work.
         self.registered = threading.Event()
@@ -75,7 +73,7 @@ class WorkerProcess:
             self._registration_lost,
         )
         self.maintenance = Maintenance(
-            deliverer, org_ids, heartbeat_ttl_seconds / 3, self.requeue_orphans
+            deliverer, org_ids, heartbeat_ttl_seconds / 3, self.requeue_orphans, self.name
         )
 
     def install_signal_handlers(self) -> None:
@@ -200,22 +198,22 @@ class WorkerProcess:
         return count
 
     def _registration_lost(self) -> None:
-        """Stop taking, hand back what we hold, and register again under a new name.
+        """Keep the leases our threads run on, and requeue only what none of them runs.
 
-        Our heartbeat expired, so others may have reclaimed our deliveries already: the
-        threads still running them have lost their leases and will drop their results.
+        Our heartbeat expired, but we are alive: the beat that found it registers us again
+        under the same name. Others wait for our calls to time out before they reclaim, so a
+        delivery is never sent twice at once; if one did reclaim, the thread that ran it finds
+        its lease gone and drops its result.
         """
-        self.registered.clear()
-        with self._take_lock:
-            old = self.name
-            count = self.store.inflight.requeue_processing(old)
-            self._generation += 1
-            self.name = f"{self.base_name}.{self._generation}"
+        with self._lock:
+            running = len(self._working)
+        requeued = self.requeue_orphans()
         log.warning(
-            "worker %s found its heartbeat expired: handed back %d, registering as %s",
-            old,
-            count,
+            "worker %s found its heartbeat expired: registered again, keeping the %d deliveries"
+            " its threads run (%d others requeued)",
             self.name,
+            running,
+            requeued,
         )
 
     def _drain(self) -> None:

@@ -23,6 +23,8 @@ from relay.storage.keys import QUEUE_KEY_PREFIX, Keys
 
 # What a take found, in take.lua's words.
 START, PARKED, HELD, FINISHED, GONE = "start", "parked", "held", "finished", "gone"
+# How long the mark of a worker seen dead lasts: far longer than any wait before reclaiming.
+DEAD_MARK_TTL_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -111,18 +113,33 @@ class InFlight:
         with self.redis.pipeline() as pipe:
             pipe.sadd(self.keys.workers, worker)
             pipe.set(self.keys.worker(worker), int(time.time()), ex=ttl_seconds, get=True)
-            added, previous = pipe.execute()
+            pipe.delete(self.keys.dead_since(worker))  # alive again: a reclaim starts over
+            added, previous, _ = pipe.execute()
         return not added and previous is not None
 
     def workers(self) -> list[str]:
         """Return every registered worker."""
         return [text(w) for w in self.redis.smembers(self.keys.workers)]
 
-    def dead_workers(self) -> list[str]:
-        """Return workers registered here whose heartbeat has expired."""
-        workers = self.workers()
+    def dead_workers(self, me: str) -> list[str]:
+        """Return workers registered here whose heartbeat has expired, never `me` (the caller:
+        alive, since it asks, whatever its own heartbeat key says)."""
+        workers = [w for w in self.workers() if w != me]
         alive = self.redis.mget([self.keys.worker(w) for w in workers]) if workers else []
         return [w for w, beat in zip(workers, alive, strict=True) if beat is None]
+
+    def dead_for(self, worker: str) -> float:
+        """Return how long a worker has been seen dead, in seconds of the Redis server's clock.
+
+        The first call marks it; its heartbeat, if it beats again, removes the mark.
+        """
+        # The mark's remaining time tells its age: no clock of any worker host is involved.
+        mark = self.keys.dead_since(worker)
+        with self.redis.pipeline() as pipe:
+            pipe.set(mark, "", nx=True, ex=DEAD_MARK_TTL_SECONDS)
+            pipe.pttl(mark)
+            _, left_ms = pipe.execute()
+        return max(0.0, DEAD_MARK_TTL_SECONDS - max(0, int(left_ms)) / 1000)
 
     def forget_worker(self, worker: str) -> None:
         """Leave the worker registry on a clean exit."""

@@ -110,6 +110,10 @@ class Keys:
         """Return a worker's heartbeat key (leases.lua names it too)."""
         return self.key("worker", name)
 
+    def dead_since(self, name: str) -> str:
+        """Return the mark set when a worker is first seen dead (its age is the time since)."""
+        return self.key("dead-since", name)
+
     @property
     def leases(self) -> str:
         """Return the hash of leases: delivery id -> 'holder token' of the take running it."""

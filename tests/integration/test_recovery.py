@@ -183,7 +183,7 @@ def test_a_worker_taken_for_dead_loses_its_delivery_and_records_nothing(client, 
     a = take(store, "A")
     take(store, "A", verdict=PARKED)  # the follow-up waits behind X
     store.redis.delete(store.keys.worker("A"))  # A stalls past its heartbeat TTL
-    assert store.inflight.dead_workers() == ["A"]
+    assert store.inflight.dead_workers("B") == ["A"]
     assert store.inflight.requeue_processing("A") == 1  # another worker reclaims X
     store.inflight.heartbeat("B", 30)
     b = take(store, "B")

@@ -120,7 +120,7 @@ def test_a_main_loop_stalled_past_the_heartbeat_ttl_is_not_taken_for_dead(  # ty
     monkeypatch.setattr(holder.process.store.schedule, "move_due", slow_move_due)
     taken_for_dead, taken_over = False, False
     for _ in range(100):  # 5 s: the stall, and the time the others take to notice
-        taken_for_dead |= holder.process.name in store.inflight.dead_workers()
+        taken_for_dead |= holder.process.name in store.inflight.dead_workers("test")
         taken_over |= leases(store).get(delivery_id, lease) != lease
         time.sleep(0.05)
 
@@ -128,29 +128,6 @@ def test_a_main_loop_stalled_past_the_heartbeat_ttl_is_not_taken_for_dead(  # ty
     assert not taken_over
     wait_until(lambda: delivered(store, [delivery_id]), timeout=15)
     assert len(sandbox.requests()) == 1
-
-
-def test_a_worker_that_finds_its_heartbeat_expired_hands_back_and_registers_again(  # type: ignore[no-untyped-def]
-    client, store, settings, sandbox, start_worker, caplog
-) -> None:
-    caplog.set_level(logging.WARNING)
-    worker = start_worker(with_settings(settings, worker_heartbeat_ttl_seconds=3))
-    sandbox.configure(latency_ms=1500)
-    delivery_id = accept(client, "expired")
-    assert delivery_id
-    wait_until(lambda: delivery_id in leases(store))
-    old_name = worker.process.name
-
-    store.redis.delete(store.keys.worker(old_name))  # its heartbeat expires, as after a freeze
-    wait_until(lambda: worker.process.name != old_name)
-
-    wait_until(lambda: worker.process.name in store.inflight.workers())
-    assert old_name not in store.inflight.workers()
-    assert store.inflight.processing(old_name) == []
-    wait_until(lambda: delivered(store, [delivery_id]), timeout=15)
-    assert "found its heartbeat expired" in caplog.text
-    # The thread still sending under the old lease lost it: its result was dropped, logged.
-    wait_until(lambda: "lease lost" in caplog.text, timeout=10)
 
 
 # -- Nothing can park a contact for ever ----------------------------------------------------------

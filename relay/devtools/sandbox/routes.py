@@ -109,7 +109,9 @@ def journal_request(response: Response) -> Response:
     except ValueError:
         body = text
     headers = {name: request.headers[name] for name in JOURNALED_HEADERS if name in request.headers}
-    entry = {"at": g.received_at, "method": request.method, "path": request.path}
+    # Both ends of the call, so a test can tell whether two calls overlapped.
+    entry = {"at": g.received_at, "answered_at": time.time()}
+    entry |= {"method": request.method, "path": request.path}
     entry |= {"headers": headers, "body": body, "status": response.status_code}
     sandbox = current_sandbox()
     with sandbox.lock:
