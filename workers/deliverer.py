@@ -79,9 +79,8 @@ class Deliverer:
         )
         try:
             outcome = self._attempt_safely(delivery, lease)
-        except LeaseLost:
-            # Another worker took it over (this one was taken for dead): its result wins.
-            log.warning("delivery %s: lease lost to another worker, result dropped", delivery.id)
+        except LeaseLost as lost:
+            _log_lease_lost(lost)
             outcome = LEASE_LOST
         self.metrics.count(
             "dmrelay_deliveries",
@@ -211,6 +210,22 @@ class Deliverer:
         self.store.stats.record_later(delivery.org_id, delivery.endpoint, "dead")
         log.warning("dead letter %s (%s): %s", delivery.id, delivery.endpoint, reason)
         return DeliveryState.DEAD
+
+
+def _log_lease_lost(lost: LeaseLost) -> None:
+    """Say who has the delivery now: another take's result wins, or it runs again."""
+    if lost.holder:
+        log.warning(
+            "delivery %s: lease lost to a take by worker %s, result dropped",
+            lost.delivery_id,
+            lost.holder,
+        )
+    else:
+        log.warning(
+            "delivery %s: its lease was handed back while it ran (this worker was taken for"
+            " dead), result dropped; it runs again",
+            lost.delivery_id,
+        )
 
 
 def _failed_attempt_json(delivery: Delivery) -> str:

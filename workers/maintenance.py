@@ -16,6 +16,7 @@ from collections.abc import Callable
 import redis
 
 from workers.deliverer import Deliverer
+from workers.outage import RedisOutage
 
 log = logging.getLogger("dmrelay.worker")
 FLUSH_SECONDS = 1.0
@@ -40,10 +41,12 @@ class Heartbeat:
         name: Callable[[], str],
         on_registered: Callable[[], None],
         on_lost: Callable[[], None],
+        outage: RedisOutage,
     ) -> None:
         self.inflight = deliverer.store.inflight
         self.ttl = ttl_seconds
         self.name, self.on_registered, self.on_lost = name, on_registered, on_lost
+        self.outage = outage
         self.stopping = threading.Event()
         self._registered: str | None = None
         self._lost = False
@@ -62,8 +65,9 @@ class Heartbeat:
         while True:
             try:
                 self.beat()
+                self.outage.answered()
             except redis.RedisError as error:
-                log.warning("heartbeat failed, Redis unavailable (%s)", type(error).__name__)
+                self.outage.failed(error, "beating the heartbeat")
             except Exception:
                 log.exception("heartbeat failed")
             if self.stopping.wait(self.ttl / 3):
@@ -96,6 +100,7 @@ class Maintenance:
         period_seconds: float,
         requeue_orphans: Callable[[], int],
         worker_name: str,
+        outage: RedisOutage,
     ) -> None:
         self.deliverer = deliverer
         self.store = deliverer.store
@@ -103,6 +108,7 @@ class Maintenance:
         self.period = period_seconds
         self.requeue_orphans = requeue_orphans
         self.worker_name = worker_name
+        self.outage = outage
         # A worker whose heartbeat lapsed may still be running calls (a lapse is not a death):
         # its deliveries are requeued only once every call it could have started has ended.
         settings = deliverer.settings
@@ -147,7 +153,7 @@ class Maintenance:
             try:
                 job()
             except redis.RedisError as error:
-                log.warning("maintenance paused, Redis unavailable (%s)", type(error).__name__)
+                self.outage.failed(error, "running maintenance")  # it goes on next period
                 return
             except Exception:
                 log.exception("maintenance job %s failed", getattr(job, "__name__", job))

@@ -21,6 +21,7 @@ from relay.logs import close_context, open_context
 from relay.storage.inflight import GONE, START, Lease, Taken
 from workers.deliverer import Deliverer
 from workers.maintenance import Heartbeat, Maintenance
+from workers.outage import RedisOutage
 
 log = logging.getLogger("dmrelay.worker")
 IDLE_SLEEP_SECONDS = 0.05
@@ -63,6 +64,10 @@ class WorkerProcess:
         # A take, the orphan check and a hand-back never overlap: each sees the others' work.
         self._take_lock = threading.Lock()
         self._turn = 0
+        self.outage = RedisOutage()
+        # Set after a Redis error on the take or finish path: a take whose reply was lost, or a
+        # result not recorded, leaves an entry in our processing list that no thread runs.
+        self._reconcile_due = threading.Event()
         self._next_schedule_poll = 0.0
         self._next_alive_touch = 0.0
         self.heartbeat = Heartbeat(
@@ -71,9 +76,15 @@ class WorkerProcess:
             lambda: self.name,
             self.registered.set,
             self._registration_lost,
+            self.outage,
         )
         self.maintenance = Maintenance(
-            deliverer, org_ids, heartbeat_ttl_seconds / 3, self.requeue_orphans, self.name
+            deliverer,
+            org_ids,
+            heartbeat_ttl_seconds / 3,
+            self.requeue_orphans,
+            self.name,
+            self.outage,
         )
 
     def install_signal_handlers(self) -> None:
@@ -105,9 +116,10 @@ class WorkerProcess:
             return
         self._touch_alive_file()
         try:
+            self._reconcile_if_due()
             self._move_due_retries()
         except redis.RedisError as error:
-            self._redis_down(error)
+            self._redis_down(error, "moving due retries")
             return
         if not self._slots.acquire(timeout=0.1):
             return
@@ -121,15 +133,23 @@ class WorkerProcess:
                 pool.submit(self._run_one, taken)
             else:
                 self._passed_over(taken)
+            self.outage.answered()
         except redis.RedisError as error:
-            self._redis_down(error)
+            self._reconcile_due.set()  # the take may have run, its reply lost
+            self._redis_down(error, "taking a delivery")
         finally:
             if not started:
                 self._slots.release()  # nothing runs on it: a Redis error never costs a slot
 
-    def _redis_down(self, error: redis.RedisError) -> None:
-        log.warning("redis unavailable (%s); retrying", type(error).__name__)
+    def _redis_down(self, error: redis.RedisError, doing: str) -> None:
+        self.outage.failed(error, doing)
         self.stopping.wait(REDIS_DOWN_SLEEP_SECONDS)
+
+    def _reconcile_if_due(self) -> None:
+        """After a Redis error on the take or finish path, requeue what no thread runs."""
+        if self._reconcile_due.is_set():
+            self.requeue_orphans(after_outage=True)
+            self._reconcile_due.clear()
 
     def _touch_alive_file(self) -> None:
         """Show a container health check that the loop itself goes round, not just a thread."""
@@ -174,9 +194,13 @@ class WorkerProcess:
 
     def _run_one(self, taken: Taken) -> None:
         log_context = open_context(delivery_id=taken.delivery_id, organization=taken.org_id)
+        unrecorded = False
         try:
             outcome = self.deliverer.run(taken)
             log.debug("delivery %s: %s", taken.delivery_id, outcome)
+        except redis.RedisError as error:
+            self.outage.failed(error, f"recording the outcome of {taken.delivery_id}")
+            unrecorded = True
         except Exception:
             # Left in the processing list under its lease: requeue_orphans hands it back.
             log.exception("delivery %s failed inside the worker", taken.delivery_id)
@@ -184,16 +208,20 @@ class WorkerProcess:
             with self._lock:
                 del self._working[taken.lease]
                 self._org_in_flight -= Counter({taken.org_id: 1})  # drops it at zero
+            if unrecorded:  # no thread runs it now: reconciling requeues it
+                self._reconcile_due.set()
             self._slots.release()
             close_context(log_context)
 
-    def requeue_orphans(self) -> int:
+    def requeue_orphans(self, after_outage: bool = False) -> int:
         """Requeue entries of our own processing list that no thread is working on."""
         with self._take_lock:
             with self._lock:
                 working = list(self._working)
             count = self.store.inflight.requeue_orphans(self.name, working)
-        if count:
+        if count and after_outage:  # expected: the outage itself was warned of
+            log.info("requeued %d deliveries Redis lost track of for %s", count, self.name)
+        elif count:
             log.warning("requeued %d deliveries no thread of %s works on", count, self.name)
         return count
 
@@ -230,8 +258,12 @@ class WorkerProcess:
         try:
             count = self.store.inflight.requeue_processing(self.name)
             self.store.inflight.forget_worker(self.name)
-        except redis.RedisError:
-            log.exception("could not hand back in-flight deliveries; others will reclaim them")
+        except redis.RedisError as error:
+            log.warning(
+                "could not hand back in-flight deliveries, Redis unavailable (%s); other"
+                " workers will reclaim them",
+                type(error).__name__,
+            )
             return
         if count:
             log.warning("handed back %d unfinished deliveries", count)

@@ -16,7 +16,15 @@ class ConfigError(DmRelayError):
 
 
 class LeaseLost(DmRelayError):
-    """A worker's lease on a delivery is gone (another take holds it): its result is dropped."""
+    """A worker's lease on a delivery is gone: its result is dropped.
+
+    `holder` names the worker whose take holds the delivery now, or is None when none does
+    (the lease was handed back: the delivery runs again).
+    """
+
+    def __init__(self, delivery_id: str, holder: str | None = None) -> None:
+        super().__init__(delivery_id)
+        self.delivery_id, self.holder = delivery_id, holder
 
 
 class HttpError(DmRelayError):

@@ -48,7 +48,7 @@ def connect(
         "health_check_interval": 30,
         "socket_connect_timeout": 2,
         "socket_timeout": 5,
-        "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=2),
+        "retry": retry_on_closed_connections(),
     }
     pool_wait = POOL_WAIT_SECONDS
     if deadline_seconds is not None:
@@ -61,6 +61,19 @@ def connect(
         url, max_connections=max_connections, timeout=pool_wait, **options
     )
     return redis.Redis(connection_pool=pool)
+
+
+def retry_on_closed_connections() -> Retry:
+    """Return the retry policy of a pooled client: a closed connection only, never a timeout.
+
+    After a timeout the command may still run, once Redis answers again (SIGSTOP, a long
+    fork): sent again, a script that changes state would run twice. A connection found
+    closed (Redis restarted) is retried on a new one; a reply lost with it may mean the
+    command ran, so every script the worker runs is safe to run twice (take.lua, finish.lua,
+    retry.lua) or leaves what the worker reconciles (requeue_orphans.lua).
+    """
+    backoff = ExponentialWithJitterBackoff(base=0.05, cap=0.5)
+    return Retry(backoff, retries=2, supported_errors=(redis.ConnectionError,))
 
 
 def deadline_options(deadline_seconds: float) -> dict[str, object]:

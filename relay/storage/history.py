@@ -16,7 +16,7 @@ from relay.core.summary import summary_json
 from relay.storage import lua, server
 from relay.storage.answers import Answers, outcome_of
 from relay.storage.codec import text
-from relay.storage.inflight import Lease
+from relay.storage.inflight import Lease, holder_of
 from relay.storage.keys import Keys
 from relay.storage.ordering import Ordering
 
@@ -108,7 +108,7 @@ class History:
         args += [*answer_args, delivery.org_id, *self.ordering.chain_fields(delivery)]
         done, *woken = self._finish(keys=keys, args=args)
         if not int(done):
-            raise LeaseLost(delivery.id)
+            raise LeaseLost(delivery.id, holder_of(woken[0]))
         return [text(item) for item in woken]
 
     def failed_attempts(self, delivery_id: str) -> list[dict[str, Any]]:

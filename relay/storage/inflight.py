@@ -45,6 +45,11 @@ class Lease:
         return f"{self.holder} {self.token}"
 
 
+def holder_of(lease_value: bytes | str) -> str | None:
+    """Return the worker named in a stored lease ('holder token'), or None for no lease."""
+    return text(lease_value).split(" ", 1)[0] or None
+
+
 @dataclass(frozen=True)
 class Taken:
     """What a take found: the verdict, the delivery, and for START its lease and record."""

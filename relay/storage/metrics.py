@@ -85,6 +85,7 @@ class Tally:
         self._writing = threading.Lock()  # held while a flush writes
         self._pending: Counter[tuple[str, str]] = Counter()
         self._flusher: threading.Thread | None = None
+        self._failing = False  # a failed write is logged once, not once a second
         TALLIES.add(self)
 
     def add(self, changes: Mapping[tuple[str, str], float]) -> None:
@@ -112,9 +113,13 @@ class Tally:
             try:
                 self._write(dict(changes))
             except Exception as error:  # the flusher must outlive any failure: counts wait
-                log.warning("metrics not written yet: %s", type(error).__name__)
+                if not self._failing:
+                    log.info("metrics not written yet, kept for later: %s", type(error).__name__)
+                self._failing = True
                 with self._lock:
                     self._pending.update(changes)
+                return True
+            self._failing = False
             return True
 
     def discard(self) -> None:

@@ -12,7 +12,7 @@ from relay.core.delivery import Delivery
 from relay.core.errors import LeaseLost
 from relay.core.record import record_json
 from relay.storage import lua
-from relay.storage.inflight import Lease
+from relay.storage.inflight import Lease, holder_of
 from relay.storage.keys import Keys
 
 
@@ -44,8 +44,9 @@ class Schedule:
             at,
         ]
         args += [failed_attempt, defaults.FAILED_ATTEMPTS_KEPT]
-        if not self._retry(keys=keys, args=args):
-            raise LeaseLost(delivery.id)
+        done, *held = self._retry(keys=keys, args=args)
+        if not int(done):
+            raise LeaseLost(delivery.id, holder_of(held[0]))
 
     def move_due(self, org_ids: Iterable[str], now: float | None = None) -> int:
         """Move deliveries whose time has come onto their queues; return how many."""

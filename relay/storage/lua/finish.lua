@@ -13,11 +13,17 @@
 -- when delivered; ARGV[9]: the outcome's JSON; ARGV[10]: its TTL (s); ARGV[11]: the answers
 -- channel; ARGV[12]: the message to publish; ARGV[13]: the organization id; ARGV[14..]: the
 -- fields of the contact's chains (chains.lua).
--- Returns {1, woken ids...}, or {0} when the lease is no longer held (nothing is written).
+-- Returns {1, woken ids...}; {1} when this very finish ran already (the client re-sent it
+-- after losing the reply: the record stored is the one given); or {0, the lease held now, or
+-- ''} when the lease is no longer held (nothing is written).
 local id = ARGV[1]
 local ctx = {parked = ARGV[2], prefix = ARGV[3], queue_prefix = ARGV[4]}
 if ARGV[5] ~= '' then
-  if redis.call('HGET', KEYS[5], id) ~= ARGV[5] then return {0} end
+  local held = redis.call('HGET', KEYS[5], id)
+  if held ~= ARGV[5] then
+    if not held and redis.call('GET', KEYS[1]) == ARGV[6] then return {1} end
+    return {0, held or ''}
+  end
   redis.call('HDEL', KEYS[5], id)
   redis.call('LREM', KEYS[4], 1, id)
 end

@@ -5,10 +5,16 @@
 -- ARGV[1]: the delivery id; ARGV[2]: the lease, or '' when no worker holds one (tools and
 -- tests); ARGV[3]: the record's JSON; ARGV[4]: when it is due (epoch s); ARGV[5]: the failed
 -- attempt to log (JSON), or ''; ARGV[6]: how many entries the log keeps.
--- Returns 1, or 0 when the lease is no longer held (nothing is written).
+-- Returns {1} (also when this very step ran already: the client re-sent it after losing the
+-- reply, and the record stored is the one given), or {0, the lease held now, or ''} when the
+-- lease is no longer held (nothing is written).
 local id = ARGV[1]
 if ARGV[2] ~= '' then
-  if redis.call('HGET', KEYS[4], id) ~= ARGV[2] then return 0 end
+  local held = redis.call('HGET', KEYS[4], id)
+  if held ~= ARGV[2] then
+    if not held and redis.call('GET', KEYS[1]) == ARGV[3] then return {1} end
+    return {0, held or ''}
+  end
   redis.call('HDEL', KEYS[4], id)
   redis.call('LREM', KEYS[3], 1, id)
 end
@@ -18,4 +24,4 @@ if ARGV[5] ~= '' then
   redis.call('LPUSH', KEYS[5], ARGV[5])
   redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[6]) - 1)
 end
-return 1
+return {1}

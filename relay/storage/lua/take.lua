@@ -4,8 +4,8 @@
 -- KEYS[1]: the worker's processing list; KEYS[2]: the leases hash; KEYS[3]: the parked set.
 -- ARGV[1]: the lease to give this take ('holder token'); ARGV[2]: the key prefix; ARGV[3]: the
 -- queue key prefix; ARGV[4..]: the organization ids whose queues to try, in turn.
--- Returns {} when every queue tried is empty, else {verdict, id, organization id, endpoint,
--- ...} (the endpoint is '' when unknown):
+-- Safe to run twice with the same lease. Returns {} when every queue tried is empty, else
+-- {verdict, id, organization id, endpoint, ...} (the endpoint is '' when unknown):
 --   start    it heads its contact's chains: the lease is taken; the record's JSON follows
 --   parked   an earlier delivery of its contact is unfinished: parked until woken
 --   held     a live lease holds it already: this was a stray copy, dropped
@@ -52,6 +52,17 @@ local function judge(id, org_id)
   return {'start', id, record_org, endpoint, raw}
 end
 
+-- The same take run again (the client re-sent it after losing the first reply): the first run
+-- left the id it started at the end of the list under this lease. Its answer again, not a
+-- second delivery the worker would never hear of. (The other verdicts left nothing to lose.)
+local last = redis.call('LINDEX', processing, -1)
+if last and redis.call('HGET', leases, last) == lease then
+  local raw = redis.call('GET', prefix .. ':d:' .. last)
+  if raw then
+    local _, record_org, record = read_record(raw)
+    return {'start', last, record_org, record['e'], raw}
+  end
+end
 for i = 4, #ARGV do
   local id = redis.call('LMOVE', ctx.queue_prefix .. ARGV[i], processing, 'LEFT', 'RIGHT')
   if id then return judge(id, ARGV[i]) end

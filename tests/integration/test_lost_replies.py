@@ -1,0 +1,206 @@
+"""Replies lost or late between a worker and Redis: nothing is stranded, nothing runs twice
+unasked, and the logs say what happened (a proxy in the test loses or holds the replies)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from relay.core.delivery import DeliveryState
+from relay.devtools.localredis import LocalRedis, start_local_redis
+from relay.storage.connection import connect
+from relay.storage.store import Store
+from relay.web.app import create_app
+from tests.helpers import (
+    DEFAULT_REPLY,
+    ORG_A,
+    CapturedLog,
+    RunningWorker,
+    headers,
+    queued_ids,
+    wait_until,
+    with_settings,
+)
+from tests.redis_proxy import RedisProxy, Rule
+
+URL = "/api/v1/contact/default-reply"
+WORKER_LOGS = ("dmrelay.worker", "dmrelay.delivery", "relay.storage")
+
+
+@pytest.fixture
+def proxy(redis_server: LocalRedis) -> Iterator[RedisProxy]:
+    """Return a proxy in front of the test's redis-server."""
+    found = RedisProxy(redis_server.port)
+    yield found
+    found.close()
+
+
+@pytest.fixture
+def proxied_worker(settings, redis_conn, proxy) -> Iterator[Any]:  # type: ignore[no-untyped-def]
+    """Return a function that starts a worker whose Redis client goes through the proxy."""
+    started: list[RunningWorker] = []
+
+    def start(**changes: Any) -> RunningWorker:
+        own = with_settings(settings, **changes)
+        # The production client: its retries are what these tests are about.
+        connection = connect(proxy.url, own.worker_redis_connections, "dmrelay-worker")
+        worker = RunningWorker(own, connection).start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def worker_log() -> CapturedLog:
+    """Capture what the delivery side logs (not the web app's lines)."""
+    return CapturedLog(lambda record: record.name.startswith(WORKER_LOGS))
+
+
+def accept(client: Any, name: str) -> str:
+    body = {**DEFAULT_REPLY, "username": name, "manychat_id": name}
+    response = client.post(URL, json=body, headers=headers(ORG_A.token))
+    assert response.status_code == 200
+    return str(response.get_json()["data"]["delivery_id"])
+
+
+def delivered(store: Store, delivery_id: str) -> bool:
+    found = store.history.load(delivery_id)
+    return found is not None and found.state == DeliveryState.DELIVERED
+
+
+def shas(worker: RunningWorker) -> dict[str, str]:
+    """Return the SHA1 of the scripts that move a delivery along, as the worker sends them."""
+    store = worker.process.store
+    return {
+        "take": store.inflight._take.sha,
+        "finish": store.history._finish.sha,
+        "retry": store.schedule._retry.sha,
+    }
+
+
+def problems(log: CapturedLog) -> list[str]:
+    """Return lines that would mislead an operator: errors, and lease losses nobody caused."""
+    return [
+        line["message"]
+        for line in log.lines
+        if line["level"] in ("error", "critical") or "lease" in line["message"]
+    ]
+
+
+def test_a_take_whose_reply_is_lost_is_sent_within_one_maintenance_period(  # type: ignore[no-untyped-def]
+    client, store, sandbox, proxied_worker, proxy
+) -> None:
+    """The take ran, its reply never arrived, and Redis looked down for a while after."""
+    worker = proxied_worker()  # the default heartbeat: maintenance every 10 s
+    period = worker.process.maintenance.period
+    proxy.watch(Rule(shas(worker)["take"], skip_empty=True, refuse_seconds=2))
+    with worker_log() as log:
+        delivery_id = accept(client, "lost_take")
+        wait_until(lambda: proxy.applied[shas(worker)["take"]] == 1)
+        back_at = time.time() + 2
+        assert store.inflight.processing(worker.process.name) == [delivery_id]  # it ran
+
+        wait_until(lambda: delivered(store, delivery_id), timeout=2 + period + 5)
+        wait_until(lambda: store.inflight.processing(worker.process.name) == [])
+        worker.stop()
+    (call,) = sandbox.requests()
+    assert call["at"] - back_at < period
+    assert problems(log) == []
+
+
+def test_a_delivery_left_in_a_live_workers_list_is_run_at_its_next_maintenance(  # type: ignore[no-untyped-def]
+    client, store, settings, redis_conn, sandbox
+) -> None:
+    """A take whose reply never reached a thread, with no error seen: the list is reconciled."""
+    worker = RunningWorker(with_settings(settings, worker_heartbeat_ttl_seconds=3), redis_conn)
+    delivery_id = accept(client, "stranded")
+    assert store.inflight.take(worker.process.name, [ORG_A.id]) is not None  # nobody runs it
+    with worker_log() as log:
+        worker.start()
+        try:
+            wait_until(lambda: delivered(store, delivery_id), timeout=10)
+        finally:
+            worker.stop()
+    assert "requeued 1 deliveries no thread of" in " ".join(log.messages())
+    assert len(sandbox.requests()) == 1
+
+
+def test_a_take_sent_twice_after_a_lost_reply_starts_its_delivery_once(  # type: ignore[no-untyped-def]
+    client, store, sandbox, proxied_worker, proxy
+) -> None:
+    worker = proxied_worker()
+    proxy.watch(Rule(shas(worker)["take"], skip_empty=True))  # the client sends it again
+    with worker_log() as log:
+        delivery_id = accept(client, "twice")
+        wait_until(lambda: delivered(store, delivery_id))
+        wait_until(lambda: store.inflight.processing(worker.process.name) == [])
+        assert queued_ids(store.redis) == []
+        worker.stop()
+    assert proxy.applied[shas(worker)["take"]] == 1
+    assert len(sandbox.requests()) == 1
+    # Answered from the first run: nothing was left for the maintenance pass to requeue.
+    assert not any("no thread of" in message for message in log.messages())
+    assert problems(log) == []
+
+
+@pytest.mark.parametrize("script", ["finish", "retry"])
+def test_a_finish_or_retry_sent_twice_after_a_lost_reply_is_recorded_once(  # type: ignore[no-untyped-def]
+    client, store, sandbox, proxied_worker, proxy, script
+) -> None:
+    worker = proxied_worker()
+    proxy.watch(Rule(shas(worker)[script]))
+    if script == "retry":
+        sandbox.fault(endpoint="contact/default-reply", status=503)
+    with worker_log() as log:
+        delivery_id = accept(client, f"twice_{script}")
+        wait_until(lambda: delivered(store, delivery_id))
+        worker.stop()  # its thread has handled the reply of the second run too
+    assert proxy.applied[shas(worker)[script]] == 1
+    expected = [503, 200] if script == "retry" else [200]
+    assert [call["status"] for call in sandbox.requests()] == expected
+    assert store.history.load(delivery_id).attempt_count == len(sandbox.requests())
+    assert problems(log) == []
+
+
+def test_a_script_timed_out_is_never_sent_again(redis_conn, proxy) -> None:  # type: ignore[no-untyped-def]
+    client = connect(proxy.url, 2, "dmrelay-test")
+    count = client.register_script("return redis.call('INCR', KEYS[1])")
+    count(keys=["counted"])  # loaded, and run once
+    proxy.watch(Rule(count.sha, hold_seconds=6))  # longer than the 5 s socket timeout
+
+    with pytest.raises(redis.TimeoutError):
+        count(keys=["counted"])
+    time.sleep(1.5)  # the held reply is delivered to a closed socket: nothing else comes
+    assert proxy.sent[count.sha] == 1
+    assert int(redis_conn.get("counted")) == 2
+
+
+def test_a_redis_restart_is_one_warning_not_an_error(settings, sandbox, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    server = start_local_redis(tmp_path / "redis", persist=True)
+    own = with_settings(settings, redis_url=server.url)
+    connection = redis.Redis.from_url(server.url)
+    store = Store(connection)
+    client = create_app(own, connection).test_client()
+    worker = RunningWorker(own, connect(server.url, own.worker_redis_connections, "w")).start()
+    sandbox.configure(latency_ms=1500)
+    try:
+        with worker_log() as log:
+            ids = [accept(client, f"restart_{i}") for i in range(3)]
+            wait_until(lambda: len(store.redis.hkeys(store.keys.leases)) == 3)
+            server.stop()  # the calls in flight end while Redis is down: finish fails
+            time.sleep(2.5)
+            server = start_local_redis(tmp_path / "redis", port=server.port, persist=True)
+            wait_until(lambda: all(delivered(store, i) for i in ids), timeout=20)
+    finally:
+        worker.stop()
+        server.stop()
+    warnings = [line for line in log.lines if line["level"] == "warning"]
+    assert [line["message"].split(" (")[0] for line in warnings] == ["redis unavailable"]
+    assert problems(log) == []
+    assert any(message.startswith("redis answers again") for message in log.messages())
