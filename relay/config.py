@@ -71,6 +71,7 @@ class Settings:
     max_retry_after_seconds: float = defaults.MAX_RETRY_AFTER_SECONDS
     throttle_budget_seconds: float = defaults.THROTTLE_BUDGET_SECONDS
     full_record_sample_rate: float = defaults.FULL_RECORD_SAMPLE_RATE
+    trusted_proxies: int = defaults.TRUSTED_PROXIES
 
     def secrets(self) -> tuple[str, ...]:
         """Return every secret value, so reports and logs can mask them."""
@@ -230,6 +231,7 @@ NUMBERS = (
         float,
         defaults.FULL_RECORD_SAMPLE_RATE,
     ),
+    Number("DMRELAY_TRUSTED_PROXIES", "trusted_proxies", int, defaults.TRUSTED_PROXIES),
 )
 
 # Every variable the relay reads: the numbers above and those with readers of their own.

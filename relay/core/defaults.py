@@ -48,6 +48,9 @@ CLI_REDIS_CONNECTIONS = 2  # a one-off command: the release check, a replay, a c
 # gunicorn's shape of one web instance: WEB_CONCURRENCY processes of DMRELAY_WEB_THREADS threads.
 WEB_PROCESSES = 2
 WEB_THREADS = 8
+# Proxies in front of the web process that each append the address they saw to
+# X-Forwarded-For; 0: none, the socket's peer is the client.
+TRUSTED_PROXIES = 0
 WORKER_HEARTBEAT_TTL_SECONDS = 30
 WORKER_SHUTDOWN_GRACE_SECONDS = 20.0
 SCHEDULER_POLL_SECONDS = 0.2

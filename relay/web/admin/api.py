@@ -42,6 +42,7 @@ from relay.storage import deadletters, queries
 from relay.storage.store import Store
 from relay.web.admin import tokens
 from relay.web.admin.resources import delivery_resource, overview_resource
+from relay.web.client_address import client_address
 from relay.web.context import current_settings, current_store
 from relay.web.error_handlers import ADMIN_PREFIX, is_admin_path
 from relay.web.ingest import read_json_body
@@ -77,7 +78,8 @@ def authenticate() -> None:
         claims = bearer_claims()
     except Unauthorized:
         # No token, no token's budget: the client address pays, and the 401 says how much.
-        charge_rate_limit(f"anonymous:{request.remote_addr or 'unknown'}", budget)
+        address = client_address(request, current_settings().trusted_proxies)
+        charge_rate_limit(f"anonymous:{address}", budget)
         raise
     charge_rate_limit(f"{claims.get('sub', '')}:{claims.get('jti', '')}", budget)
     # Checked after charging, so refused attempts also count and carry the limit headers.
