@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -17,12 +18,13 @@ from marshmallow import ValidationError
 
 from relay.config import Settings, load_orgs, load_settings, read_secret_key
 from relay.core import defaults
+from relay.core.delivery import Delivery
 from relay.core.errors import ConfigError, HttpError
 from relay.core.filters import DEAD_LETTER_FILTERS, DeliveryQuery, query_of, reason_of
 from relay.logs import configure_logging
 from relay.storage import deadletters, server
 from relay.storage.connection import connect, describe_tls, safe_location
-from relay.storage.queries import dead_letters
+from relay.storage.queries import iter_dead_letters, search_dead_letters
 from relay.storage.store import Store
 from relay.web.admin import tokens
 
@@ -88,6 +90,13 @@ def _add_dead_letters(commands: argparse._SubParsersAction) -> None:
             which = action.add_mutually_exclusive_group(required=True)
             which.add_argument("id", nargs="?", help="one dead letter's delivery id")
             which.add_argument("--all", action="store_true", help="every dead letter matching")
+        else:
+            action.add_argument(
+                "--skip", type=int, default=0, help="leave out the N newest (default 0)"
+            )
+            action.add_argument(
+                "--take", type=int, default=None, help="list at most N (default: every one)"
+            )
         for row in DEAD_LETTER_FILTERS:
             if row.flag:
                 action.add_argument(
@@ -322,7 +331,12 @@ def _query(args: argparse.Namespace) -> DeliveryQuery:
 
 def _dl_list(args: argparse.Namespace) -> int:
     store = _store(load_settings())
-    for delivery in dead_letters(store, _query(args)):
+    query = _query(args)
+    if args.take is not None:  # one page: without a filter, only the page is read
+        found: Iterable[Delivery] = search_dead_letters(store, query, args.skip, args.take)[0]
+    else:  # every one, streamed a batch at a time
+        found = itertools.islice(iter_dead_letters(store, query), args.skip, None)
+    for delivery in found:
         last = delivery.last_attempt
         print(
             json.dumps(

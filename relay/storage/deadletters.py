@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -49,6 +49,42 @@ class DeadLetters:
         if gone:
             self.redis.zrem(self.keys.dead, *gone)
         return [i for i, exists in zip(ids, alive, strict=True) if exists]
+
+    def page(self, skip: int, take: int) -> tuple[list[Delivery], int]:
+        """Return `take` dead letters from the `skip`-th newest on, and how many are kept.
+
+        Only the page is read: its entries of the index, then their records. An entry whose
+        record has expired is forgotten, and the next one fills its place.
+        """
+        found: list[Delivery] = []
+        start = skip
+        while len(found) < take:
+            end = start + take - len(found) - 1
+            ids = [text(i) for i in self.redis.zrange(self.keys.dead, start, end, desc=True)]
+            if not ids:
+                break
+            records = self.redis.mget([self.keys.delivery(i) for i in ids])
+            kept = self._forget_vanished(ids, records)
+            found += [d for d in kept if d.state == DeliveryState.DEAD]
+            start += len(kept)  # the forgotten ones left the index: the rest moved up
+        return found, int(self.redis.zcard(self.keys.dead))
+
+    def each(self, batch: int = 500) -> Iterator[Delivery]:
+        """Yield every dead letter kept, newest first, reading the index a batch at a time."""
+        start = 0
+        while ids := [
+            text(i) for i in self.redis.zrange(self.keys.dead, start, start + batch - 1, desc=True)
+        ]:
+            kept = self._forget_vanished(ids, self.redis.mget([self.keys.delivery(i) for i in ids]))
+            yield from (d for d in kept if d.state == DeliveryState.DEAD)
+            start += len(kept)
+
+    def _forget_vanished(self, ids: list[str], records: list[Any]) -> list[Delivery]:
+        """Drop from the index the ids whose record has expired; return the others' records."""
+        gone = [i for i, raw in zip(ids, records, strict=True) if not raw]
+        if gone:
+            self.redis.zrem(self.keys.dead, *gone)
+        return [decode(i, raw) for i, raw in zip(ids, records, strict=True) if raw]
 
     def trim(self, retention_seconds: int, now: float | None = None, check: int = 100) -> int:
         """Forget index entries of dead letters whose record has expired; return how many.

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from relay.config import Settings
-from relay.core.delivery import Delivery, DeliveryState
+from relay.core.delivery import Delivery
 from relay.core.filters import DeliveryQuery
 
 if TYPE_CHECKING:
     from relay.storage.store import Store
 
 SCAN_LIMIT = 50_000  # newest deliveries a search looks through
+EVERY_DELIVERY = DeliveryQuery()  # no filter
 WINDOWS_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 
 
@@ -27,14 +28,21 @@ def search(store: Store, query: DeliveryQuery, skip: int, take: int) -> tuple[li
 
 def dead_letters(store: Store, query: DeliveryQuery) -> list[Delivery]:
     """Return every matching dead letter, newest first."""
-    dead = store.history.iter_deliveries(store.dead.ids())
-    return [d for d in dead if d.state == DeliveryState.DEAD and query.matches(d)]
+    return list(iter_dead_letters(store, query))
+
+
+def iter_dead_letters(store: Store, query: DeliveryQuery) -> Iterator[Delivery]:
+    """Yield every matching dead letter, newest first, reading them a batch at a time."""
+    return (d for d in store.dead.each() if query.matches(d))
 
 
 def search_dead_letters(
     store: Store, query: DeliveryQuery, skip: int, take: int
 ) -> tuple[list[Delivery], int]:
     """Return one page of matching dead letters, newest first, and the total."""
+    if query == EVERY_DELIVERY:  # the index is the list: read only the page
+        return store.dead.page(skip, take)
+    # A filter can only be checked on the records, and the total needs them all.
     matched = dead_letters(store, query)
     return matched[skip : skip + take], len(matched)
 
