@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 import redis
 
-from relay.core.delivery import DeliveryState
+from relay.core.delivery import Delivery, DeliveryState
 from relay.devtools.localredis import LocalRedis, start_local_redis
 from relay.storage.connection import connect
+from relay.storage.inflight import START
+from relay.storage.intake import NO_QUOTAS, fingerprint
 from relay.storage.store import Store
 from relay.web.app import create_app
 from tests.helpers import (
@@ -62,8 +64,8 @@ def worker_log() -> CapturedLog:
     return CapturedLog(lambda record: record.name.startswith(WORKER_LOGS))
 
 
-def accept(client: Any, name: str) -> str:
-    body = {**DEFAULT_REPLY, "username": name, "manychat_id": name}
+def accept(client: Any, name: str, message: str = "hello") -> str:
+    body = {**DEFAULT_REPLY, "username": name, "manychat_id": name, "message_content": message}
     response = client.post(URL, json=body, headers=headers(ORG_A.token))
     assert response.status_code == 200
     return str(response.get_json()["data"]["delivery_id"])
@@ -204,3 +206,71 @@ def test_a_redis_restart_is_one_warning_not_an_error(settings, sandbox, tmp_path
     assert [line["message"].split(" (")[0] for line in warnings] == ["redis unavailable"]
     assert problems(log) == []
     assert any(message.startswith("redis answers again") for message in log.messages())
+
+
+def snapshot(connection: redis.Redis) -> dict[bytes, Any]:
+    """Return every key's value, in a form two snapshots can be compared in (counts left out)."""
+    readers = {
+        b"string": connection.get,
+        b"list": lambda key: connection.lrange(key, 0, -1),
+        b"set": lambda key: sorted(connection.smembers(key)),
+        b"zset": lambda key: connection.zrange(key, 0, -1, withscores=True),
+        b"hash": connection.hgetall,
+    }
+    state = {}
+    for key in connection.keys("*"):
+        if b":stats:" in key or key.endswith((b":metrics", b":ready")):
+            continue
+        state[key] = readers[connection.type(key)](key)
+    return state
+
+
+def test_every_other_script_that_changes_state_is_safe_to_run_twice(client, store) -> None:  # type: ignore[no-untyped-def]
+    """A reply lost on a closed connection makes the client send the script again."""
+    worker = "twice"
+    store.inflight.heartbeat(worker, 30)
+    fresh = Delivery.new(ORG_A.id, "default-reply", {**DEFAULT_REPLY, "organization_id": ORG_A.id})
+    head, follow_up = accept(client, "stuck"), accept(client, "stuck", "a follow-up")
+
+    def take_and_schedule() -> None:
+        taken = store.inflight.take(worker, [ORG_A.id])
+        assert taken is not None and taken.delivery is not None
+        store.schedule.put(taken.delivery, time.time() - 1, taken.lease)
+
+    def take_one() -> None:
+        """Take until a delivery starts (one parked behind its contact's head is passed over)."""
+        while (taken := store.inflight.take(worker, [ORG_A.id])) and taken.verdict != START:
+            pass
+        assert taken is not None
+
+    scenarios = [
+        (
+            "accept",
+            lambda: None,
+            lambda: store.intake.accept(
+                fresh,
+                fingerprint(ORG_A.id, "default-reply", fresh.id),
+                window_seconds=0,
+                quotas=NO_QUOTAS,
+            ),
+        ),
+        ("move_due", take_and_schedule, lambda: store.schedule.move_due([ORG_A.id])),
+        ("requeue_orphans", take_one, lambda: store.inflight.requeue_orphans(worker, [])),
+        ("requeue_processing", take_one, lambda: store.inflight.requeue_processing(worker)),
+        (
+            "release_stuck",
+            lambda: store.redis.delete(store.keys.delivery(head)),
+            store.ordering.release_all_stuck,
+        ),
+    ]
+    changed = []
+    for name, prepare, run in scenarios:
+        prepare()
+        before = snapshot(store.redis)
+        run()
+        once = snapshot(store.redis)
+        run()
+        assert snapshot(store.redis) == once, name
+        changed.append(once != before)
+    assert changed == [True] * len(scenarios)  # each first run did something
+    assert follow_up in queued_ids(store.redis)  # freed from behind the vanished head
