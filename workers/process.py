@@ -112,11 +112,15 @@ class WorkerProcess:
         log.info("worker %s stopped", self.name)
 
     def _tick(self, pool: ThreadPoolExecutor) -> None:
-        if not self.registered.wait(0.1):  # not registered yet, or registering again
+        if not self.registered.wait(0.1):  # not registered yet
             return
         self._touch_alive_file()
         try:
             self._reconcile_if_due()
+        except redis.RedisError as error:
+            self._redis_down(error, "reconciling its processing list")
+            return
+        try:
             self._move_due_retries()
         except redis.RedisError as error:
             self._redis_down(error, "moving due retries")
@@ -147,9 +151,14 @@ class WorkerProcess:
 
     def _reconcile_if_due(self) -> None:
         """After a Redis error on the take or finish path, requeue what no thread runs."""
-        if self._reconcile_due.is_set():
+        if not self._reconcile_due.is_set():
+            return
+        self._reconcile_due.clear()  # before: an error meanwhile asks for another turn
+        try:
             self.requeue_orphans(after_outage=True)
-            self._reconcile_due.clear()
+        except redis.RedisError:
+            self._reconcile_due.set()
+            raise
 
     def _touch_alive_file(self) -> None:
         """Show a container health check that the loop itself goes round, not just a thread."""
@@ -220,28 +229,27 @@ class WorkerProcess:
                 working = list(self._working)
             count = self.store.inflight.requeue_orphans(self.name, working)
         if count and after_outage:  # expected: the outage itself was warned of
-            log.info("requeued %d deliveries Redis lost track of for %s", count, self.name)
+            log.info("requeued %d deliveries a Redis error left in %s's list", count, self.name)
         elif count:
             log.warning("requeued %d deliveries no thread of %s works on", count, self.name)
         return count
 
     def _registration_lost(self) -> None:
-        """Keep the leases our threads run on, and requeue only what none of them runs.
+        """Keep the leases our threads run on, and have the loop requeue what none of them runs.
 
         Our heartbeat expired, but we are alive: the beat that found it registers us again
         under the same name. Others wait for our calls to time out before they reclaim, so a
         delivery is never sent twice at once; if one did reclaim, the thread that ran it finds
         its lease gone and drops its result.
         """
+        self._reconcile_due.set()  # on the loop's thread: the heartbeat never waits for a take
         with self._lock:
             running = len(self._working)
-        requeued = self.requeue_orphans()
         log.warning(
             "worker %s found its heartbeat expired: registered again, keeping the %d deliveries"
-            " its threads run (%d others requeued)",
+            " its threads run",
             self.name,
             running,
-            requeued,
         )
 
     def _drain(self) -> None:
