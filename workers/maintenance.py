@@ -176,6 +176,7 @@ class Maintenance:
             if inflight.dead_for(worker) < self.reclaim_after:
                 continue
             count = inflight.requeue_processing(worker)
+            inflight.forget_dead_mark(worker)
             log.warning("requeued %d deliveries of dead worker %s", count, worker)
 
     def release_stuck_chains(self) -> None:

@@ -146,6 +146,10 @@ class InFlight:
             _, left_ms = pipe.execute()
         return max(0.0, DEAD_MARK_TTL_SECONDS - max(0, int(left_ms)) / 1000)
 
+    def forget_dead_mark(self, worker: str) -> None:
+        """Delete the mark of a worker seen dead, once its deliveries are reclaimed."""
+        self.redis.delete(self.keys.dead_since(worker))
+
     def forget_worker(self, worker: str) -> None:
         """Leave the worker registry on a clean exit."""
         with self.redis.pipeline() as pipe:

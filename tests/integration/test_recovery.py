@@ -185,14 +185,19 @@ def test_a_worker_taken_for_dead_loses_its_delivery_and_records_nothing(client, 
     store.redis.delete(store.keys.worker("A"))  # A stalls past its heartbeat TTL
     assert store.inflight.dead_workers("B") == ["A"]
     assert store.inflight.requeue_processing("A") == 1  # another worker reclaims X
+    assert a.delivery is not None
+    with pytest.raises(LeaseLost) as handed_back:  # requeued, nobody has taken it yet
+        store.history.finish(a.delivery, DeliveryState.DELIVERED, 60, a.lease)
+    assert handed_back.value.holder is None
     store.inflight.heartbeat("B", 30)
     b = take(store, "B")
     assert a.delivery is not None and b.delivery is not None
 
-    with pytest.raises(LeaseLost):
+    with pytest.raises(LeaseLost) as lost_retry:
         store.schedule.put(a.delivery, time.time() + 60, a.lease)
-    with pytest.raises(LeaseLost):
+    with pytest.raises(LeaseLost) as lost_finish:
         store.history.finish(a.delivery, DeliveryState.DELIVERED, 60, a.lease)
+    assert lost_retry.value.holder == lost_finish.value.holder == "B"  # named in the log line
     assert store.history.load(x).state == "queued"  # nothing A wrote stuck
     assert store.redis.zcard(store.keys.scheduled(ORG_A.id)) == 0
     assert queued_ids(store.redis) == []  # the contact's next message still waits for B
