@@ -33,7 +33,7 @@ def overlapping_calls(journal: list[dict[str, Any]]) -> list[str]:
     """Return the request ids DmTracker saw a second call of while the first was running."""
     calls = defaultdict(list)
     for entry in journal:
-        calls[entry["headers"].get("X-Request-Id")].append((entry["at"], entry["answered_at"]))
+        calls[entry["headers"].get("x-request-id")].append((entry["at"], entry["answered_at"]))
     overlapping = []
     for request_id, spans in calls.items():
         spans.sort()
