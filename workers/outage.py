@@ -23,11 +23,6 @@ class RedisOutage:
         self._lock = threading.Lock()
         self._since: float | None = None
 
-    @property
-    def ongoing(self) -> bool:
-        """Return True while the last Redis call of this process failed."""
-        return self._since is not None
-
     def failed(self, error: redis.RedisError, doing: str) -> None:
         """Note a failed Redis call; the first of an outage is logged as a warning."""
         with self._lock:
