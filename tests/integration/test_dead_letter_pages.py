@@ -10,8 +10,7 @@ import time
 import pytest
 
 from relay import cli
-from relay.core.delivery import Attempt, Delivery, DeliveryState
-from relay.core.record import record_json
+from relay.devtools.deadletters import store_dead_letters
 from relay.storage.store import Store
 from relay.web.admin import tokens
 from tests.helpers import ORG_A, SECRET, point_cli_at, sign_in
@@ -21,29 +20,10 @@ PAGE = "/api/v1/admin/dead-letters"
 READ = {"Authorization": f"Bearer {tokens.mint(SECRET, [tokens.READ], 3600, subject='ops')}"}
 
 
-def store_dead_letters(store: Store, count: int) -> list[str]:
-    """Write `count` dead letters as the worker leaves them, pipelined; return ids newest first."""
-    payload = {"organization_id": ORG_A.id, "manychat_id": "1", "message_content": "hi"}
-    now, ids = time.time(), []
-    with store.redis.pipeline(transaction=False) as pipe:
-        for index in range(count):
-            delivery = Delivery.new(ORG_A.id, "default-reply", {**payload, "username": f"u{index}"})
-            delivery.state, delivery.reason = DeliveryState.DEAD, "DmTracker answered 400"
-            delivery.finished_at = now - count + index  # the last one died last
-            delivery.attempts.append(Attempt(now, 400, 12.5, "permanent", '{"error":"Bad"}'))
-            pipe.set(store.keys.delivery(delivery.id), record_json(delivery), ex=3600)
-            pipe.zadd(store.keys.dead, {delivery.id: delivery.finished_at})
-            ids.append(delivery.id)
-            if index % 1000 == 999:
-                pipe.execute()
-        pipe.execute()
-    return ids[::-1]
-
-
 @pytest.fixture
 def kept(store: Store) -> list[str]:
     """Return the ids of 30,000 dead letters, newest first."""
-    return store_dead_letters(store, KEPT)
+    return store_dead_letters(store, ORG_A.id, KEPT)
 
 
 def timed_ms(call) -> float:  # type: ignore[no-untyped-def]
@@ -68,7 +48,7 @@ def test_a_page_of_30000_dead_letters_answers_in_under_50_ms(client, kept) -> No
 
 
 def test_a_page_forgets_expired_records_and_fills_their_places(client, store) -> None:  # type: ignore[no-untyped-def]
-    ids = store_dead_letters(store, 8)
+    ids = store_dead_letters(store, ORG_A.id, 8)
     store.redis.delete(*(store.keys.delivery(i) for i in ids[1:4]))  # expired
 
     body = client.get(f"{PAGE}?take=3", headers=READ).get_json()
