@@ -3,7 +3,10 @@ unasked, and the logs say what happened (a proxy in the test loses or holds the 
 
 from __future__ import annotations
 
+import itertools
+import signal
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
@@ -84,6 +87,18 @@ def shas(worker: RunningWorker) -> dict[str, str]:
         "finish": store.history._finish.sha,
         "retry": store.schedule._retry.sha,
     }
+
+
+def overlapping(calls: list[dict[str, Any]]) -> list[str]:
+    """Return the request ids DmTracker saw a second call of while the first was running."""
+    spans = defaultdict(list)
+    for call in calls:
+        spans[call["headers"].get("x-request-id")].append((call["at"], call["answered_at"]))
+    return [
+        request_id
+        for request_id, found in spans.items()
+        if any(b[0] < a[1] for a, b in itertools.pairwise(sorted(found)))
+    ]
 
 
 def problems(log: CapturedLog) -> list[str]:
@@ -274,3 +289,34 @@ def test_every_other_script_that_changes_state_is_safe_to_run_twice(client, stor
         changed.append(once != before)
     assert changed == [True] * len(scenarios)  # each first run did something
     assert follow_up in queued_ids(store.redis)  # freed from behind the vanished head
+
+
+def test_redis_paused_past_the_timeout_strands_nothing_and_sends_nothing_twice_at_once(  # type: ignore[no-untyped-def]
+    settings, sandbox, tmp_path
+) -> None:
+    """SIGSTOP for longer than the client's 5 s timeout: what was sent runs on SIGCONT, once."""
+    server = start_local_redis(tmp_path / "redis")
+    own = with_settings(settings, redis_url=server.url)
+    connection = redis.Redis.from_url(server.url)
+    store = Store(connection)
+    client = create_app(own, connection).test_client()
+    worker = RunningWorker(own, connect(server.url, own.worker_redis_connections, "w")).start()
+    sandbox.configure(latency_ms=300)
+    try:
+        with worker_log() as log:
+            ids = [accept(client, f"paused_{i}") for i in range(12)]
+            wait_until(lambda: len(sandbox.requests()) >= 2)
+            server.process.send_signal(signal.SIGSTOP)  # takes and finishes are under way
+            time.sleep(6)
+            server.process.send_signal(signal.SIGCONT)
+            wait_until(lambda: all(delivered(store, i) for i in ids), timeout=20)
+            wait_until(lambda: store.inflight.processing(worker.process.name) == [])
+            worker.stop()
+            request_ids = {store.history.load(i).request_id for i in ids}
+    finally:
+        worker.stop()
+        server.stop()
+    calls = sandbox.requests()
+    assert overlapping(calls) == []
+    assert {call["headers"]["x-request-id"] for call in calls} == request_ids
+    assert problems(log) == []
