@@ -30,6 +30,10 @@ log = logging.getLogger("dmrelay.delivery")
 # Outcomes of one pass, for logs and metrics (besides the take's verdicts and the states).
 RATE_LIMITED, LEASE_LOST = "rate_limited", "lease_lost"
 # DmTracker's answer handed back to a waiting ManyChat request: whole, unlike the attempt log.
+# How long a delivery's thread keeps trying to record the outcome of a call it made while
+# Redis is away (a restart): recorded late, it is not sent again. Short enough that a stopping
+# worker still ends within Heroku's 30 s.
+RECORD_PATIENCE_SECONDS = 10.0
 ANSWER_MAX_BYTES = defaults.MAX_BODY_BYTES
 
 
@@ -163,7 +167,13 @@ class Deliverer:
         retention = self.settings.delivered_retention_seconds
         answer = redact(reply.body, self.secrets, ANSWER_MAX_BYTES)  # whole, for a waiter
         self.store.history.finish(
-            delivery, DeliveryState.DELIVERED, retention, lease, summary=summary, answer_body=answer
+            delivery,
+            DeliveryState.DELIVERED,
+            retention,
+            lease,
+            summary=summary,
+            answer_body=answer,
+            patience_seconds=RECORD_PATIENCE_SECONDS,
         )
         return DeliveryState.DELIVERED
 
@@ -200,13 +210,16 @@ class Deliverer:
     def _retry(self, delivery: Delivery, lease: Lease, at: float, reason: str) -> str:
         """Schedule the next attempt and log the failed one, with its bodies, for operators."""
         delivery.state, delivery.reason = DeliveryState.RETRYING, reason
-        self.store.schedule.put(delivery, at, lease, _failed_attempt_json(delivery))
+        failed = _failed_attempt_json(delivery)
+        self.store.schedule.put(delivery, at, lease, failed, RECORD_PATIENCE_SECONDS)
         return DeliveryState.RETRYING
 
     def _dead(self, delivery: Delivery, lease: Lease, reason: str) -> str:
         delivery.reason = reason
         retention = self.settings.dead_letter_retention_seconds
-        self.store.history.finish(delivery, DeliveryState.DEAD, retention, lease)
+        self.store.history.finish(
+            delivery, DeliveryState.DEAD, retention, lease, patience_seconds=RECORD_PATIENCE_SECONDS
+        )
         self.store.stats.record_later(delivery.org_id, delivery.endpoint, "dead")
         log.warning("dead letter %s (%s): %s", delivery.id, delivery.endpoint, reason)
         return DeliveryState.DEAD

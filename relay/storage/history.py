@@ -84,12 +84,14 @@ class History:
         *,
         summary: bool = False,
         answer_body: str | None = None,
+        patience_seconds: float = 0.0,
     ) -> list[str]:
         """Record a final state, keep it for the retention period, unblock the contact, and
         hand the outcome to web requests waiting for it (`answer_body`, else the last reply's).
 
-        With `summary`, only the compact summary is kept. Raise LeaseLost, writing nothing,
-        when the lease is no longer held; return the ids of the successors woken.
+        With `summary`, only the compact summary is kept. While Redis is unreachable it is
+        tried again for `patience_seconds`. Raise LeaseLost, writing nothing, when the lease is
+        no longer held; return the ids of the successors woken.
         """
         delivery.state = state
         delivery.finished_at = time.time()
@@ -106,7 +108,8 @@ class History:
         args += [lease.value if lease else "", record, retention_seconds]
         args += [repr(delivery.finished_at) if state == DeliveryState.DEAD else ""]
         args += [*answer_args, delivery.org_id, *self.ordering.chain_fields(delivery)]
-        done, *woken = self._finish(keys=keys, args=args)
+        # Safe to run twice with the same arguments: a Redis blip need not cost a second call.
+        done, *woken = lua.run_patiently(self._finish, keys, args, patience_seconds)
         if not int(done):
             raise LeaseLost(delivery.id, holder_of(woken[0]))
         return [text(item) for item in woken]

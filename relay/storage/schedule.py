@@ -26,12 +26,18 @@ class Schedule:
         self._move_due = lua.register(connection, "move_due")
 
     def put(
-        self, delivery: Delivery, at: float, lease: Lease | None = None, failed_attempt: str = ""
+        self,
+        delivery: Delivery,
+        at: float,
+        lease: Lease | None = None,
+        failed_attempt: str = "",
+        patience_seconds: float = 0.0,
     ) -> None:
         """Store the delivery and put it back on its queue at a later time, giving up the lease.
 
-        `failed_attempt` (JSON) goes to the log of the latest failed attempts. Raise LeaseLost,
-        writing nothing, when the lease is no longer held.
+        `failed_attempt` (JSON) goes to the log of the latest failed attempts. While Redis is
+        unreachable it is tried again for `patience_seconds`. Raise LeaseLost, writing nothing,
+        when the lease is no longer held.
         """
         delivery.next_attempt_at = at
         holder = lease.holder if lease else ""
@@ -44,7 +50,7 @@ class Schedule:
             at,
         ]
         args += [failed_attempt, defaults.FAILED_ATTEMPTS_KEPT]
-        done, *held = self._retry(keys=keys, args=args)
+        done, *held = lua.run_patiently(self._retry, keys, args, patience_seconds)
         if not int(done):
             raise LeaseLost(delivery.id, holder_of(held[0]))
 
