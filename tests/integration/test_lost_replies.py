@@ -18,6 +18,7 @@ from relay.devtools.localredis import LocalRedis, start_local_redis
 from relay.storage.connection import connect
 from relay.storage.inflight import START
 from relay.storage.intake import NO_QUOTAS, fingerprint
+from relay.storage.ratelimit import RateLimiter
 from relay.storage.store import Store
 from relay.web.app import create_app
 from tests.helpers import (
@@ -214,6 +215,7 @@ def test_a_redis_restart_is_one_warning_not_an_error(settings, sandbox, tmp_path
             time.sleep(2.5)
             server = start_local_redis(tmp_path / "redis", port=server.port, persist=True)
             wait_until(lambda: all(delivered(store, i) for i in ids), timeout=20)
+            wait_until(lambda: any(m.startswith("redis answers again") for m in log.messages()))
     finally:
         worker.stop()
         server.stop()
@@ -222,7 +224,6 @@ def test_a_redis_restart_is_one_warning_not_an_error(settings, sandbox, tmp_path
     # The calls in flight recorded their outcome once Redis was back: none was sent again.
     assert len(sandbox.requests()) == len(ids)
     assert problems(log) == []
-    assert any(message.startswith("redis answers again") for message in log.messages())
 
 
 def snapshot(connection: redis.Redis) -> dict[bytes, Any]:
@@ -248,6 +249,8 @@ def test_every_other_script_that_changes_state_is_safe_to_run_twice(client, stor
     store.inflight.heartbeat(worker, 30)
     fresh = Delivery.new(ORG_A.id, "default-reply", {**DEFAULT_REPLY, "organization_id": ORG_A.id})
     head, follow_up = accept(client, "stuck"), accept(client, "stuck", "a follow-up")
+    limiter = RateLimiter(store.redis, store.keys)
+    permit_keys = list(store.keys.rate_limit(ORG_A.id, "create-contact"))
 
     def take_and_schedule() -> None:
         taken = store.inflight.take(worker, [ORG_A.id])
@@ -278,6 +281,11 @@ def test_every_other_script_that_changes_state_is_safe_to_run_twice(client, stor
             "release_stuck",
             lambda: store.redis.delete(store.keys.delivery(head)),
             store.ordering.release_all_stuck,
+        ),
+        (  # the last permit of the window: run again, it must not reserve a later slot
+            "rate_limit",
+            lambda: None,
+            lambda: limiter._acquire(keys=permit_keys, args=[61.0, 1, 0, "one-call"]),
         ),
     ]
     changed = []

@@ -1,8 +1,10 @@
 -- KEYS: the log of sends in the window, the next free wake-up slot.
--- ARGV: window, limit, reserved (1 if the caller was given a slot), member.
+-- ARGV: window, limit, reserved (1 if the caller was given a slot), member (new for each call).
 -- Time comes from Redis itself, so workers on machines with skewed clocks agree.
 -- Returns 0 to go now, or the seconds to wait: the caller's reserved slot, spaced so that
--- waiters wake one by one instead of all at once.
+-- waiters wake one by one instead of all at once. A permit given is given again to the same
+-- call run twice (the client re-sent it after losing the reply), not refused as one too many.
+if redis.call('ZSCORE', KEYS[1], ARGV[4]) then return '0' end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local window, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
