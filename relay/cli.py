@@ -11,6 +11,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TypeVar
 
 import redis
@@ -27,6 +28,7 @@ from relay.storage.connection import connect, describe_tls, safe_location
 from relay.storage.queries import iter_dead_letters, search_dead_letters
 from relay.storage.store import Store
 from relay.web.admin import tokens
+from relay.web.spool import prepare_directory
 
 HEALTHY_BEAT_SECONDS = 60
 CHECK_READ_TIMEOUT_SECONDS = 5.0  # the check waits for DmTracker's headers, no longer
@@ -132,7 +134,8 @@ def _checked(convert: Callable[[object], T]) -> Callable[[str], T]:
 
 
 def _web(args: argparse.Namespace) -> int:
-    load_settings()  # fail here with one clear line rather than inside gunicorn
+    # Fail here with one clear line rather than inside gunicorn.
+    prepare_directory(Path(load_settings().spool_dir))
     # The one place that spells out gunicorn: the Procfile, the Dockerfile and devrun call this.
     command = [sys.executable, "-m", "gunicorn", "--config", "python:relay.gunicorn_conf"]
     os.execv(sys.executable, [*command, "relay.web.app:create_app()"])  # noqa: S606 - no shell

@@ -51,6 +51,8 @@ class Settings:
     ingest_redis_deadline_seconds: float = defaults.INGEST_REDIS_DEADLINE_SECONDS
     spool_dir: str = defaults.SPOOL_DIR
     spool_max_bytes: int = defaults.SPOOL_MAX_BYTES
+    settle_seconds: float = defaults.SETTLE_SECONDS
+    clock_skew_seconds: float = defaults.CLOCK_SKEW_SECONDS
     max_attempts: int = defaults.MAX_ATTEMPTS
     backoff_base_seconds: float = defaults.BACKOFF_BASE_SECONDS
     backoff_cap_seconds: float = defaults.BACKOFF_CAP_SECONDS
@@ -139,6 +141,8 @@ NUMBERS = (
         strict=True,
     ),
     Number("DMRELAY_SPOOL_MAX_BYTES", "spool_max_bytes", int, defaults.SPOOL_MAX_BYTES, 1),
+    Number("DMRELAY_SETTLE_SECONDS", "settle_seconds", float, defaults.SETTLE_SECONDS),
+    Number("DMRELAY_CLOCK_SKEW_SECONDS", "clock_skew_seconds", float, defaults.CLOCK_SKEW_SECONDS),
     Number("DMRELAY_MAX_ATTEMPTS", "max_attempts", int, defaults.MAX_ATTEMPTS, 1),
     Number(
         "DMRELAY_BACKOFF_BASE_SECONDS",

@@ -2,6 +2,7 @@
 
 import os
 import sys
+from pathlib import Path
 
 from relay.core import defaults
 
@@ -30,8 +31,10 @@ def on_starting(server: object) -> None:
     from relay.logs import configure_logging
 
     configure_logging()
+    from relay.web.spool import prepare_directory
+
     try:
-        load_settings()
+        prepare_directory(Path(load_settings().spool_dir))
     except ConfigError as error:
         print(f"dmrelay: configuration error: {error}", file=sys.stderr)
         sys.exit(2)

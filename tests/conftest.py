@@ -101,7 +101,7 @@ def app(settings: Settings, redis_conn: redis.Redis):  # type: ignore[no-untyped
     """Return the web app wired to the test Redis; its spool's drainer stops with the test."""
     app = create_app(settings, redis_conn)
     yield app
-    app.extensions["dmrelay.front_door"].spool.close(drain_seconds=0)
+    app.extensions["dmrelay.front_door"].close(drain_seconds=0)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from relay.sentry import init_sentry
 from relay.storage import server
 from relay.storage.connection import connect
 from relay.storage.ratelimit import RateLimiter
+from relay.storage.settle import SettleTimes
 from relay.storage.store import Store
 from workers.deliverer import Deliverer
 from workers.dmtracker import DmTrackerClient
@@ -31,7 +32,8 @@ def build_deliverer(settings: Settings, connection: redis.Redis | None = None) -
             settings.worker_redis_connections,
             "dmrelay-worker",
             settings.redis_ca_cert,
-        )
+        ),
+        settle=SettleTimes(settings.settle_seconds, settings.clock_skew_seconds),
     )
     client = DmTrackerClient(
         settings.dmtracker_base_url,

@@ -13,6 +13,12 @@ INGEST_REDIS_DEADLINE_SECONDS = 2.0
 SPOOL_DIR = "/tmp/dmrelay-spool"  # noqa: S108 - a dyno's local disk; DMRELAY_SPOOL_DIR moves it
 SPOOL_MAX_BYTES = 256 * 1024 * 1024
 SPOOL_EXIT_DRAIN_SECONDS = 10.0
+# After an outage, what was accepted since it began waits this long (and while spools drain)
+# before workers take it; hosts' clocks may differ by CLOCK_SKEW_SECONDS. No web process
+# reaching Redis for OUTAGE_GAP_SECONDS is an outage (each one pulses every quarter second).
+SETTLE_SECONDS = 10.0
+CLOCK_SKEW_SECONDS = 5.0
+OUTAGE_GAP_SECONDS = 1.0
 IDEMPOTENCY_KEY_MAX_CHARS = 200
 MAX_JSON_DEPTH = 32
 # Organization tokens, the metrics token and the secret key are at least this long, so the

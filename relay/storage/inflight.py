@@ -20,9 +20,11 @@ from relay.core.record import decode_record
 from relay.storage import lua
 from relay.storage.codec import text
 from relay.storage.keys import QUEUE_KEY_PREFIX, Keys
+from relay.storage.settle import settle_key
 
 # What a take found, in take.lua's words.
 START, PARKED, HELD, FINISHED, GONE = "start", "parked", "held", "finished", "gone"
+SETTLING = "settling"
 # How long the mark of a worker seen dead lasts: far longer than any wait before reclaiming.
 DEAD_MARK_TTL_SECONDS = 24 * 3600
 
@@ -69,7 +71,7 @@ class InFlight:
     def __init__(self, connection: redis.Redis, keys: Keys) -> None:
         self.redis = connection
         self.keys = keys
-        take = ("record", "chains", "leases", "release_chains", "take")
+        take = ("record", "chains", "leases", "release_chains", "settle", "take")
         self._take = lua.register(connection, *take)
         requeue = ("record", "leases", "requeue_if_lost")
         self._requeue_processing = lua.register(connection, *requeue, "requeue_processing")
@@ -79,6 +81,7 @@ class InFlight:
         """Take the next delivery of the first organization with one queued, in one round trip."""
         lease = Lease.new(holder)
         keys = [self.keys.processing(lease.holder), self.keys.leases, self.keys.parked]
+        keys.append(settle_key(self.keys))
         args = [lease.value, self.keys.prefix, QUEUE_KEY_PREFIX, *org_ids]
         found = [text(item) for item in self._take(keys=keys, args=args)]
         if not found:

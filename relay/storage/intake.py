@@ -15,6 +15,7 @@ from relay.storage import lua
 from relay.storage.codec import text
 from relay.storage.contacts import ALIAS_TTL_SECONDS
 from relay.storage.keys import QUEUES_KEY, Keys
+from relay.storage.settle import SettleTimes, settle_key
 
 IDEMPOTENCY_KEY_TTL_SECONDS = 24 * 3600
 # How old the other organizations' pending counts may be when the global limit is checked.
@@ -62,23 +63,36 @@ def fingerprint(org_id: str, endpoint: str, body: str) -> str:
 class Intake:
     """Store and enqueue new deliveries once each, in one round trip."""
 
-    def __init__(self, connection: redis.Redis, keys: Keys) -> None:
+    def __init__(
+        self, connection: redis.Redis, keys: Keys, settle: SettleTimes | None = None
+    ) -> None:
         self.redis = connection
         self.keys = keys
-        self._accept = lua.register(connection, "chains", "accept")
+        self.settle = settle or SettleTimes()
+        self._accept = lua.register(connection, "chains", "settle", "accept")
         self._registered: set[str] = set()  # queues this process added to RQ's set
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
         self._counts_read_at = float("-inf")
 
     def accept(
-        self, delivery: Delivery, fingerprint: str, *, window_seconds: int, quotas: Quotas
+        self,
+        delivery: Delivery,
+        fingerprint: str,
+        *,
+        window_seconds: int,
+        quotas: Quotas,
+        spooled: bool = False,
     ) -> Outcome:
         """Store and enqueue a delivery once; a repeat of the contact's latest is not stored.
 
-        Redis errors propagate: the caller decides between the spool and an error.
+        A delivery `spooled` (drained from a spool) takes its place in its contact's chains by
+        acceptance time. Redis errors propagate: the caller decides between the spool and an
+        error.
         """
         keys, args = self._script_input(delivery, fingerprint, window_seconds, quotas)
+        keys += [settle_key(self.keys), self.keys.leases]
+        args += ["1" if spooled else "0", *self.settle.script_args()]
         reply = self._accept(keys=keys, args=args)
         result, delivery_id, pending, counts = text(reply[0]), text(reply[1]), reply[2], reply[3]
         self._remember_counts(delivery.org_id, int(pending), counts)

@@ -15,20 +15,28 @@ from relay.storage.keys import Keys
 from relay.storage.ordering import Ordering
 from relay.storage.queue import Queues
 from relay.storage.schedule import Schedule
+from relay.storage.settle import Settle, SettleTimes
 from relay.storage.stats import Stats
 
 
 class Store:
     """Everything the relay keeps in Redis, by family: the only way web and workers reach it."""
 
-    def __init__(self, connection: redis.Redis, prefix: str = defaults.KEY_PREFIX) -> None:
+    def __init__(
+        self,
+        connection: redis.Redis,
+        prefix: str = defaults.KEY_PREFIX,
+        settle: SettleTimes | None = None,
+    ) -> None:
         self.redis = connection
         self.keys = Keys(prefix)
+        settle = settle or SettleTimes()
+        self.settle = Settle(connection, self.keys, settle)
         self.queues = Queues(connection, self.keys)
         self.stats = Stats(connection, self.keys)
         self.contacts = Contacts(connection, self.keys)
         self.ordering = Ordering(connection, self.keys)
-        self.intake = Intake(connection, self.keys)
+        self.intake = Intake(connection, self.keys, settle)
         self.answers = Answers(connection, self.keys)
         self.history = History(connection, self.keys, self.ordering, self.answers)
         self.schedule = Schedule(connection, self.keys)

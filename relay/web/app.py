@@ -19,6 +19,7 @@ from relay.sentry import init_sentry
 from relay.storage import server
 from relay.storage.connection import connect
 from relay.storage.metrics import Metrics
+from relay.storage.settle import SettleTimes
 from relay.storage.store import Store
 from relay.web import ingest, manychat, ops
 from relay.web.admin import api as admin_api
@@ -57,7 +58,8 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
             # Every call ends within the ingest deadline: ManyChat is answered from the spool
             # rather than kept waiting on Redis.
             deadline_seconds=settings.ingest_redis_deadline_seconds,
-        )
+        ),
+        settle=SettleTimes(settings.settle_seconds, settings.clock_skew_seconds),
     )
     server.log_warnings(store.redis, log)
     app.extensions["dmrelay.store"] = store
@@ -76,7 +78,7 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
 def front_door(settings: Settings, store: Store) -> FrontDoor:
     """Build the ingest path: Redis within the deadline, else the spool."""
     door = FrontDoor(settings, store)
-    door.spool.start_if_left_over()  # requests a process that is gone could not store
+    door.start()  # drains what any process left, pulses Redis for the settling after outages
     return door
 
 

@@ -3,8 +3,10 @@
 ManyChat never retries, so a request the relay has validated is answered 200 whatever Redis
 does: stored (one round trip to Redis, bounded by DMRELAY_INGEST_REDIS_DEADLINE_SECONDS), or
 appended to the local spool when Redis is unreachable, hangs, is read-only or refuses writes.
-While this process's spool holds requests, new ones join them there, so each contact's
-requests reach Redis in the order they were accepted.
+While the host's spool holds requests, new ones join them there, so each contact's requests
+reach Redis in the order they were accepted; a contact's chain in Redis is ordered by acceptance
+time, and workers let every spool drain before they take what came after an outage
+(relay/storage/settle.py).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from relay.web.spool import Spool, SpoolEntry
 
 log = logging.getLogger("dmrelay.ingest")
 QUOTA_RETRY_AFTER_SECONDS = 60
+PULSE_SECONDS = 0.25  # a quarter of the silence that counts as an outage (settle.py)
 
 
 class FrontDoor:
@@ -46,6 +49,19 @@ class FrontDoor:
         self.spool = Spool(Path(settings.spool_dir), settings.spool_max_bytes, self.store_spooled)
         self._buckets: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
+
+    def start(self) -> None:
+        """Start draining the host's spool, and pulsing Redis so outages are noticed."""
+        self.spool.start()
+        threading.Thread(target=self._pulse, name="dmrelay-pulse", daemon=True).start()
+
+    def _pulse(self) -> None:
+        while not self._stopping.wait(PULSE_SECONDS):
+            try:
+                self.store.settle.pulse()
+            except redis.RedisError:  # Redis is away: the silence is the point
+                continue
 
     def admit(self, org_id: str) -> None:
         """Let the request through the organization's rate limit, or raise 429."""
@@ -100,21 +116,24 @@ class FrontDoor:
             headers={"Retry-After": str(QUOTA_RETRY_AFTER_SECONDS)},
         )
 
-    def store_spooled(self, entry: SpoolEntry) -> bool:
-        """Store a spooled request: no quota (it was answered 200), dedup as if it came now."""
+    def store_spooled(self, entry: SpoolEntry) -> str | None:
+        """Store a spooled request: no quota (it was answered 200), dedup as if it came now.
+
+        Returns None once Redis has it, or the reason Redis refused it for good.
+        """
         try:
             self.intake.accept(
                 entry.delivery,
                 entry.fingerprint,
                 window_seconds=self.settings.dedup_window_seconds,
                 quotas=NO_QUOTAS,
+                spooled=True,
             )
-        except redis.RedisError as error:
+        except redis.ResponseError as error:
             if refuses_writes(error):
                 raise
-            log.error("spooled delivery %s refused: %s", entry.delivery.id, error)
-            return False
-        return True
+            return str(error)[:200]
+        return None
 
     def readiness(self) -> str | None:
         """Return why this process should not get traffic, or None when it is ready."""
@@ -129,5 +148,6 @@ class FrontDoor:
 
     def close(self, drain_seconds: float = defaults.SPOOL_EXIT_DRAIN_SECONDS) -> None:
         """Write pending metrics and drain the spool as far as Redis allows in the time given."""
+        self._stopping.set()
         self.store.stats.tally.flush()
         self.spool.close(drain_seconds)

@@ -1,27 +1,26 @@
 """The local spool: accepted requests that Redis could not take, kept on disk until it can.
 
-Each web process appends to a file of its own, `spool-<pid>-<random>.log` in
-DMRELAY_SPOOL_DIR: one JSON line per request, fsync'd before the request is answered. The
-process holds an exclusive flock on its file while it lives, so a file whose lock is free was
-left by a process that is gone: any process may take the lock and drain it. A drain passes
-the lines, in order, to a function that stores each in Redis (storing a delivery id already
-stored does nothing), and records how far it got in `<file>.offset`, so a drain cut short
-and repeated stores every request exactly once.
+One SQLite database per host, `spool.sqlite3` in DMRELAY_SPOOL_DIR, shared by every web process
+on it (WAL journal, synchronous=FULL): an append is one transaction, and its request is answered
+only once it has committed. One drainer at a time, whichever process holds the lock row (a lease
+that lapses when its process dies), moves the rows to Redis in acceptance order (rows
+are numbered as they commit) and deletes each only once Redis has it; storing an id Redis already
+holds does nothing, so a drain cut short and repeated stores every request once. A row Redis
+itself refuses stays, marked rejected with the reason, for an operator.
 
-What survives what: the spool lives on the machine's disk. It survives a Redis outage and a
-restart of the web process; it does not survive losing the disk (a Heroku dyno replaced by
-a deploy or a daily restart starts with an empty disk).
+Nothing in the directory is trusted: it must be the process user's own, mode 0700, and the
+database 0600, or start-up stops. docs/spool.md says what survives what.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
-import json
 import logging
 import os
 import secrets
+import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,15 +28,42 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from relay.core.delivery import Delivery
-from relay.core.errors import ServiceUnavailable
+from relay.core.errors import ConfigError, ServiceUnavailable
 
 log = logging.getLogger("dmrelay.spool")
-FILE_PREFIX, FILE_SUFFIX, OFFSET_SUFFIX = "spool-", ".log", ".offset"
-REJECTED_NAME = "rejected.log"  # lines a drain could not store, kept for an operator
-READ_CHUNK_BYTES = 1024 * 1024
-RETRY_SECONDS = 0.5  # how often a drain tries Redis again while it refuses
-ORPHAN_SCAN_SECONDS = 5.0  # how often a drainer looks for files of processes that are gone
-IDLE_SECONDS = 30.0  # a drainer with nothing to do ends after this; an append restarts it
+DATABASE_NAME = "spool.sqlite3"
+LOCK_NAME = "spool.lock"  # held while a corrupt database is moved aside and a fresh one made
+SIDE_FILES = ("-wal", "-shm")
+POLL_SECONDS = 0.5  # how often a drainer looks for rows and tries Redis again
+LEASE_SECONDS = 10.0  # a drainer that stops renewing its lock (it died) loses it after this
+BATCH_ROWS = 16  # rows stored, then deleted in one transaction: little WAL space per step
+BUSY_TIMEOUT_MS = 2000
+# Appends stop while the disk has less free than this beyond the WAL's own size: a checkpoint
+# then has room to copy the WAL into the database, and deleting rows needs no new space.
+RESERVE_BYTES = 64 * 1024
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    seq INTEGER PRIMARY KEY,
+    delivery_id TEXT NOT NULL UNIQUE,
+    fingerprint TEXT NOT NULL,
+    delivery TEXT NOT NULL,
+    rejected TEXT
+);
+CREATE TABLE IF NOT EXISTS drainer (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    holder TEXT NOT NULL,
+    until REAL NOT NULL
+);
+"""
+CORRUPT_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+FULL_MESSAGE = (
+    "The relay cannot store messages right now: its store is unavailable"
+    " and its local spool is full."
+)
+UNWRITABLE_MESSAGE = (
+    "The relay cannot store messages right now: its store is unavailable"
+    " and its local spool cannot be written."
+)
 
 
 @dataclass(frozen=True)
@@ -47,354 +73,378 @@ class SpoolEntry:
     delivery: Delivery
     fingerprint: str
 
-    def to_line(self) -> bytes:
-        """Return the entry as one line of JSON."""
-        return b'{"fingerprint":%s,"delivery":%s}\n' % (
-            json.dumps(self.fingerprint).encode(),
-            self.delivery.to_json().encode(),
-        )
 
-    @classmethod
-    def from_line(cls, line: bytes) -> SpoolEntry:
-        """Rebuild an entry from its line; raise ValueError if it is not one."""
-        data = json.loads(line)
-        delivery = Delivery.from_json(json.dumps(data["delivery"]))
-        return cls(delivery, str(data["fingerprint"]))
+@dataclass(frozen=True)
+class RejectedEntry:
+    """A spooled request Redis refused to store, kept with the reason."""
+
+    delivery_id: str
+    org_id: str
+    endpoint: str
+    reason: str
 
 
-# Store one entry in Redis: True when stored (or found a duplicate), False when it can never
-# be (it is set aside); raise to mean "not now, try again later".
-StoreEntry = Callable[[SpoolEntry], bool]
+# Store one entry in Redis: None when stored (or found stored already), else the reason it
+# never can be (the row is kept, marked rejected); raise to mean "not now, try again later".
+StoreEntry = Callable[[SpoolEntry], str | None]
 
 
-class SpoolFile:
-    """One spool file and its offset, locked by the process that appends to or drains it."""
+def prepare_directory(directory: Path) -> Path:
+    """Create the spool directory 0700, or check it is ours alone; raise ConfigError if not."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        directory.mkdir(mode=0o700)
+    found = os.lstat(directory)
+    problem = _untrusted(found, stat.S_ISDIR, 0o700)
+    if problem:
+        raise ConfigError("DMRELAY_SPOOL_DIR", f"{directory} {problem}")
+    database = directory / DATABASE_NAME
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(database, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    problem = _untrusted(os.lstat(database), stat.S_ISREG, 0o600)
+    if problem:
+        raise ConfigError("DMRELAY_SPOOL_DIR", f"{database} {problem}")
+    return database
 
-    def __init__(self, path: Path, fd: int) -> None:
-        self.path = path
-        self.fd = fd
-        self.offset_path = path.with_suffix(OFFSET_SUFFIX)
 
-    @classmethod
-    def create(cls, directory: Path) -> SpoolFile:
-        """Create, lock and publish a new file for this process."""
-        name = f"{FILE_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
-        temporary = directory / f".{name}.tmp"
-        fd = os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_APPEND, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        # Renamed only once locked: a file is never seen unlocked while its process lives.
-        path = directory / f"{name}{FILE_SUFFIX}"
-        os.rename(temporary, path)
-        _fsync_directory(directory)
-        return cls(path, fd)
+def _untrusted(found: os.stat_result, is_kind: Callable[[int], bool], mode: int) -> str:
+    """Return what is wrong with a spool path's type, owner or mode, or ''."""
+    if not is_kind(found.st_mode):
+        return "is not a plain " + ("directory" if mode == 0o700 else "file")
+    if found.st_uid != os.geteuid():
+        return f"is owned by uid {found.st_uid}, not this process's uid {os.geteuid()}"
+    if stat.S_IMODE(found.st_mode) != mode:
+        return f"has mode {stat.S_IMODE(found.st_mode):04o}, not {mode:04o}"
+    return ""
 
-    @classmethod
-    def adopt(cls, path: Path) -> SpoolFile | None:
-        """Lock a file whose process is gone; None if it is alive, or the file is gone."""
+
+def is_corrupt(error: sqlite3.Error) -> bool:
+    """Say whether SQLite found the database file damaged or not a database at all."""
+    return getattr(error, "sqlite_errorcode", None) in CORRUPT_CODES
+
+
+class SpoolDatabase:
+    """The host's spool file: one connection per thread, reopened if the file was replaced."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.path = prepare_directory(directory)
+        self._local = threading.local()
+        self._open(self.path).close()  # creates the tables, and finds a corrupt file at start
+
+    def _open(self, path: Path) -> sqlite3.Connection:
+        connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         try:
-            fd = os.open(path, os.O_RDWR | os.O_APPEND)
-        except FileNotFoundError:
-            return None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            if os.fstat(fd).st_ino != path.stat().st_ino:
-                raise FileNotFoundError(path)  # drained and removed by another meanwhile
-        except (BlockingIOError, FileNotFoundError):
-            os.close(fd)
-            return None
-        return cls(path, fd)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=FULL")
+            connection.executescript(SCHEMA)
+        except sqlite3.DatabaseError as error:
+            connection.close()
+            if not is_corrupt(error):
+                raise
+            self.move_aside(os.stat(path).st_ino)
+            return self._open(path)
+        return connection
 
-    def size(self) -> int:
-        """Return the file's size in bytes."""
-        return os.fstat(self.fd).st_size
+    def connection(self) -> sqlite3.Connection:
+        """Return this thread's connection to the current database file."""
+        inode = os.stat(self.path).st_ino
+        held: tuple[int, sqlite3.Connection] | None = getattr(self._local, "held", None)
+        if held is not None and held[0] == inode:
+            return held[1]
+        if held is not None:
+            held[1].close()  # the file was moved aside: its rows are an operator's now
+        connection = self._open(self.path)
+        self._local.held = (os.stat(self.path).st_ino, connection)
+        return connection
 
-    def append(self, line: bytes, size_before: int) -> None:
-        """Append a line and make it durable; on failure leave the file as it was."""
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Run statements as one write transaction, committed on leaving, else rolled back."""
+        connection = self.connection()
+        connection.execute("BEGIN IMMEDIATE")
         try:
-            written = os.write(self.fd, line)
-            if written != len(line):
-                raise OSError(errno.ENOSPC, "short write to the spool")
-            os.fsync(self.fd)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self.fd, size_before)
+            yield connection
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("ROLLBACK")
             raise
+        connection.execute("COMMIT")
 
-    def read_offset(self) -> int:
-        """Return how far a drain got (0 if none did)."""
+    def move_aside(self, inode: int) -> None:
+        """Rename a corrupt database out of the way (once, whoever finds it) and start afresh."""
+        lock = os.open(self.directory / LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o600)
         try:
-            return int(self.offset_path.read_text().strip() or 0)
-        except (FileNotFoundError, ValueError):
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(self.path).st_ino != inode:
+                    return  # another process moved it and made a fresh one already
+                aside = self.path.with_name(f"{DATABASE_NAME}.corrupt-{time.time_ns()}")
+                for suffix in SIDE_FILES:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.rename(f"{self.path}{suffix}", f"{aside}{suffix}")
+                os.rename(self.path, aside)
+                log.error("spool database %s is corrupt: moved aside to %s", self.path, aside)
+            prepare_directory(self.directory)
+        finally:
+            os.close(lock)
+
+    def disk_bytes(self) -> int:
+        """Return the bytes the database and its WAL take on disk."""
+        total = 0
+        for name in (str(self.path), f"{self.path}-wal"):
+            with contextlib.suppress(FileNotFoundError):
+                total += os.stat(name).st_size
+        return total
+
+    def free_bytes(self) -> int:
+        """Return the disk space free for this process in the spool directory."""
+        found = os.statvfs(self.directory)
+        return found.f_bavail * found.f_frsize
+
+    def wal_bytes(self) -> int:
+        """Return the WAL file's size (what a checkpoint may have to copy into the database)."""
+        try:
+            return os.stat(f"{self.path}-wal").st_size
+        except FileNotFoundError:
             return 0
 
-    def save_offset(self, offset: int) -> None:
-        """Record how far the drain got; a repeated drain starts there."""
-        temporary = self.offset_path.with_suffix(".offset-tmp")
-        temporary.write_text(str(offset))
-        os.replace(temporary, self.offset_path)
-
-    def reset(self) -> None:
-        """Empty the file once every line is stored."""
-        os.ftruncate(self.fd, 0)
-        self.offset_path.unlink(missing_ok=True)
-
-    def remove(self) -> None:
-        """Delete the file and its offset, then let go of the lock."""
-        self.offset_path.unlink(missing_ok=True)
-        self.path.unlink(missing_ok=True)
-        self.close()
-
     def close(self) -> None:
-        """Let go of the lock."""
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
-
-
-def ordered_lines(spool_file: SpoolFile, start: int, end: int) -> Iterator[tuple[int, bytes]]:
-    """Yield (offset after it, line) for each whole line between two offsets, in order."""
-    position = start
-    while position < end:
-        chunk = os.pread(spool_file.fd, min(READ_CHUNK_BYTES, end - position), position)
-        cut = chunk.rfind(b"\n")
-        if cut < 0:
-            if len(chunk) < READ_CHUNK_BYTES:
-                return  # an unfinished last line: its request was never answered
-            raise ValueError(f"{spool_file.path}: a line longer than {READ_CHUNK_BYTES} bytes")
-        for line in chunk[:cut].split(b"\n"):
-            position += len(line) + 1
-            yield position, line
+        """Close this thread's connection."""
+        held = getattr(self._local, "held", None)
+        if held is not None:
+            held[1].close()
+            self._local.held = None
 
 
 class Spool:
-    """This process's spool file, the others' files in the folder, and the thread draining."""
+    """The host's spool database, appended to by this process, drained by one process at a time."""
 
     def __init__(self, directory: Path, max_bytes: int, store: StoreEntry) -> None:
-        self.directory = directory
         self.max_bytes = max_bytes
         self.store = store
-        self._lock = threading.Lock()  # appends, and the drain's end, one at a time
-        self._file: SpoolFile | None = None
-        self._written = 0  # bytes in our file
-        self._drained = 0  # bytes of it stored in Redis
-        self._entries = 0  # lines in our file not stored yet
+        self.db = SpoolDatabase(directory)
+        self.holder = f"{os.getpid()}-{secrets.token_hex(4)}"
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._drainer: threading.Thread | None = None
         self._drain_lock = threading.Lock()  # one drain at a time in this process
+        self._drainer: threading.Thread | None = None
+        self._paused = False  # the last try to store a row failed
 
     @property
     def active(self) -> bool:
-        """Return True while our file holds requests not stored yet (new ones join them)."""
-        return self._entries > 0
+        """Return True while rows wait in the host's spool: new requests join them there."""
+        return self._guarded(self._waiting_row_exists, False)
+
+    def _waiting_row_exists(self) -> bool:
+        found = self.db.connection().execute("SELECT 1 FROM entries WHERE rejected IS NULL LIMIT 1")
+        return found.fetchone() is not None
 
     def append(self, entry: SpoolEntry) -> None:
         """Keep a request on disk, durably; raise ServiceUnavailable if the spool cannot."""
-        line = entry.to_line()
-        with self._lock:
-            try:
-                spool_file = self._own_file()
-                if self._folder_bytes() + len(line) > self.max_bytes:
-                    raise ServiceUnavailable(
-                        "The relay cannot store messages right now: its store is unavailable"
-                        " and its local spool is full."
-                    )
-                spool_file.append(line, self._written)
-            except OSError as error:
-                log.error("spool not writable: %s", error.strerror or type(error).__name__)
-                raise ServiceUnavailable(
-                    "The relay cannot store messages right now: its store is unavailable"
-                    " and its local spool cannot be written."
-                ) from None
-            self._written += len(line)
-            self._entries += 1
-        self.start()
-
-    def _own_file(self) -> SpoolFile:
-        if self._file is None:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self._file = SpoolFile.create(self.directory)
-        return self._file
-
-    def _folder_bytes(self) -> int:
-        return sum(path.stat().st_size for path in self._paths())
-
-    def _paths(self) -> list[Path]:
+        row = (entry.delivery.id, entry.fingerprint, entry.delivery.to_json())
         try:
-            found = sorted(self.directory.glob(f"{FILE_PREFIX}*{FILE_SUFFIX}"))
-        except OSError:
-            return []
-        return [path for path in found if path.exists()]
+            self._refuse_if_full(len(row[2]))
+            with self.db.transaction() as connection:
+                connection.execute(
+                    "INSERT INTO entries (delivery_id, fingerprint, delivery) VALUES (?, ?, ?)",
+                    row,
+                )
+        except (sqlite3.Error, OSError) as error:
+            self._note_failure(error)
+            log.error("spool not writable: %s", _why(error))
+            raise ServiceUnavailable(UNWRITABLE_MESSAGE) from None
+        self._wake.set()
+
+    def _refuse_if_full(self, size: int) -> None:
+        """Raise 503 before the spool outgrows its limit or the disk's room to drain."""
+        room = self.db.free_bytes() - self.db.wal_bytes() - RESERVE_BYTES
+        if self.db.disk_bytes() + size > self.max_bytes or size > room:
+            raise ServiceUnavailable(FULL_MESSAGE)
+
+    def _note_failure(self, error: BaseException) -> None:
+        """Move a corrupt database aside, so the next append starts a fresh one."""
+        if isinstance(error, sqlite3.DatabaseError) and is_corrupt(error):
+            self.db.move_aside(os.stat(self.db.path).st_ino)
+
+    def _guarded(self, read: Callable[[], bool], otherwise: bool) -> bool:
+        try:
+            return read()
+        except (sqlite3.Error, OSError) as error:
+            self._note_failure(error)
+            log.error("spool not readable: %s", _why(error))
+            return otherwise
 
     def depth(self) -> tuple[int, int]:
-        """Return (requests, bytes) waiting in every spool file of the folder."""
-        with self._lock:
-            own = self._file.path if self._file else None
-            entries, bytes_waiting = self._entries, self._written - self._drained
-        for path in self._paths():
-            if path != own:  # another process's: counted from its file
-                found, size = _waiting_in(path)
-                entries, bytes_waiting = entries + found, bytes_waiting + size
-        return entries, bytes_waiting
+        """Return (requests, bytes) waiting in the host's spool."""
+        try:
+            found = self.db.connection().execute(
+                "SELECT count(*), coalesce(sum(length(delivery)), 0) FROM entries"
+                " WHERE rejected IS NULL"
+            )
+            entries, size = found.fetchone()
+        except (sqlite3.Error, OSError) as error:
+            self._note_failure(error)
+            return 0, 0
+        return int(entries), int(size)
+
+    def rejected(self, limit: int = 50) -> list[RejectedEntry]:
+        """Return the requests Redis refused, oldest first, with the reason."""
+        try:
+            rows = self.db.connection().execute(
+                "SELECT delivery_id, delivery, rejected FROM entries WHERE rejected IS NOT NULL"
+                " ORDER BY delivery_id LIMIT ?",
+                (limit,),
+            )
+            found = rows.fetchall()
+        except (sqlite3.Error, OSError) as error:
+            self._note_failure(error)
+            return []
+        return [_rejected_entry(*row) for row in found]
 
     # -- draining ------------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the drainer thread if it is not running; wake it if it is."""
-        self._wake.set()
-        with self._lock:
-            if self._drainer is None and not self._stopping.is_set():
-                self._drainer = threading.Thread(
-                    target=self._run, name="dmrelay-spool", daemon=True
-                )
-                self._drainer.start()
-
-    def start_if_left_over(self) -> None:
-        """Start draining at start-up if a process that is gone left requests behind."""
-        if self._paths():
-            self.start()
+        """Start this process's drainer thread: it looks for rows until the process stops."""
+        if self._drainer is None:
+            self._drainer = threading.Thread(target=self._run, name="dmrelay-spool", daemon=True)
+            self._drainer.start()
 
     def _run(self) -> None:
-        next_scan = 0.0
-        idle_since = time.monotonic()
         while not self._stopping.is_set():
             self._wake.clear()
             try:
-                if time.monotonic() >= next_scan:
-                    next_scan = time.monotonic() + ORPHAN_SCAN_SECONDS
-                    done = self.drain()
-                else:
-                    with self._drain_lock:
-                        done = self._drain_own(None)
-            except Exception:  # the drainer must outlive any failure: the lines wait on disk
+                self.drain()
+            except Exception:  # the drainer must outlive any failure: the rows wait on disk
                 log.exception("spool drain failed; trying again")
-                done = False
-            if not done:
-                self._stopping.wait(RETRY_SECONDS)  # Redis still refuses: try again soon
-                continue
-            with self._lock:
-                if self.active:
-                    idle_since = time.monotonic()
-                elif time.monotonic() - idle_since > IDLE_SECONDS:
-                    self._drainer = None  # decided under the lock start() runs under
-                    return
-            self._wake.wait(RETRY_SECONDS)
+            self._wake.wait(POLL_SECONDS)
 
     def drain(self, until: float | None = None) -> bool:
-        """Store what processes that are gone left, then our own; True when all is stored."""
+        """Store every waiting row in Redis, in acceptance order; True when none is left."""
         with self._drain_lock:
-            for path in self._paths():
-                if self._file is not None and path == self._file.path:
-                    continue
-                adopted = SpoolFile.adopt(path)
-                if adopted is not None and not self._drain_adopted(adopted, until):
-                    return False
-            return self._drain_own(until)
-
-    def _drain_adopted(self, spool_file: SpoolFile, until: float | None) -> bool:
-        """Store every line of a file left by a process that is gone, then delete it."""
-        end = spool_file.size()
-        stored = self._store_lines(spool_file, spool_file.read_offset(), end, until)
-        if stored < end:
-            spool_file.close()
-            return False
-        log.info("drained spool file %s left by a process that is gone", spool_file.path.name)
-        spool_file.remove()
-        return True
-
-    def _drain_own(self, until: float | None) -> bool:
-        """Store our own lines; once all are, empty the file unless more came meanwhile."""
-        spool_file = self._file
-        while spool_file is not None and self.active:
-            with self._lock:
-                start, end = self._drained, self._written
-            if self._store_lines(spool_file, start, end, until, own=True) < end:
-                return False
-            with self._lock:
-                if self._drained == self._written:
-                    spool_file.reset()
-                    self._written = self._drained = self._entries = 0
-        return True
-
-    def _store_lines(
-        self, spool_file: SpoolFile, start: int, end: int, until: float | None, own: bool = False
-    ) -> int:
-        """Store lines in order from start; return the offset reached (end when all are)."""
-        reached = start
-        for after, line in ordered_lines(spool_file, start, end):
-            if until is not None and time.monotonic() > until:
-                break
+            if not self._guarded(self._waiting_row_exists, False):
+                return True
+            if not self._hold_lock():
+                return False  # another process drains
             try:
-                self._store_line(line)
-            except Exception as error:  # any failure: the line waits for the next try
-                log.warning("spool drain paused: %s", type(error).__name__)
-                break
-            reached = after
-            spool_file.save_offset(reached)
-            if own:
-                with self._lock:
-                    self._drained, self._entries = reached, self._entries - 1
-        return reached
+                return self._drain_held(until)
+            finally:
+                self._let_go_of_lock()
 
-    def _store_line(self, line: bytes) -> None:
-        """Store one line, or set it aside for an operator if it can never be stored."""
-        try:
-            entry = SpoolEntry.from_line(line)
-        except (ValueError, KeyError, TypeError):
-            self._set_aside(line, "not a spool entry")
+    def _drain_held(self, until: float | None) -> bool:
+        while True:
+            batch = self._next_batch()
+            if not batch:
+                return True
+            stored, rejected, finished = self._store_batch(batch, until)
+            self._settle_rows(stored, rejected)
+            if not finished:
+                return False
+            if not self._hold_lock():
+                return False
+
+    def _next_batch(self) -> list[tuple[str, str, str]]:
+        rows = self.db.connection().execute(
+            "SELECT delivery_id, fingerprint, delivery FROM entries WHERE rejected IS NULL"
+            " ORDER BY seq LIMIT ?",
+            (BATCH_ROWS,),
+        )
+        return [(str(a), str(b), str(c)) for a, b, c in rows.fetchall()]
+
+    def _store_batch(
+        self, batch: list[tuple[str, str, str]], until: float | None
+    ) -> tuple[list[str], list[tuple[str, str]], bool]:
+        """Store rows in order; return those stored, those refused, and whether all were seen."""
+        stored: list[str] = []
+        rejected: list[tuple[str, str]] = []
+        for delivery_id, fingerprint, body in batch:
+            if until is not None and time.monotonic() > until:
+                return stored, rejected, False
+            try:
+                entry = SpoolEntry(Delivery.from_json(body), fingerprint)
+            except (ValueError, KeyError, TypeError):
+                rejected.append((delivery_id, "not a spooled delivery"))
+                continue
+            try:
+                reason = self.store(entry)
+            except Exception as error:  # any failure: the row waits for the next try
+                self._note_pause(error)
+                return stored, rejected, False
+            self._paused = False
+            if reason is None:
+                stored.append(delivery_id)
+            else:
+                log.error("spooled delivery %s refused by Redis: %s", delivery_id, reason)
+                rejected.append((delivery_id, reason))
+        return stored, rejected, True
+
+    def _note_pause(self, error: Exception) -> None:
+        """Say once per outage that draining waits for Redis, not every half second."""
+        if not self._paused:
+            log.warning("spool drain paused: %s; trying again", type(error).__name__)
+        self._paused = True
+
+    def _settle_rows(self, stored: list[str], rejected: list[tuple[str, str]]) -> None:
+        """Delete the rows Redis has, and mark those it refused, in one transaction."""
+        if not stored and not rejected:
             return
-        if not self.store(entry):
-            self._set_aside(line, "refused by the store")
+        with self.db.transaction() as connection:
+            connection.executemany(
+                "DELETE FROM entries WHERE delivery_id = ?", [(i,) for i in stored]
+            )
+            connection.executemany(
+                "UPDATE entries SET rejected = ? WHERE delivery_id = ?",
+                [(reason, i) for i, reason in rejected],
+            )
 
-    def _set_aside(self, line: bytes, reason: str) -> None:
-        log.error("spool line set aside in %s: %s", REJECTED_NAME, reason)
-        with (self.directory / REJECTED_NAME).open("ab") as handle:
-            handle.write(line + b"\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+    def _hold_lock(self) -> bool:
+        """Take or renew the drainer's lock row; False while another live drainer holds it."""
+        now = time.time()
+        with self.db.transaction() as connection:
+            row = connection.execute("SELECT holder, until FROM drainer").fetchone()
+            if row is not None and row[0] != self.holder and row[1] > now:
+                return False
+            connection.execute(
+                "INSERT OR REPLACE INTO drainer (one, holder, until) VALUES (1, ?, ?)",
+                (self.holder, now + LEASE_SECONDS),
+            )
+        return True
+
+    def _let_go_of_lock(self) -> None:
+        # If this fails, the lock lapses by itself.
+        with contextlib.suppress(sqlite3.Error, OSError), self.db.transaction() as connection:
+            connection.execute("DELETE FROM drainer WHERE holder = ?", (self.holder,))
 
     def close(self, drain_seconds: float) -> bool:
-        """Stop the drainer, store what Redis takes within the time given, let go of our file.
+        """Stop the drainer and store what Redis takes within the time given.
 
-        Returns True when nothing of ours is left on disk.
+        Returns True when nothing is left waiting on disk.
         """
         self._stopping.set()
         self._wake.set()
         drainer = self._drainer
         if drainer is not None:
             drainer.join(timeout=drain_seconds)
-        drained = self.drain(until=time.monotonic() + drain_seconds)
-        with self._lock:
-            spool_file, self._file = self._file, None
-        if spool_file is not None:
-            if drained and not self._entries:
-                spool_file.remove()
-            else:
-                log.warning("%d spooled requests left for the next process", self._entries)
-                spool_file.close()
+        try:
+            drained = self.drain(until=time.monotonic() + drain_seconds)
+        except (sqlite3.Error, OSError) as error:
+            log.error("spool drain at exit failed: %s", _why(error))
+            drained = False
+        if not drained:
+            log.warning("%d spooled requests left for the next process", self.depth()[0])
+        self.db.close()
         return drained
 
 
-def _waiting_in(path: Path) -> tuple[int, int]:
-    """Return (lines, bytes) of a spool file past the offset its last drain reached."""
+def _rejected_entry(delivery_id: str, body: str, reason: str) -> RejectedEntry:
     try:
-        with path.open("rb") as handle:
-            handle.seek(_offset_of(path))
-            rest = handle.read()
-    except OSError:
-        return 0, 0
-    return rest.count(b"\n"), len(rest)
+        delivery = Delivery.from_json(body)
+    except (ValueError, KeyError, TypeError):
+        return RejectedEntry(delivery_id, "", "", reason)
+    return RejectedEntry(delivery_id, delivery.org_id, delivery.endpoint, reason)
 
 
-def _offset_of(path: Path) -> int:
-    try:
-        return int(path.with_suffix(OFFSET_SUFFIX).read_text().strip() or 0)
-    except (FileNotFoundError, ValueError):
-        return 0
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a new file's name durable, not only its content."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _why(error: BaseException) -> str:
+    """Return an error's cause in words that never hold a request's content."""
+    if isinstance(error, OSError):
+        return error.strerror or type(error).__name__
+    return getattr(error, "sqlite_errorname", None) or type(error).__name__

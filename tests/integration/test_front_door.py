@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from relay.storage.intake import fingerprint
 from relay.storage.store import Store
 from relay.web.admin import tokens
 from relay.web.app import create_app
-from relay.web.spool import FILE_PREFIX, REJECTED_NAME, SpoolEntry
+from relay.web.spool import DATABASE_NAME, SpoolEntry
 from tests.helpers import (
     DEFAULT_REPLY,
     ORG_A,
@@ -66,7 +67,7 @@ def own_app(own_settings: Settings) -> Iterator[Flask]:
     """Return an app on the test's own Redis; its spool is let go at the end."""
     app = create_app(own_settings)
     yield app
-    app.extensions["dmrelay.front_door"].spool.close(drain_seconds=0)
+    app.extensions["dmrelay.front_door"].close(drain_seconds=0)
 
 
 def reply(index: int, org: Any = ORG_A) -> dict[str, Any]:
@@ -122,8 +123,8 @@ def test_redis_stopped_mid_load_loses_nothing_and_drains_in_order(  # type: igno
         # The same ids as answered, once each, in the order they were accepted.
         assert queued(connection) == [a[1]["data"]["delivery_id"] for a in answers]
         assert client.get("/readyz").status_code == 200
-        files = list((tmp_path / "spool").glob(f"{FILE_PREFIX}*.log"))
-        assert [path.stat().st_size for path in files] == [0]  # kept open, emptied
+        database = tmp_path / "spool" / DATABASE_NAME
+        assert oct(database.stat().st_mode & 0o777) == "0o600"
     finally:
         restarted.stop()
 
@@ -176,20 +177,19 @@ def test_sigterm_drains_the_spool_through_gunicorn_s_worker_exit_hook(  # type: 
     spool = app.extensions["dmrelay.front_door"].spool
     store = spool.store
 
-    def refused(entry: Any) -> bool:
+    def refused(entry: Any) -> str | None:
         raise redis.ConnectionError("Redis is away")
 
     spool.store = refused
     entries = [spool_entry(i) for i in range(3)]
     for entry in entries:
         spool.append(entry)
-    path = spool._file.path
     spool.store = store  # Redis is back as the process is told to stop
 
     gunicorn_conf.worker_exit(None, SimpleNamespace(wsgi=app))
 
     assert queued(redis_conn) == [entry.delivery.id for entry in entries]
-    assert not path.exists()
+    assert spool.depth() == (0, 0)
 
 
 def test_redis_frozen_answers_within_the_deadline_and_drains_after_sigcont(  # type: ignore[no-untyped-def]
@@ -267,23 +267,20 @@ def test_requests_while_redis_is_down_are_deduplicated_when_drained(  # type: ig
         restarted.stop()
 
 
-def test_a_spool_left_by_a_process_that_is_gone_is_drained_at_start_up(  # type: ignore[no-untyped-def]
+def test_rows_another_process_spooled_are_drained_by_one_that_reaches_redis(  # type: ignore[no-untyped-def]
     settings, redis_conn
 ) -> None:
     cut_off = create_app(with_settings(settings, redis_url="redis://127.0.0.1:1/0"))
-    ids = [post(cut_off.test_client(), i)[1]["data"]["delivery_id"] for i in range(3)]
-    alive = create_app(settings, redis_conn)  # the first process still holds its file
-    time.sleep(0.3)
-    assert queued(redis_conn) == []
-
-    cut_off.extensions["dmrelay.front_door"].spool.close(drain_seconds=0)  # the process ends
-    successor = create_app(settings, redis_conn)
     try:
-        wait_until(lambda: queued(redis_conn) == ids, timeout=10)
-        wait_until(lambda: spool_empty(successor), timeout=5)
+        ids = [post(cut_off.test_client(), i)[1]["data"]["delivery_id"] for i in range(3)]
+        other = create_app(settings, redis_conn)  # the same host, so the same spool
+        try:
+            wait_until(lambda: queued(redis_conn) == ids, timeout=10)
+            wait_until(lambda: spool_empty(other), timeout=5)
+        finally:
+            other.extensions["dmrelay.front_door"].close(drain_seconds=0)
     finally:
-        for app in (alive, successor):
-            app.extensions["dmrelay.front_door"].spool.close(drain_seconds=0)
+        cut_off.extensions["dmrelay.front_door"].close(drain_seconds=0)
 
 
 def test_a_drain_cut_short_and_repeated_stores_each_request_once(settings, redis_conn) -> None:  # type: ignore[no-untyped-def]
@@ -294,25 +291,28 @@ def test_a_drain_cut_short_and_repeated_stores_each_request_once(settings, redis
     entries = [spool_entry(i, username="same_lead") for i in (0, 1, 0, 1, 0)]
     store = spool.store
 
-    def redis_goes_away_at_the_third(entry: Any) -> bool:
+    def redis_goes_away_at_the_third(entry: Any) -> str | None:
         if entry.delivery.id == entries[2].delivery.id:
             raise redis.ConnectionError("Redis went away mid-drain")
-        return bool(store(entry))
+        return store(entry)
 
     spool.store = redis_goes_away_at_the_third
     for entry in entries:
         spool.append(entry)
     wait_until(lambda: len(queued(redis_conn)) == 2)
-    spool.close(drain_seconds=0)  # the process ends with three requests on disk
-    # Worst case: it died before recording how far it got, so the next drain starts over.
-    for offset in Path(settings.spool_dir).glob("*.offset"):
-        offset.unlink()
+    first.extensions["dmrelay.front_door"].close(drain_seconds=0)  # three requests on disk
+    # Worst case: it died before deleting the rows Redis has, so the next drain starts over.
+    with sqlite3.connect(Path(settings.spool_dir) / DATABASE_NAME) as database:
+        rows = [(e.delivery.id, e.fingerprint, e.delivery.to_json()) for e in entries[:2]]
+        database.executemany(
+            "INSERT INTO entries (delivery_id, fingerprint, delivery) VALUES (?, ?, ?)", rows
+        )
 
     successor = create_app(settings, redis_conn)
     try:
         wait_until(lambda: spool_empty(successor), timeout=10)
     finally:
-        successor.extensions["dmrelay.front_door"].spool.close(drain_seconds=0)
+        successor.extensions["dmrelay.front_door"].close(drain_seconds=0)
     assert queued(redis_conn) == [entry.delivery.id for entry in entries]
 
 
@@ -325,32 +325,55 @@ def spool_entry(index: int, username: str = "") -> Any:
     return SpoolEntry(delivery, fingerprint(ORG_A.id, "default-reply", json.dumps(body)))
 
 
-def test_a_request_that_can_never_be_stored_is_set_aside_not_lost(  # type: ignore[no-untyped-def]
-    app, redis_conn, settings
+def test_a_request_redis_refuses_for_good_stays_in_the_spool_with_the_reason(  # type: ignore[no-untyped-def]
+    app, client, redis_conn
 ) -> None:
     spool = app.extensions["dmrelay.front_door"].spool
     entries = [spool_entry(i) for i in range(3)]
     store = spool.store
-    spool.store = lambda entry: entry.delivery.id != entries[1].delivery.id and store(entry)
+
+    def refuses_the_second(entry: Any) -> str | None:
+        if entry.delivery.id == entries[1].delivery.id:
+            return "ERR Error running script: a test's refusal"
+        return store(entry)
+
+    spool.store = refuses_the_second
     for entry in entries:
         spool.append(entry)
 
     wait_until(lambda: spool_empty(app))
     assert queued(redis_conn) == [entries[0].delivery.id, entries[2].delivery.id]
-    rejected = (Path(settings.spool_dir) / REJECTED_NAME).read_bytes()
-    assert rejected == entries[1].to_line()
+    (kept,) = spool.rejected()
+    assert (kept.delivery_id, kept.org_id, kept.endpoint) == (
+        entries[1].delivery.id,
+        ORG_A.id,
+        "default-reply",
+    )
+    assert kept.reason == "ERR Error running script: a test's refusal"
+    sign_in(client)
+    overview = client.get("/dashboard/overview.json").get_json()
+    assert overview["spool"]["rejected"] == [
+        {
+            "delivery_id": kept.delivery_id,
+            "organization": ORG_A.id,
+            "endpoint": "default-reply",
+            "reason": kept.reason,
+        }
+    ]
+    assert entries[1].delivery.id in client.get("/dashboard/").get_data(as_text=True)
 
 
 def test_a_full_spool_answers_503_in_dmtracker_shape(settings) -> None:  # type: ignore[no-untyped-def]
     app = create_app(
-        with_settings(settings, redis_url="redis://127.0.0.1:1/0", spool_max_bytes=1200)
+        with_settings(settings, redis_url="redis://127.0.0.1:1/0", spool_max_bytes=48 * 1024)
     )
     client = app.test_client()
-    statuses = [post(client, i)[0] for i in range(4)]
-    refused = client.post(URL, json=reply(9), headers=headers(ORG_A.token))
-    app.extensions["dmrelay.front_door"].spool.close(drain_seconds=0)
+    statuses = [post(client, i)[0] for i in range(40)]
+    refused = client.post(URL, json=reply(99), headers=headers(ORG_A.token))
+    app.extensions["dmrelay.front_door"].close(drain_seconds=0)
 
     assert statuses[0] == 200 and 503 in statuses
+    assert statuses == sorted(statuses)  # once full, full: no row gets in behind a refusal
     assert refused.status_code == 503
     assert refused.get_json() == {
         "error": "Service Unavailable",
@@ -359,13 +382,14 @@ def test_a_full_spool_answers_503_in_dmtracker_shape(settings) -> None:  # type:
     }
 
 
-def test_an_unwritable_spool_answers_503(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    blocker = tmp_path / "a-file"
-    blocker.write_text("not a folder")
-    app = create_app(
-        with_settings(settings, redis_url="redis://127.0.0.1:1/0", spool_dir=str(blocker / "spool"))
-    )
-    status, answer, _ = post(app.test_client(), 1)
+def test_an_unwritable_spool_answers_503(settings) -> None:  # type: ignore[no-untyped-def]
+    app = create_app(with_settings(settings, redis_url="redis://127.0.0.1:1/0"))
+    spool = app.extensions["dmrelay.front_door"].spool
+    spool.db.connection().execute("PRAGMA query_only = ON")  # every write now fails
+    try:
+        status, answer, _ = post(app.test_client(), 1)
+    finally:
+        app.extensions["dmrelay.front_door"].close(drain_seconds=0)
 
     assert status == 503
     assert answer["error"] == "Service Unavailable"
@@ -376,7 +400,7 @@ def test_metrics_and_the_dashboard_show_the_spool_depth(app, client, redis_conn)
     spool = app.extensions["dmrelay.front_door"].spool
     store = spool.store
 
-    def refused(entry: Any) -> bool:
+    def refused(entry: Any) -> str | None:
         raise redis.ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
 
     spool.store = refused
@@ -474,12 +498,14 @@ def test_a_runaway_organization_gets_429_with_retry_after_and_the_others_do_not(
 
 
 # -- cost of one accepted request --------------------------------------------------------------
-def test_an_accepted_request_is_one_round_trip_of_at_most_seven_commands(  # type: ignore[no-untyped-def]
+def test_an_accepted_request_is_one_round_trip_of_at_most_nine_commands(  # type: ignore[no-untyped-def]
     own_app, own_redis
 ) -> None:
     client = own_app.test_client()
     post(client, 0)  # loads the script
     door = own_app.extensions["dmrelay.front_door"]
+    door._stopping.set()  # no pulses: only the accepts are counted
+    time.sleep(0.3)
     connection = redis.Redis.from_url(own_redis.url)
     sent: list[str] = []
     execute = door.intake.redis.execute_command
@@ -497,7 +523,9 @@ def test_an_accepted_request_is_one_round_trip_of_at_most_seven_commands(  # typ
 
     assert sent == ["EVALSHA"] * 20  # one round trip each, nothing else on the way
     calls = sum(v["calls"] for k, v in stats.items() if "config" not in k and "info" not in k)
-    assert calls <= 7 * 20  # the target is 10; the contact's entries are one HMGET, one HSET
+    # The target is 10; the contact's entries are one HMGET, one HSET; the outage check is
+    # TIME and one SET.
+    assert calls <= 9 * 20
     assert stats["cmdstat_evalsha"]["calls"] == 20
     assert stats["cmdstat_hmget"]["calls"] == stats["cmdstat_hset"]["calls"] == 20
     assert "cmdstat_hincrbyfloat" not in stats  # metrics are written later, summed
@@ -525,4 +553,4 @@ def test_a_request_waiting_for_its_answer_is_released_when_redis_goes_away(  # t
         assert waited_body["data"]["state"] == "queued"
         assert waited_seconds < 0.5 + DEADLINE_SECONDS * 2 < 5
     finally:
-        app.extensions["dmrelay.front_door"].spool.close(drain_seconds=0)
+        app.extensions["dmrelay.front_door"].close(drain_seconds=0)

@@ -12,6 +12,10 @@
 -- ARGV[14]: the organization's pending quota, 0 = none; ARGV[15]: the global limit, 0 = none;
 -- ARGV[16]: the other organizations' pending count as last seen, or '' to count them now;
 -- ARGV[17]: '1' to add the queue to RQ's set of queues.
+-- KEYS[8]: the settle hash (settle.lua); KEYS[9]: the leases hash.
+-- ARGV[18]: '1' for a delivery drained from a spool: it takes its place in its contact's
+-- chains by acceptance time (its id), and newer deliveries settle until its spool has drained;
+-- ARGV[19..21]: the silence that means an outage, the settle period, the clock skew (ms).
 -- The contacts hash (relay/storage/contacts.py) holds, per contact: its chains 'q:<name>'
 -- (chains.lua), its latest request per endpoint 'd:<endpoint>:<name>' = fingerprint|id|expiry,
 -- and the username each manychat_id goes with 'a:<manychat_id>' = username|expiry ('' when a
@@ -27,6 +31,8 @@ local username, manychat, contact = ARGV[5], ARGV[6], ARGV[7]
 local now, endpoint, window = tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[11])
 local record_key, queue, index, pending = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local idem_key, contacts, queues = KEYS[5], KEYS[6], KEYS[7]
+local spooled, skew_ms = ARGV[18] == '1', tonumber(ARGV[21])
+settle_pulse(KEYS[8], tonumber(ARGV[19]), tonumber(ARGV[20]), skew_ms)
 
 if idem_key ~= '' then
   local first = redis.call('GET', idem_key)
@@ -148,12 +154,20 @@ if refusal then
 end
 
 redis.call('ZADD', index, ARGV[4], id)
+if spooled then settle_extend(KEYS[8], id, tonumber(ARGV[20]), skew_ms) end
 local updates = {}
 local function update(name, value)
   table.insert(updates, name)
   table.insert(updates, value)
 end
-for _, name in ipairs(chains) do update('q:' .. name, chain_joined(entry('q:' .. name), id)) end
+for _, name in ipairs(chains) do
+  local line = entry('q:' .. name)
+  if spooled then
+    update('q:' .. name, chain_placed(line, id, KEYS[9]))
+  else
+    update('q:' .. name, chain_joined(line, id))
+  end
+end
 if new_alias then
   update('a:' .. manychat, new_alias .. '|' .. math.ceil(now + tonumber(ARGV[13])))
 end

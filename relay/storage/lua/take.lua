@@ -1,19 +1,23 @@
 -- Take the next delivery for a worker in one round trip: move its id from a queue to the
 -- worker's processing list and decide, in the same step, what to do with it.
--- (record.lua, chains.lua, leases.lua and release_chains.lua come first.)
--- KEYS[1]: the worker's processing list; KEYS[2]: the leases hash; KEYS[3]: the parked set.
+-- (record.lua, chains.lua, leases.lua, release_chains.lua and settle.lua come first.)
+-- KEYS[1]: the worker's processing list; KEYS[2]: the leases hash; KEYS[3]: the parked set;
+-- KEYS[4]: the settle hash.
 -- ARGV[1]: the lease to give this take ('holder token'); ARGV[2]: the key prefix; ARGV[3]: the
 -- queue key prefix; ARGV[4..]: the organization ids whose queues to try, in turn.
 -- Safe to run twice with the same lease. Returns {} when every queue tried is empty, else
 -- {verdict, id, organization id, endpoint, ...} (the endpoint is '' when unknown):
 --   start    it heads its contact's chains: the lease is taken; the record's JSON follows
 --   parked   an earlier delivery of its contact is unfinished: parked until woken
+--   settling accepted since an outage began, while spools may still hold older ones of its
+--            contact: scheduled for when the settling ends
 --   held     a live lease holds it already: this was a stray copy, dropped
 --   finished delivered or dead already (a stale copy): chains released; woken ids follow
 --   gone     its record has vanished
 local processing, leases, parked = KEYS[1], KEYS[2], KEYS[3]
 local lease, prefix = ARGV[1], ARGV[2]
 local ctx = {parked = parked, prefix = prefix, queue_prefix = ARGV[3]}
+local settle = settle_state(KEYS[4], settle_clock())
 
 local function drop(id)
   redis.call('LREM', processing, -1, id)  -- the entry just added, at the end
@@ -38,6 +42,13 @@ local function judge(id, org_id)
     redis.call('HDEL', leases, id)
     local woken = release(id, chains_of(record, record_org, prefix), ctx)
     return {'finished', id, record_org, endpoint, unpack(woken)}
+  end
+  if settle[2] and id >= settle[2] then
+    drop(id)
+    redis.call('HDEL', leases, id)
+    redis.call('SREM', parked, id)
+    redis.call('ZADD', prefix .. ':scheduled:' .. record_org, settle[3] / 1000, id)
+    return {'settling', id, record_org, endpoint}
   end
   for _, chain in ipairs(chains_of(record, record_org, prefix)) do
     if chain_head(chain) ~= id then

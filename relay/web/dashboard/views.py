@@ -246,10 +246,20 @@ def overview_json() -> Response:
 
 
 def overview_data() -> dict[str, Any]:
-    """Return the overview, with the requests waiting in this machine's spool."""
+    """Return the overview, with the requests in this machine's spool: waiting, or refused."""
     data = queries.overview(current_store(), current_settings())
-    entries, size = current_front_door().spool.depth()
-    data["spool"] = {"entries": entries, "bytes": size}
+    spool = current_front_door().spool
+    entries, size = spool.depth()
+    rejected = [
+        {
+            "delivery_id": row.delivery_id,
+            "organization": row.org_id,
+            "endpoint": row.endpoint,
+            "reason": row.reason,
+        }
+        for row in spool.rejected()
+    ]
+    data["spool"] = {"entries": entries, "bytes": size, "rejected": rejected}
     return data
 
 
