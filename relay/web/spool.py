@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import secrets
@@ -26,11 +27,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from relay.core.delivery import Delivery
 from relay.core.errors import ConfigError, ServiceUnavailable
 
 log = logging.getLogger("dmrelay.spool")
+T = TypeVar("T")
 DATABASE_NAME = "spool.sqlite3"
 LOCK_NAME = "spool.lock"  # held while a corrupt database is moved aside and a fresh one made
 SIDE_FILES = ("-wal", "-shm")
@@ -38,9 +41,15 @@ POLL_SECONDS = 0.5  # how often a drainer looks for rows and tries Redis again
 LEASE_SECONDS = 10.0  # a drainer that stops renewing its lock (it died) loses it after this
 BATCH_ROWS = 16  # rows stored, then deleted in one transaction: little WAL space per step
 BUSY_TIMEOUT_MS = 2000
-# Appends stop while the disk has less free than this beyond the WAL's own size: a checkpoint
-# then has room to copy the WAL into the database, and deleting rows needs no new space.
-RESERVE_BYTES = 64 * 1024
+# Draining must work on a full disk, though deleting rows writes to the WAL and a checkpoint
+# may grow the database: the spool keeps a ballast file of its own, deleted when a drain finds
+# the disk full (which frees the room it needs) and made again once the spool is empty. Without
+# it appends are refused. A small WAL (checkpointed every few pages) keeps what a checkpoint
+# adds to the database well under the ballast's size.
+BALLAST_NAME = "spool.ballast"
+BALLAST_BYTES = 256 * 1024
+WAL_CHECKPOINT_PAGES = 16
+FULL_CODES = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR})
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     seq INTEGER PRIMARY KEY,
@@ -118,6 +127,11 @@ def _untrusted(found: os.stat_result, is_kind: Callable[[int], bool], mode: int)
     return ""
 
 
+def is_full(error: sqlite3.Error) -> bool:
+    """Say whether SQLite failed for want of disk space (or of room to grow its shared memory)."""
+    return getattr(error, "sqlite_errorcode", 0) & 0xFF in FULL_CODES
+
+
 def is_corrupt(error: sqlite3.Error) -> bool:
     """Say whether SQLite found the database file damaged or not a database at all."""
     return getattr(error, "sqlite_errorcode", None) in CORRUPT_CODES
@@ -137,6 +151,7 @@ class SpoolDatabase:
         try:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=FULL")
+            connection.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
             connection.executescript(SCHEMA)
         except sqlite3.DatabaseError as error:
             connection.close()
@@ -197,17 +212,37 @@ class SpoolDatabase:
                 total += os.stat(name).st_size
         return total
 
-    def free_bytes(self) -> int:
-        """Return the disk space free for this process in the spool directory."""
-        found = os.statvfs(self.directory)
-        return found.f_bavail * found.f_frsize
+    def has_ballast(self) -> bool:
+        """Say whether the room a drain may need on a full disk is kept."""
+        return (self.directory / BALLAST_NAME).exists()
 
-    def wal_bytes(self) -> int:
-        """Return the WAL file's size (what a checkpoint may have to copy into the database)."""
+    def make_ballast(self) -> bool:
+        """Keep the room a drain may need, if the disk has it; True once it is kept."""
+        if self.has_ballast():
+            return True
+        temporary = self.directory / f".{BALLAST_NAME}.{os.getpid()}"
         try:
-            return os.stat(f"{self.path}-wal").st_size
+            fd = os.open(temporary, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+            try:
+                os.write(fd, bytes(BALLAST_BYTES))  # real blocks, not a sparse file
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(temporary, self.directory / BALLAST_NAME)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            return False
+        return True
+
+    def drop_ballast(self) -> bool:
+        """Give the ballast's room to a drain; False if there was none to give."""
+        try:
+            os.unlink(self.directory / BALLAST_NAME)
         except FileNotFoundError:
-            return 0
+            return False
+        log.warning("spool: the disk is full; its ballast is released so the drain goes on")
+        return True
 
     def close(self) -> None:
         """Close this thread's connection."""
@@ -224,6 +259,7 @@ class Spool:
         self.max_bytes = max_bytes
         self.store = store
         self.db = SpoolDatabase(directory)
+        self.db.make_ballast()
         self.holder = f"{os.getpid()}-{secrets.token_hex(4)}"
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -253,13 +289,13 @@ class Spool:
         except (sqlite3.Error, OSError) as error:
             self._note_failure(error)
             log.error("spool not writable: %s", _why(error))
-            raise ServiceUnavailable(UNWRITABLE_MESSAGE) from None
+            full = isinstance(error, sqlite3.Error) and is_full(error)
+            raise ServiceUnavailable(FULL_MESSAGE if full else UNWRITABLE_MESSAGE) from None
         self._wake.set()
 
     def _refuse_if_full(self, size: int) -> None:
-        """Raise 503 before the spool outgrows its limit or the disk's room to drain."""
-        room = self.db.free_bytes() - self.db.wal_bytes() - RESERVE_BYTES
-        if self.db.disk_bytes() + size > self.max_bytes or size > room:
+        """Raise 503 when the spool is at its limit, or the room to drain it is not kept."""
+        if self.db.disk_bytes() + size > self.max_bytes or not self.db.has_ballast():
             raise ServiceUnavailable(FULL_MESSAGE)
 
     def _note_failure(self, error: BaseException) -> None:
@@ -313,7 +349,8 @@ class Spool:
         while not self._stopping.is_set():
             self._wake.clear()
             try:
-                self.drain()
+                if self.drain():
+                    self.db.make_ballast()  # the spool is empty: keep room for the next drain
             except Exception:  # the drainer must outlive any failure: the rows wait on disk
                 log.exception("spool drain failed; trying again")
             self._wake.wait(POLL_SECONDS)
@@ -321,14 +358,24 @@ class Spool:
     def drain(self, until: float | None = None) -> bool:
         """Store every waiting row in Redis, in acceptance order; True when none is left."""
         with self._drain_lock:
-            if not self._guarded(self._waiting_row_exists, False):
+            if not self._on_full_disk(self._waiting_row_exists):
                 return True
-            if not self._hold_lock():
+            if not self._on_full_disk(self._hold_lock):
                 return False  # another process drains
             try:
                 return self._drain_held(until)
             finally:
                 self._let_go_of_lock()
+
+    def _on_full_disk(self, step: Callable[[], T]) -> T:
+        """Run a step of the drain; if the disk is full, release the ballast and run it again."""
+        try:
+            return step()
+        except sqlite3.OperationalError as error:
+            if not (is_full(error) and self.db.drop_ballast()):
+                raise
+        self.db.close()  # a connection that failed to map its shared memory opens afresh
+        return step()
 
     def _drain_held(self, until: float | None) -> bool:
         while True:
@@ -336,13 +383,16 @@ class Spool:
             if not batch:
                 return True
             stored, rejected, finished = self._store_batch(batch, until)
-            self._settle_rows(stored, rejected)
+            self._on_full_disk(functools.partial(self._settle_rows, stored, rejected))
             if not finished:
                 return False
-            if not self._hold_lock():
+            if not self._on_full_disk(self._hold_lock):
                 return False
 
     def _next_batch(self) -> list[tuple[str, str, str]]:
+        return self._on_full_disk(self._read_batch)
+
+    def _read_batch(self) -> list[tuple[str, str, str]]:
         rows = self.db.connection().execute(
             "SELECT delivery_id, fingerprint, delivery FROM entries WHERE rejected IS NULL"
             " ORDER BY seq LIMIT ?",
