@@ -13,7 +13,10 @@ RUN pip install --require-hashes -r requirements/bootstrap.txt \
 COPY pyproject.toml README.md ./
 COPY relay ./relay
 COPY workers ./workers
-RUN pip install --no-deps --no-build-isolation . && useradd --create-home --uid 10001 dmrelay
+# The spool's directory, the user's own and 0700 (the web process refuses any other); compose
+# mounts a volume on it, which starts as a copy of this one.
+RUN pip install --no-deps --no-build-isolation . && useradd --create-home --uid 10001 dmrelay \
+  && install -d -m 0700 -o dmrelay -g dmrelay /var/lib/dmrelay/spool
 
 USER dmrelay
 EXPOSE 8000

@@ -117,7 +117,7 @@ def test_every_command_exists_and_every_file_it_names_too(where: str, command: s
                 if flag in ("-r", "--requirement"):
                     assert (ROOT / value).is_file(), f"{where}: {value} does not exist"
         else:
-            assert program in ("useradd", "redis-server"), f"{where}: unexpected {program}"
+            assert program in ("useradd", "install", "redis-server"), f"{where}: unexpected {program}"
 
 
 def test_every_deploy_path_runs_the_same_web_and_worker_commands() -> None:
@@ -231,3 +231,12 @@ def test_heroku_requirements_carry_the_lock_pins() -> None:
         line for line in read("requirements.txt").splitlines() if line and not line.startswith("#")
     ]
     assert heroku == [*lock, "."]
+
+
+def test_compose_keeps_the_spool_on_a_volume_the_image_makes_the_user_s_own() -> None:
+    compose = compose_yaml()
+    spool_dir = compose["services"]["web"]["environment"]["DMRELAY_SPOOL_DIR"]
+    (volume,) = [v for v in compose["services"]["web"]["volumes"] if v.endswith(f":{spool_dir}")]
+    assert volume.split(":")[0] in compose["volumes"]
+    made = [step for run in docker_args("RUN") for step in steps(run) if step[0] == "install"]
+    assert ["install", "-d", "-m", "0700", "-o", "dmrelay", "-g", "dmrelay", spool_dir] in made
