@@ -117,7 +117,8 @@ def test_every_command_exists_and_every_file_it_names_too(where: str, command: s
                 if flag in ("-r", "--requirement"):
                     assert (ROOT / value).is_file(), f"{where}: {value} does not exist"
         else:
-            assert program in ("useradd", "install", "redis-server"), f"{where}: unexpected {program}"
+            allowed = ("useradd", "install", "redis-server")
+            assert program in allowed, f"{where}: unexpected {program}"
 
 
 def test_every_deploy_path_runs_the_same_web_and_worker_commands() -> None:
