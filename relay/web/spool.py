@@ -47,6 +47,7 @@ BUSY_TIMEOUT_MS = 2000
 # it appends are refused. A small WAL (checkpointed every few pages) keeps what a checkpoint
 # adds to the database well under the ballast's size.
 BALLAST_NAME = "spool.ballast"
+FULL_BALLAST_NAME = "spool.ballast-full"  # the same file while appends wait for a drain
 BALLAST_BYTES = 256 * 1024
 WAL_CHECKPOINT_PAGES = 16
 FULL_CODES = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR})
@@ -100,6 +101,13 @@ StoreEntry = Callable[[SpoolEntry], str | None]
 
 def prepare_directory(directory: Path) -> Path:
     """Create the spool directory 0700, or check it is ours alone; raise ConfigError if not."""
+    try:
+        return _prepare(directory)
+    except OSError as error:
+        raise ConfigError("DMRELAY_SPOOL_DIR", f"{directory}: {error.strerror}") from None
+
+
+def _prepare(directory: Path) -> Path:
     directory.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileExistsError):
         directory.mkdir(mode=0o700)
@@ -213,12 +221,21 @@ class SpoolDatabase:
         return total
 
     def has_ballast(self) -> bool:
-        """Say whether the room a drain may need on a full disk is kept."""
+        """Say whether the room a drain may need on a full disk is kept (appends may go on)."""
         return (self.directory / BALLAST_NAME).exists()
+
+    def mark_full(self) -> None:
+        """Stop every process's appends until the spool has drained: the disk is full."""
+        # A rename needs no new space; the ballast keeps its room for the drain.
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(self.directory / BALLAST_NAME, self.directory / FULL_BALLAST_NAME)
 
     def make_ballast(self) -> bool:
         """Keep the room a drain may need, if the disk has it; True once it is kept."""
         if self.has_ballast():
+            return True
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(self.directory / FULL_BALLAST_NAME, self.directory / BALLAST_NAME)
             return True
         temporary = self.directory / f".{BALLAST_NAME}.{os.getpid()}"
         try:
@@ -237,12 +254,14 @@ class SpoolDatabase:
 
     def drop_ballast(self) -> bool:
         """Give the ballast's room to a drain; False if there was none to give."""
-        try:
-            os.unlink(self.directory / BALLAST_NAME)
-        except FileNotFoundError:
-            return False
-        log.warning("spool: the disk is full; its ballast is released so the drain goes on")
-        return True
+        dropped = False
+        for name in (BALLAST_NAME, FULL_BALLAST_NAME):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.directory / name)
+                dropped = True
+        if dropped:
+            log.warning("spool: the disk is full; its ballast is released so the drain goes on")
+        return dropped
 
     def close(self) -> None:
         """Close this thread's connection."""
@@ -259,7 +278,8 @@ class Spool:
         self.max_bytes = max_bytes
         self.store = store
         self.db = SpoolDatabase(directory)
-        self.db.make_ballast()
+        if not (directory / FULL_BALLAST_NAME).exists():  # else the drainer restores it
+            self.db.make_ballast()
         self.holder = f"{os.getpid()}-{secrets.token_hex(4)}"
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -290,6 +310,8 @@ class Spool:
             self._note_failure(error)
             log.error("spool not writable: %s", _why(error))
             full = isinstance(error, sqlite3.Error) and is_full(error)
+            if full:
+                self.db.mark_full()
             raise ServiceUnavailable(FULL_MESSAGE if full else UNWRITABLE_MESSAGE) from None
         self._wake.set()
 

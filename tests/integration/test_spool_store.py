@@ -255,3 +255,12 @@ def test_a_newer_message_stored_directly_waits_for_the_older_one_in_another_host
     arrivals = received(sandbox.requests())
     assert arrivals == [("lead_order", "message 1"), ("lead_order", "message 2")]
     assert ordering_violations(arrivals) == []
+
+
+def test_a_spool_directory_that_cannot_be_made_stops_start_up_with_one_line(  # type: ignore[no-untyped-def]
+    settings, redis_conn, tmp_path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigError, match=r"a-file/spool: "):
+        create_app(with_settings(settings, spool_dir=str(blocker / "spool")), redis_conn)
