@@ -14,6 +14,7 @@ import pytest
 import redis
 import requests
 
+import relay.web.app
 from relay.config import Settings
 from relay.devtools.localredis import LocalRedis, start_local_redis
 from relay.devtools.sandbox import SandboxOrg, SandboxServer, create_sandbox_app
@@ -63,6 +64,26 @@ def server_config(redis_conn: redis.Redis) -> Iterator[Callable[[str, str], None
     yield set_config
     for name, value in saved.items():
         redis_conn.config_set(name, value)
+
+
+@pytest.fixture(autouse=True)
+def stop_front_doors(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Stop the spool drainer and Redis pulse of every app a test built, when it ends.
+
+    Left running, an app's pulse would go on writing to the session's Redis in later tests.
+    """
+    built: list[Any] = []
+    build = relay.web.app.front_door
+
+    def recorded(*args: Any) -> Any:
+        door = build(*args)
+        built.append(door)
+        return door
+
+    monkeypatch.setattr(relay.web.app, "front_door", recorded)
+    yield
+    for door in built:
+        door.close(drain_seconds=0)
 
 
 @pytest.fixture(autouse=True)

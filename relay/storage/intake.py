@@ -31,6 +31,7 @@ class Accepted:
     delivery_id: str
     duplicate: bool
     spooled: bool = False
+    settling: bool = False  # Redis holds it back after an outage: no answer comes soon
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Outcome:
     result: str
     delivery_id: str
     pending: int  # the organization's undelivered messages, this one included if accepted
+    settling: bool = False  # workers hold it back after an outage (settle.lua)
 
 
 def fingerprint(org_id: str, endpoint: str, body: str) -> str:
@@ -99,6 +101,7 @@ class Intake:
         if result == ACCEPTED:
             self._registered.add(delivery.org_id)
             delivery.contact_keys = [text(name) for name in reply[4]]
+            return Outcome(result, delivery_id, int(pending), settling=reply[5] == 1)
         return Outcome(result, delivery_id, int(pending))
 
     def _script_input(

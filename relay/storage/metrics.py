@@ -43,7 +43,7 @@ COUNTERS = {
     ),
     "dmrelay_answers": (
         "How ingest answers were found: delivered or dead within the wait, timeout, busy"
-        " (no waiting slot free), no_wait, error.",
+        " (no waiting slot free), no_wait, settling (held back after a Redis outage), error.",
         ("endpoint", "result"),
     ),
     "dmrelay_deliveries": (

@@ -50,6 +50,6 @@ class Settle:
         self.times = times
         self._pulse = lua.register(connection, "settle", "pulse")
 
-    def pulse(self) -> bool:
-        """Tell Redis a web process reaches it; True if this found an outage and began settling."""
-        return bool(self._pulse(keys=[self.key], args=self.times.script_args()))
+    def pulse(self) -> float:
+        """Tell Redis a web process reaches it; return how long deliveries still settle (s)."""
+        return int(self._pulse(keys=[self.key], args=self.times.script_args())) / 1000

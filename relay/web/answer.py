@@ -117,6 +117,8 @@ def _outcome(accepted: Accepted, wait_seconds: float) -> tuple[Outcome, str]:
         earlier = earlier_outcome(accepted.delivery_id)
         if earlier.finished or wait_seconds <= 0:
             return earlier, earlier.state if earlier.finished else "no_wait"
+    if accepted.settling:  # held back after an outage until every spool has drained
+        return Outcome(DeliveryState.QUEUED), "settling"
     remaining = wait_seconds - (time.perf_counter() - g.get("started", time.perf_counter()))
     if remaining < SHORTEST_WAIT_SECONDS:
         return Outcome(DeliveryState.QUEUED), "no_wait"

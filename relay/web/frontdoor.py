@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 
 import redis
@@ -50,6 +51,7 @@ class FrontDoor:
         self._buckets: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._settling_until = 0.0  # monotonic: deliveries settle after an outage till then
 
     def start(self) -> None:
         """Start draining the host's spool, and pulsing Redis so outages are noticed."""
@@ -59,9 +61,15 @@ class FrontDoor:
     def _pulse(self) -> None:
         while not self._stopping.wait(PULSE_SECONDS):
             try:
-                self.store.settle.pulse()
+                remaining = self.store.settle.pulse()
             except redis.RedisError:  # Redis is away: the silence is the point
                 continue
+            self._settling_until = time.monotonic() + remaining
+
+    @property
+    def settling(self) -> bool:
+        """Say whether deliveries accepted now settle, as of the last pulse."""
+        return time.monotonic() < self._settling_until
 
     def admit(self, org_id: str) -> None:
         """Let the request through the organization's rate limit, or raise 429."""
@@ -100,7 +108,10 @@ class FrontDoor:
             return self._spool(delivery, fingerprint)
         if outcome.result in (ORG_FULL, FULL):
             raise self._over_quota(outcome.result)
-        return Accepted(outcome.delivery_id, duplicate=outcome.result == DUPLICATE)
+        settling = outcome.settling or self.settling
+        return Accepted(
+            outcome.delivery_id, duplicate=outcome.result == DUPLICATE, settling=settling
+        )
 
     def _spool(self, delivery: Delivery, fingerprint: str) -> Accepted:
         self.spool.append(SpoolEntry(delivery, fingerprint))

@@ -40,7 +40,7 @@ SIDE_FILES = ("-wal", "-shm")
 POLL_SECONDS = 0.5  # how often a drainer looks for rows and tries Redis again
 LEASE_SECONDS = 10.0  # a drainer that stops renewing its lock (it died) loses it after this
 BATCH_ROWS = 16  # rows stored, then deleted in one transaction: little WAL space per step
-BUSY_TIMEOUT_MS = 2000
+BUSY_TIMEOUT_MS = 5000  # another process's commit: well within ManyChat's 10 s
 # Draining must work on a full disk, though deleting rows writes to the WAL and a checkpoint
 # may grow the database: the spool keeps a ballast file of its own, deleted when a drain finds
 # the disk full (which frees the room it needs) and made again once the spool is empty. Without
@@ -271,6 +271,62 @@ class SpoolDatabase:
             self._local.held = None
 
 
+class _Pending:
+    """One row waiting to be committed, and what became of it."""
+
+    def __init__(self, row: tuple[str, str, str]) -> None:
+        self.row = row
+        self.done = False
+        self.error: BaseException | None = None
+
+
+class GroupCommit:
+    """Commit the rows this process's threads append together: one transaction, one fsync.
+
+    The first thread to arrive commits every row waiting at that moment, the others wait for
+    that commit; rows arriving meanwhile go in the next one. Each row is answered only once the
+    transaction holding it has committed, or fails with it.
+    """
+
+    def __init__(self, db: SpoolDatabase) -> None:
+        self.db = db
+        self._turn = threading.Condition()
+        self._waiting: list[_Pending] = []
+        self._committing = False
+
+    def commit(self, row: tuple[str, str, str]) -> None:
+        """Insert a row durably; raise the database's error if its transaction failed."""
+        mine = _Pending(row)
+        with self._turn:
+            self._waiting.append(mine)
+            while self._committing and not mine.done:
+                self._turn.wait()
+            if not mine.done:
+                self._committing = True
+                batch, self._waiting = self._waiting, []
+        if not mine.done:
+            self._commit(batch)
+        if mine.error is not None:
+            raise mine.error
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        error: BaseException | None = None
+        try:
+            with self.db.transaction() as connection:
+                connection.executemany(
+                    "INSERT INTO entries (delivery_id, fingerprint, delivery) VALUES (?, ?, ?)",
+                    [pending.row for pending in batch],
+                )
+        except (sqlite3.Error, OSError) as failure:
+            error = failure
+        finally:
+            with self._turn:
+                for pending in batch:
+                    pending.done, pending.error = True, error
+                self._committing = False
+                self._turn.notify_all()
+
+
 class Spool:
     """The host's spool database, appended to by this process, drained by one process at a time."""
 
@@ -286,6 +342,7 @@ class Spool:
         self._drain_lock = threading.Lock()  # one drain at a time in this process
         self._drainer: threading.Thread | None = None
         self._paused = False  # the last try to store a row failed
+        self._commits = GroupCommit(self.db)
 
     @property
     def active(self) -> bool:
@@ -301,11 +358,7 @@ class Spool:
         row = (entry.delivery.id, entry.fingerprint, entry.delivery.to_json())
         try:
             self._refuse_if_full(len(row[2]))
-            with self.db.transaction() as connection:
-                connection.execute(
-                    "INSERT INTO entries (delivery_id, fingerprint, delivery) VALUES (?, ?, ?)",
-                    row,
-                )
+            self._commits.commit(row)
         except (sqlite3.Error, OSError) as error:
             self._note_failure(error)
             log.error("spool not writable: %s", _why(error))

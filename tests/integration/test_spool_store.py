@@ -264,3 +264,20 @@ def test_a_spool_directory_that_cannot_be_made_stops_start_up_with_one_line(  # 
     blocker.write_text("not a folder")
     with pytest.raises(ConfigError, match=r"a-file/spool: "):
         create_app(with_settings(settings, spool_dir=str(blocker / "spool")), redis_conn)
+
+
+def test_a_request_accepted_while_deliveries_settle_does_not_wait_for_an_answer(  # type: ignore[no-untyped-def]
+    own_settings, own_redis
+) -> None:
+    waits = dict.fromkeys(own_settings.answer_wait_seconds, 5.0)
+    with running(with_settings(own_settings, answer_wait_seconds=waits)) as app:
+        connection = redis.Redis.from_url(own_redis.url)
+        wait_until(lambda: connection.exists("dmrelay:settle:at"))
+        os.kill(own_redis.process.pid, signal.SIGSTOP)
+        time.sleep(1.5)  # a silence longer than the outage gap: no web process reaches Redis
+        os.kill(own_redis.process.pid, signal.SIGCONT)
+        started = time.monotonic()
+        answer = post(app, "lead_after", "hello")  # no worker runs: a wait would last 5 s
+
+    assert answer["status"] == "queued"
+    assert time.monotonic() - started < 2

@@ -23,7 +23,7 @@
 -- worker's upkeep deletes it. Everything about the contact is read in one HMGET and written
 -- in one HSET.
 -- Returns {outcome, delivery id, the organization's pending count, counts read or {},
--- the chains joined}:
+-- the chains joined, 1 if it settles: workers hold it back after an outage (settle.lua)}:
 -- outcome 'accepted', 'duplicate' (the id is the first one's), 'known' (stored before),
 -- 'org_full' or 'full' (over a quota: nothing stored).
 local id, head, org = ARGV[1], ARGV[2], ARGV[3]
@@ -32,7 +32,7 @@ local now, endpoint, window = tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[11])
 local record_key, queue, index, pending = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local idem_key, contacts, queues = KEYS[5], KEYS[6], KEYS[7]
 local spooled, skew_ms = ARGV[18] == '1', tonumber(ARGV[21])
-settle_pulse(KEYS[8], tonumber(ARGV[19]), tonumber(ARGV[20]), skew_ms)
+local settle = settle_pulse(KEYS[8], tonumber(ARGV[19]), tonumber(ARGV[20]), skew_ms)
 
 if idem_key ~= '' then
   local first = redis.call('GET', idem_key)
@@ -154,7 +154,7 @@ if refusal then
 end
 
 redis.call('ZADD', index, ARGV[4], id)
-if spooled then settle_extend(KEYS[8], id, tonumber(ARGV[20]), skew_ms) end
+if spooled then settle_extend(KEYS[8], settle, id, tonumber(ARGV[20]), skew_ms) end
 local updates = {}
 local function update(name, value)
   table.insert(updates, name)
@@ -178,4 +178,5 @@ if #updates > 0 then redis.call('HSET', contacts, unpack(updates)) end
 if idem_key ~= '' then redis.call('SET', idem_key, id, 'EX', ARGV[12]) end
 redis.call('RPUSH', queue, id)
 if ARGV[17] == '1' then redis.call('SADD', queues, queue) end
-return {'accepted', id, count, counts, chains}
+local held = settle[2] and id >= settle[2]
+return {'accepted', id, count, counts, chains, held and 1 or 0}

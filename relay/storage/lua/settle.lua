@@ -10,10 +10,10 @@
 -- settle_state(key, now): {now, from or false, until} as the hash says.
 -- settle_pulse(key, gap_ms, settle_ms, skew_ms): note that a web process reached Redis; after
 -- a silence longer than gap_ms (no web process could: an outage), hold back what was accepted
--- since the silence began, less skew_ms, for settle_ms, and return true. A Redis without the
--- mark (new, or emptied) starts no settling.
--- settle_extend(key, id, settle_ms, skew_ms): a spooled delivery arrived: hold back what was
--- accepted from it on, less skew_ms, until settle_ms from now.
+-- since the silence began, less skew_ms, for settle_ms. A Redis without the mark (new, or
+-- emptied) starts no settling. Returns the state, as settle_state.
+-- settle_extend(key, state, id, settle_ms, skew_ms): a spooled delivery arrived: hold back
+-- what was accepted from it on, less skew_ms, until settle_ms from now.
 local SETTLE_DIGITS = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz'
 
 local function settle_id(ms)
@@ -56,17 +56,16 @@ local function settle_pulse(key, gap_ms, settle_ms, skew_ms)
   local now = settle_clock()
   local last = redis.pcall('SET', key .. ':at', settle_text(now), 'GET')
   local at = type(last) == 'string' and tonumber(last)
-  if not at or now - at <= gap_ms then return false end
   local state = settle_state(key, now)
+  if not at or now - at <= gap_ms then return state end
   local began = settle_id(at - skew_ms)
   if state[2] and state[2] < began then began = state[2] end
   local hold_until = math.max(state[3], now + settle_ms)
   redis.pcall('HSET', key, 'from', began, 'until', settle_text(hold_until))
-  return true
+  return {now, began, hold_until}
 end
 
-local function settle_extend(key, id, settle_ms, skew_ms)
-  local state = settle_state(key, settle_clock())
+local function settle_extend(key, state, id, settle_ms, skew_ms)
   local began = settle_id(settle_id_ms(id) - skew_ms)
   if state[2] and state[2] < began then began = state[2] end
   local hold_until = math.max(state[3], state[1] + settle_ms)
