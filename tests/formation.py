@@ -19,7 +19,10 @@ from typing import Any
 
 import requests
 
+from relay.core.delivery import Delivery
 from relay.devtools.localredis import LocalRedis, free_port, start_local_redis
+from relay.storage.intake import fingerprint
+from relay.web.spool import SpoolEntry
 from tests.helpers import DEFAULT_REPLY, ORG_A, ORG_B, SECRET, headers, wait_until
 
 URL = "/api/v1/contact/default-reply"
@@ -211,6 +214,19 @@ def send(base_url: str, contact: int, number: int, timeout: float = 10) -> str |
     if response.status_code != 200:
         return None
     return str(response.json().get("status", "delivered"))
+
+
+def spool_entry(index: int, username: str = "") -> SpoolEntry:
+    """Return a spool entry for a reply (by default of a contact of its own)."""
+    body = {
+        **DEFAULT_REPLY,
+        "organization_id": ORG_A.id,
+        "username": username or f"lead_{index}",
+        "manychat_id": "4242" if username else str(1000 + index),
+        "message_content": f"reply {index}",
+    }
+    delivery = Delivery.new(ORG_A.id, "default-reply", body)
+    return SpoolEntry(delivery, fingerprint(ORG_A.id, "default-reply", json.dumps(body)))
 
 
 def received(journal: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:

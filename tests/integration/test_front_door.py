@@ -5,7 +5,6 @@ Each test that stops, freezes or fills Redis starts a redis-server of its own.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
@@ -21,13 +20,12 @@ import requests
 from flask import Flask
 
 from relay.config import Settings
-from relay.core.delivery import Delivery
 from relay.devtools.localredis import LocalRedis, start_local_redis
-from relay.storage.intake import fingerprint
 from relay.storage.store import Store
 from relay.web.admin import tokens
 from relay.web.app import create_app
-from relay.web.spool import DATABASE_NAME, SpoolEntry
+from relay.web.spool import DATABASE_NAME
+from tests.formation import spool_entry
 from tests.helpers import (
     DEFAULT_REPLY,
     ORG_A,
@@ -314,15 +312,6 @@ def test_a_drain_cut_short_and_repeated_stores_each_request_once(settings, redis
     finally:
         successor.extensions["dmrelay.front_door"].close(drain_seconds=0)
     assert queued(redis_conn) == [entry.delivery.id for entry in entries]
-
-
-def spool_entry(index: int, username: str = "") -> Any:
-    """Return a spool entry for a reply (by default of a contact of its own)."""
-    body = {**reply(index), "organization_id": ORG_A.id, "username": username or f"lead_{index}"}
-    if username:
-        body["manychat_id"] = "4242"
-    delivery = Delivery.new(ORG_A.id, "default-reply", body)
-    return SpoolEntry(delivery, fingerprint(ORG_A.id, "default-reply", json.dumps(body)))
 
 
 def test_a_request_redis_refuses_for_good_stays_in_the_spool_with_the_reason(  # type: ignore[no-untyped-def]

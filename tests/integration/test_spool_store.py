@@ -27,7 +27,7 @@ from relay.core.errors import ConfigError
 from relay.devtools.localredis import LocalRedis, start_local_redis
 from relay.web.app import create_app
 from relay.web.spool import DATABASE_NAME, Spool, SpoolEntry, prepare_directory
-from tests.formation import ordering_violations, received
+from tests.formation import ordering_violations, received, spool_entry
 from tests.helpers import (
     DEFAULT_REPLY,
     ORG_A,
@@ -38,7 +38,6 @@ from tests.helpers import (
     wait_until,
     with_settings,
 )
-from tests.integration.test_front_door import spool_entry
 
 URL = "/api/v1/contact/default-reply"
 
