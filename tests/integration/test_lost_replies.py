@@ -237,7 +237,8 @@ def snapshot(connection: redis.Redis) -> dict[bytes, Any]:
     }
     state = {}
     for key in connection.keys("*"):
-        if b":stats:" in key or key.endswith((b":metrics", b":ready")):
+        # The settle mark (":settle:at") is a clock reading: when a web process last ran.
+        if b":stats:" in key or key.endswith((b":metrics", b":ready", b":settle:at")):
             continue
         state[key] = readers[connection.type(key)](key)
     return state
