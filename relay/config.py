@@ -72,6 +72,8 @@ class Settings:
     throttle_budget_seconds: float = defaults.THROTTLE_BUDGET_SECONDS
     full_record_sample_rate: float = defaults.FULL_RECORD_SAMPLE_RATE
     trusted_proxies: int = defaults.TRUSTED_PROXIES
+    # Budgets: what a slow client, a large body, a long wait and a full Redis may take.
+    read_deadline_seconds: float = defaults.READ_DEADLINE_SECONDS
 
     def secrets(self) -> tuple[str, ...]:
         """Return every secret value, so reports and logs can mask them."""
@@ -232,6 +234,14 @@ NUMBERS = (
         defaults.FULL_RECORD_SAMPLE_RATE,
     ),
     Number("DMRELAY_TRUSTED_PROXIES", "trusted_proxies", int, defaults.TRUSTED_PROXIES),
+    # Budgets (docs/budgets.md).
+    Number(
+        "DMRELAY_READ_DEADLINE_SECONDS",
+        "read_deadline_seconds",
+        float,
+        defaults.READ_DEADLINE_SECONDS,
+        strict=True,
+    ),
 )
 
 # Every variable the relay reads: the numbers above and those with readers of their own.

@@ -64,3 +64,7 @@ FULL_RECORD_SAMPLE_RATE = 0.01
 FAILED_ATTEMPTS_KEPT = 1000  # the latest failed attempts, with request and response bodies
 
 KEY_PREFIX = "dmrelay"
+
+# Budgets (docs/budgets.md). A request's headers and body must all arrive within this, from
+# the connection's first byte (or its accept); ManyChat sends a request in milliseconds.
+READ_DEADLINE_SECONDS = 10.0
