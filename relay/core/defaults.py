@@ -68,3 +68,6 @@ KEY_PREFIX = "dmrelay"
 # Budgets (docs/budgets.md). A request's headers and body must all arrive within this, from
 # the connection's first byte (or its accept); ManyChat sends a request in milliseconds.
 READ_DEADLINE_SECONDS = 10.0
+# The share of a web process's waiting slots that the organizations waiting divide among them
+# (at least one slot each), so one organization's long waits never starve another's answers.
+ORG_WAIT_SHARE = 0.5
