@@ -81,6 +81,9 @@ class Settings:
     read_deadline_seconds: float = defaults.READ_DEADLINE_SECONDS
     max_answer_wait_seconds: Mapping[str, float] = field(default_factory=max_answer_wait_defaults)
     org_wait_share: float = defaults.ORG_WAIT_SHARE
+    max_pending_bytes_per_org: int = 0  # 0: pending_bytes_share of maxmemory, divided
+    pending_bytes_share: float = defaults.PENDING_BYTES_SHARE_OF_MAXMEMORY
+    redis_headroom: float = defaults.REDIS_HEADROOM
 
     def secrets(self) -> tuple[str, ...]:
         """Return every secret value, so reports and logs can mask them."""
@@ -250,6 +253,14 @@ NUMBERS = (
         strict=True,
     ),
     Number("DMRELAY_ORG_WAIT_SHARE", "org_wait_share", float, defaults.ORG_WAIT_SHARE, strict=True),
+    Number("DMRELAY_MAX_PENDING_BYTES_PER_ORG", "max_pending_bytes_per_org", int, 0),
+    Number(
+        "DMRELAY_PENDING_BYTES_SHARE",
+        "pending_bytes_share",
+        float,
+        defaults.PENDING_BYTES_SHARE_OF_MAXMEMORY,
+    ),
+    Number("DMRELAY_REDIS_HEADROOM", "redis_headroom", float, defaults.REDIS_HEADROOM),
 )
 
 # Every variable the relay reads: the numbers above and those with readers of their own.

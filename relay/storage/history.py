@@ -103,7 +103,8 @@ class History:
         processing = self.keys.processing(lease.holder if lease else "")
         keys = [self.keys.delivery(delivery.id), self.keys.pending, self.keys.dead]
         keys += [processing, self.keys.leases, answer_key]
-        keys += [self.keys.contacts(delivery.org_id)]
+        keys += [self.keys.contacts(delivery.org_id), self.keys.pending_bytes]
+        keys += [self.keys.pending_sizes]
         args: list[str | int] = [delivery.id, self.keys.parked, *self.ordering.queue_args()]
         args += [lease.value if lease else "", record, retention_seconds]
         args += [repr(delivery.finished_at) if state == DeliveryState.DEAD else ""]

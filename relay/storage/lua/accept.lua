@@ -3,7 +3,8 @@
 -- A delivery id already stored is left alone, so draining a spool twice stores it once.
 -- KEYS[1]: the record; KEYS[2]: the organization's RQ queue; KEYS[3]: the index by reception
 -- time; KEYS[4]: the pending counts (hash by organization); KEYS[5]: the Idempotency-Key's key,
--- or ''; KEYS[6]: the organization's contacts hash; KEYS[7]: RQ's set of queues.
+-- or ''; KEYS[6]: the organization's contacts hash; KEYS[7]: RQ's set of queues;
+-- KEYS[8]: the pending bytes (hash by organization); KEYS[9]: each pending delivery's bytes.
 -- ARGV[1]: delivery id; ARGV[2]: the record's JSON without its closing brace; ARGV[3]: org id;
 -- ARGV[4]: reception time (epoch s); ARGV[5..7]: username, manychat_id, contact_id, or '';
 -- ARGV[8]: now (epoch s); ARGV[9]: the endpoint;
@@ -11,7 +12,8 @@
 -- ARGV[12]: Idempotency-Key TTL (s); ARGV[13]: alias TTL (s);
 -- ARGV[14]: the organization's pending quota, 0 = none; ARGV[15]: the global limit, 0 = none;
 -- ARGV[16]: the other organizations' pending count as last seen, or '' to count them now;
--- ARGV[17]: '1' to add the queue to RQ's set of queues.
+-- ARGV[17]: '1' to add the queue to RQ's set of queues;
+-- ARGV[18]: the organization's byte budget for undelivered records, 0 = none.
 -- The contacts hash (relay/storage/contacts.py) holds, per contact: its chains 'q:<name>'
 -- (chains.lua), its latest request per endpoint 'd:<endpoint>:<name>' = fingerprint|id|expiry,
 -- and the username each manychat_id goes with 'a:<manychat_id>' = username|expiry ('' when a
@@ -21,7 +23,7 @@
 -- Returns {outcome, delivery id, the organization's pending count, counts read or {},
 -- the chains joined}:
 -- outcome 'accepted', 'duplicate' (the id is the first one's), 'known' (stored before),
--- 'org_full' or 'full' (over a quota: nothing stored).
+-- 'org_full', 'org_bytes_full' or 'full' (over a quota: nothing stored).
 local id, head, org = ARGV[1], ARGV[2], ARGV[3]
 local username, manychat, contact = ARGV[5], ARGV[6], ARGV[7]
 local now, endpoint, window = tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[11])
@@ -137,15 +139,21 @@ if not others then
     if counts[i] ~= org then others = others + tonumber(counts[i + 1]) end
   end
 end
-local quota, limit = tonumber(ARGV[14]), tonumber(ARGV[15])
+-- Bytes: the record as stored; one record alone always fits, however large.
+local size = #record + 1
+local bytes = redis.call('HINCRBY', KEYS[8], org, size)
+local quota, limit, byte_budget = tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[18])
 local refusal = nil
 if quota > 0 and count > quota then refusal = 'org_full'
+elseif byte_budget > 0 and bytes > byte_budget and bytes > size then refusal = 'org_bytes_full'
 elseif limit > 0 and count + others > limit then refusal = 'full' end
 if refusal then
   redis.call('HINCRBY', pending, org, -1)
+  redis.call('HINCRBY', KEYS[8], org, -size)
   redis.call('DEL', record_key)
   return {refusal, id, count - 1, counts}
 end
+redis.call('HSET', KEYS[9], id, size)
 
 redis.call('ZADD', index, ARGV[4], id)
 local updates = {}
