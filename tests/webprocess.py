@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -31,6 +32,8 @@ def dmrelay_web(
         "DMTRACKER_BASE_URL": dmtracker_url,
         # gunicorn's control socket is one per user by default; parallel runs would share it.
         "GUNICORN_CMD_ARGS": "--no-control-socket",
+        # A spool of its own, never the one other runs on this host share.
+        "DMRELAY_SPOOL_DIR": tempfile.mkdtemp(prefix="dmrelay-test-spool-"),
         **env,
     }
     web = subprocess.Popen(
