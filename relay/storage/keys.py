@@ -62,6 +62,11 @@ class Keys:
         return self.key("pending", "sizes")
 
     @property
+    def history_trimmed_before(self) -> str:
+        """Return the reception time (epoch s) up to which delivered history was trimmed."""
+        return self.key("history", "trimmed_before")
+
+    @property
     def index(self) -> str:
         """Return the sorted set of every kept delivery by reception time."""
         return self.key("index")
