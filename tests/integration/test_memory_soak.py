@@ -76,6 +76,7 @@ def soak(url: str, connection: redis.Redis) -> tuple[list[int], list[int]]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(SOAK_SECONDS + 180)
 def test_memory_levels_off_with_steady_new_contacts(
     small_redis: LocalRedis, sandbox_server: SandboxServer, sandbox: Sandbox, tmp_path: Path
 ) -> None:
