@@ -231,6 +231,7 @@ def _check_redis(
     connection = connect(settings.redis_url, 1, "dmrelay-check", settings.redis_ca_cert)
     try:
         facts = _inspect_when_up(connection, wait_seconds)
+        history = _history(Store(connection), settings, facts)
     except redis.RedisError as error:
         return [f"Redis unreachable at {where}: {error}"], []
     finally:
@@ -241,6 +242,8 @@ def _check_redis(
         f"eviction       {facts.eviction_policy}",
         f"persistence    {_persistence(facts)}",
         f"memory         {_memory(facts, settings.history_max_mb)}",
+        f"history        {history}",
+        f"budgets        {_budgets(settings, facts)}",
         f"connections    {needed} needed ({_need(formation)}) of maxclients "
         f"{facts.maxclients or 'unknown'}; {facts.connected_clients} open now",
     ]
@@ -276,6 +279,33 @@ def _memory(facts: server.ServerFacts, history_max_mb: int) -> str:
         f"{used} used of {server.mebibytes(facts.maxmemory_bytes)}: delivered history kept"
         f" within {history}, room for about {room:,} more queued deliveries"
         f" ({server.QUEUED_DELIVERY_BYTES:,} B each)"
+    )
+
+
+def _history(store: Store, settings: Settings, facts: server.ServerFacts) -> str:
+    """Say what fills delivered history's budget: records, their index, contact links."""
+    budget = server.history_budget_bytes(facts.maxmemory_bytes, settings.history_max_mb)
+    cost = store.history.cost(org.id for org in settings.orgs)
+    mib = server.mebibytes
+    return (
+        f"{mib(cost.total)} of its {mib(budget)}: {cost.delivered:,} delivered records"
+        f" {mib(cost.records_bytes)}, index {mib(cost.index_bytes)},"
+        f" contact links {mib(cost.contacts_bytes)}"
+    )
+
+
+def _budgets(settings: Settings, facts: server.ServerFacts) -> str:
+    """Say each organization's byte budget and where ingest starts spooling."""
+    per_org = settings.max_pending_bytes_per_org or int(
+        facts.maxmemory_bytes * settings.pending_bytes_share / len(settings.orgs)
+    )
+    if not facts.maxmemory_bytes:
+        budget = f"{server.mebibytes(per_org)}" if per_org else "no byte budget"
+        return f"{budget} per organization; no maxmemory, so no headroom to keep"
+    spools_at = server.mebibytes(int(facts.maxmemory_bytes * (1 - settings.redis_headroom)))
+    return (
+        f"{server.mebibytes(per_org)} of undelivered messages per organization; ingest spools"
+        f" past {spools_at} used ({settings.redis_headroom:.0%} kept free for delivery)"
     )
 
 

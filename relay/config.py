@@ -33,6 +33,11 @@ def answer_wait_defaults() -> dict[str, float]:
     return {e.name: float(e.answer_wait_seconds) for e in ENDPOINTS.values()}
 
 
+def max_answer_wait_defaults() -> dict[str, float]:
+    """Return the longest wait a client may ask for on each endpoint, in seconds."""
+    return dict.fromkeys(ENDPOINTS, defaults.MAX_ANSWER_WAIT_SECONDS)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the web and worker processes need to know, fixed at start-up."""
@@ -74,6 +79,13 @@ class Settings:
     throttle_budget_seconds: float = defaults.THROTTLE_BUDGET_SECONDS
     full_record_sample_rate: float = defaults.FULL_RECORD_SAMPLE_RATE
     trusted_proxies: int = defaults.TRUSTED_PROXIES
+    # Budgets: what a slow client, a large body, a long wait and a full Redis may take.
+    read_deadline_seconds: float = defaults.READ_DEADLINE_SECONDS
+    max_answer_wait_seconds: Mapping[str, float] = field(default_factory=max_answer_wait_defaults)
+    org_wait_share: float = defaults.ORG_WAIT_SHARE
+    max_pending_bytes_per_org: int = 0  # 0: pending_bytes_share of maxmemory, divided
+    pending_bytes_share: float = defaults.PENDING_BYTES_SHARE_OF_MAXMEMORY
+    redis_headroom: float = defaults.REDIS_HEADROOM
 
     def secrets(self) -> tuple[str, ...]:
         """Return every secret value, so reports and logs can mask them."""
@@ -236,6 +248,23 @@ NUMBERS = (
         defaults.FULL_RECORD_SAMPLE_RATE,
     ),
     Number("DMRELAY_TRUSTED_PROXIES", "trusted_proxies", int, defaults.TRUSTED_PROXIES),
+    # Budgets (docs/budgets.md).
+    Number(
+        "DMRELAY_READ_DEADLINE_SECONDS",
+        "read_deadline_seconds",
+        float,
+        defaults.READ_DEADLINE_SECONDS,
+        strict=True,
+    ),
+    Number("DMRELAY_ORG_WAIT_SHARE", "org_wait_share", float, defaults.ORG_WAIT_SHARE, strict=True),
+    Number("DMRELAY_MAX_PENDING_BYTES_PER_ORG", "max_pending_bytes_per_org", int, 0),
+    Number(
+        "DMRELAY_PENDING_BYTES_SHARE",
+        "pending_bytes_share",
+        float,
+        defaults.PENDING_BYTES_SHARE_OF_MAXMEMORY,
+    ),
+    Number("DMRELAY_REDIS_HEADROOM", "redis_headroom", float, defaults.REDIS_HEADROOM),
 )
 
 # Every variable the relay reads: the numbers above and those with readers of their own.
@@ -252,6 +281,7 @@ VARIABLES = (
     "DMRELAY_RATE_LIMITS",
     "DMRELAY_ANSWER_WAIT_SECONDS",
     "DMRELAY_SPOOL_DIR",
+    "DMRELAY_MAX_ANSWER_WAIT_SECONDS",
     *(number.env for number in NUMBERS),
 )
 
@@ -261,6 +291,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     numbers: dict[str, Any] = {number.field: number.read(env) for number in NUMBERS}
     redis_url = _required(env, "REDIS_URL")
+    most = _seconds_per_endpoint(env, "DMRELAY_MAX_ANSWER_WAIT_SECONDS", max_answer_wait_defaults())
     return Settings(
         redis_url=redis_url,
         redis_ca_cert=_ca_cert(env, redis_url),
@@ -270,7 +301,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         metrics_token=read_metrics_token(env),
         sentry_dsn=env.get("SENTRY_DSN") or None,
         rate_limits_per_minute=_rate_limits(env),
-        answer_wait_seconds=_answer_waits(env),
+        answer_wait_seconds={k: min(v, most[k]) for k, v in _answer_waits(env).items()},
+        max_answer_wait_seconds=most,
         spool_dir=env.get("DMRELAY_SPOOL_DIR", "").strip() or defaults.SPOOL_DIR,
         **numbers,
     )
@@ -341,8 +373,13 @@ def _rate_limits(env: Mapping[str, str]) -> dict[str, int]:
 
 def _answer_waits(env: Mapping[str, str]) -> dict[str, float]:
     """Read DMRELAY_ANSWER_WAIT_SECONDS: one number for every endpoint, or JSON per endpoint."""
-    name = "DMRELAY_ANSWER_WAIT_SECONDS"
-    waits = answer_wait_defaults()
+    return _seconds_per_endpoint(env, "DMRELAY_ANSWER_WAIT_SECONDS", answer_wait_defaults())
+
+
+def _seconds_per_endpoint(
+    env: Mapping[str, str], name: str, waits: dict[str, float]
+) -> dict[str, float]:
+    """Read a wait from 0 to 8 s: one number for every endpoint, or JSON per endpoint."""
     raw = env.get(name, "").strip()
     if not raw:
         return waits

@@ -8,8 +8,9 @@ from relay.core import defaults
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", defaults.WEB_PROCESSES))
-# A thin I/O-bound receiver: threads are cheap concurrency (gthread worker).
-worker_class = "gthread"
+# A thin I/O-bound receiver: threads are cheap concurrency. gthread, except that a request
+# reaches a thread only once read in full, within DMRELAY_READ_DEADLINE_SECONDS (docs/budgets.md).
+worker_class = "relay.web.buffered_worker.BufferedThreadWorker"
 threads = int(os.environ.get("DMRELAY_WEB_THREADS", defaults.WEB_THREADS))
 timeout = 30
 graceful_timeout = 25

@@ -159,11 +159,21 @@ class Maintenance:
                 log.exception("maintenance job %s failed", getattr(job, "__name__", job))
 
     def forget_expired_contact_entries(self) -> None:
-        """Delete contacts' expired dedup marks and aliases, a few pages per organization."""
+        """Delete contacts' expired dedup marks and aliases, a few pages per organization.
+
+        An alias goes with the delivered history too: once older than the oldest delivered
+        record kept (retention, or the history budget's trim), and nothing of its contact is
+        on its way, it links nothing anybody can still look up.
+        """
+        made_before = self.store.history.oldest_kept_delivered(
+            time.time() - self.deliverer.settings.delivered_retention_seconds
+        )
         for org_id in self.org_ids:
             cursor = self._contacts_cursor.get(org_id, 0)
             for _ in range(CONTACT_PAGES_PER_UPKEEP):
-                cursor, _deleted = self.store.contacts.forget_expired(org_id, cursor)
+                cursor, _deleted = self.store.contacts.forget_expired(
+                    org_id, cursor, aliases_made_before=made_before
+                )
                 if cursor == 0:
                     break
             self._contacts_cursor[org_id] = cursor
@@ -203,6 +213,7 @@ class Maintenance:
     def trim_history(self) -> None:
         """Keep delivered history within its memory budget, so it never crowds out leads."""
         history = self.store.history
-        trimmed = history.trim(history.budget_bytes(self.deliverer.settings.history_max_mb))
+        budget = history.budget_bytes(self.deliverer.settings.history_max_mb)
+        trimmed = history.trim(budget, self.org_ids)
         if trimmed:
             log.info("trimmed %d delivered records to stay within the history budget", trimmed)

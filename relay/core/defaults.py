@@ -70,3 +70,16 @@ FULL_RECORD_SAMPLE_RATE = 0.01
 FAILED_ATTEMPTS_KEPT = 1000  # the latest failed attempts, with request and response bodies
 
 KEY_PREFIX = "dmrelay"
+
+# Budgets (docs/budgets.md). A request's headers and body must all arrive within this, from
+# the connection's first byte (or its accept); ManyChat sends a request in milliseconds.
+READ_DEADLINE_SECONDS = 10.0
+# The share of a web process's waiting slots that the organizations waiting divide among them
+# (at least one slot each), so one organization's long waits never starve another's answers.
+ORG_WAIT_SHARE = 0.5
+# Undelivered deliveries may hold this share of maxmemory in bytes, divided equally among the
+# organizations, so one organization's large bodies never fill Redis for the others.
+PENDING_BYTES_SHARE_OF_MAXMEMORY = 0.5
+# Ingest spools instead of storing in Redis once less than this share of maxmemory is free:
+# workers need room to register, take, finish and trim, and finishing is what frees memory.
+REDIS_HEADROOM = 0.10

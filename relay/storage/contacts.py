@@ -71,11 +71,18 @@ class Contacts:
         return username, int(expiry)
 
     def forget_expired(
-        self, org_id: str, cursor: int = 0, now: float | None = None, page: int = EXPIRED_PAGE
+        self,
+        org_id: str,
+        cursor: int = 0,
+        now: float | None = None,
+        page: int = EXPIRED_PAGE,
+        aliases_made_before: float = 0,
     ) -> tuple[int, int]:
-        """Delete one page of expired entries; return the next cursor (0: done) and how many."""
+        """Delete one page of expired entries, and of aliases made before a time whose contact
+        has nothing on its way; return the next cursor (0: done) and how many."""
         now = time.time() if now is None else now
         # A grace for the clocks of other machines, which wrote the expiries.
         args: list[int] = [cursor, page, int(now) - CLOCK_GRACE_SECONDS]
+        args += [int(aliases_made_before), ALIAS_TTL_SECONDS]
         next_cursor, deleted = self._forget_expired(keys=[self.keys.contacts(org_id)], args=args)
         return int(next_cursor), int(deleted)

@@ -132,8 +132,12 @@ class DeadLetters:
         delivery.attempts_used, delivery.replays = 0, delivery.replays + 1
         delivery.finished_at = delivery.next_attempt_at = delivery.throttled_since = None
         pipe.zrem(self.keys.dead, delivery.id)
-        pipe.set(self.keys.delivery(delivery.id), record_json(delivery))
+        record = record_json(delivery)
+        pipe.set(self.keys.delivery(delivery.id), record)
         pipe.hincrby(self.keys.pending, delivery.org_id, 1)
+        size = len(record.encode())
+        pipe.hset(self.keys.pending_sizes, delivery.id, size)
+        pipe.hincrby(self.keys.pending_bytes, delivery.org_id, size)
         self.ordering.join(pipe, delivery)
         self.queues.enqueue(pipe, delivery)
 

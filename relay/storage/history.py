@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -22,6 +23,9 @@ from relay.storage.ordering import Ordering
 
 TRIM_BATCH = 500
 SIZE_SAMPLE = 64
+# Index entries checked for an expired record per trim: the index's head, then onwards.
+INDEX_SCAN_ENTRIES = 5000
+INDEX_ENTRY_OVERHEAD_BYTES = 32
 
 
 def decode(delivery_id: str, raw: bytes | str) -> Delivery:
@@ -40,6 +44,7 @@ class History:
         self.ordering = ordering
         self.answers = answers
         self._finish = lua.register(connection, "record", "chains", "release_chains", "finish")
+        self._index_offset = 0  # where the scan for expired records' index entries goes on
 
     def load(self, delivery_id: str) -> Delivery | None:
         """Return a stored delivery, or None if it is gone."""
@@ -103,7 +108,8 @@ class History:
         processing = self.keys.processing(lease.holder if lease else "")
         keys = [self.keys.delivery(delivery.id), self.keys.pending, self.keys.dead]
         keys += [processing, self.keys.leases, answer_key]
-        keys += [self.keys.contacts(delivery.org_id)]
+        keys += [self.keys.contacts(delivery.org_id), self.keys.pending_bytes]
+        keys += [self.keys.pending_sizes]
         args: list[str | int] = [delivery.id, self.keys.parked, *self.ordering.queue_args()]
         args += [lease.value if lease else "", record, retention_seconds]
         args += [repr(delivery.finished_at) if state == DeliveryState.DEAD else ""]
@@ -124,63 +130,124 @@ class History:
         maxmemory = int(self.redis.info("memory").get("maxmemory", 0))
         return server.history_budget_bytes(maxmemory, fallback_mb)
 
-    def trim(self, budget_bytes: int) -> int:
-        """Delete the oldest delivered records while delivered history exceeds its budget.
-
-        Only delivered records go: queued, retrying and dead-lettered ones are the leads
-        themselves, and are never trimmed. Returns how many records were deleted.
-        """
-        delivered, average = self._delivered_estimate()
-        excess = delivered * average - budget_bytes
-        if excess <= 0:
-            return 0
-        return self._delete_oldest_delivered(int(excess // average) + 1)
-
-    def _delivered_estimate(self) -> tuple[int, float]:
-        """Return how many delivered records are kept, and their average size in bytes."""
+    def cost(self, org_ids: Iterable[str]) -> HistoryCost:
+        """Measure what delivered history holds now: records kept, the index, contact links."""
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.zcard(self.keys.index)
             pipe.hvals(self.keys.pending)
             pipe.zcard(self.keys.dead)
             pipe.zrange(self.keys.index, 0, SIZE_SAMPLE - 1)
-            indexed, pending, dead, oldest = pipe.execute()
-        sizes = self._delivered_sizes([text(i) for i in oldest])
-        if not sizes:
-            return 0, 1.0
+            # Every field counted (SAMPLES 0), not an estimate from five of them.
+            for org_id in org_ids:
+                pipe.memory_usage(self.keys.contacts(org_id), samples=0)
+            indexed, pending, dead, oldest, *contacts = pipe.execute()
+        ids = [text(i) for i in oldest]
+        sizes = self._delivered_sizes(ids)
         pending_count = sum(max(0, int(count)) for count in pending)
-        return max(0, indexed - pending_count - dead), sum(sizes) / len(sizes)
+        delivered = max(0, indexed - pending_count - dead) if sizes else 0
+        average = sum(sizes) / len(sizes) if sizes else 0.0
+        # An index entry costs its id twice (member, skiplist node) and a score and pointers;
+        # counted per entry, as Redis's tables give memory back only when they shrink.
+        entry_bytes = 2 * (sum(map(len, ids)) // max(1, len(ids))) + INDEX_ENTRY_OVERHEAD_BYTES
+        return HistoryCost(
+            delivered=delivered,
+            records_bytes=int(delivered * average),
+            index_bytes=indexed * entry_bytes,
+            contacts_bytes=sum(int(size or 0) for size in contacts),
+            index_entry_bytes=entry_bytes,
+        )
+
+    def trim(self, budget_bytes: int, org_ids: Iterable[str] = ()) -> int:
+        """Delete the oldest delivered records, with their index entries, while delivered
+        history (records, index, contact links) exceeds its budget.
+
+        Only delivered records go: queued, retrying, held and dead-lettered ones are the leads
+        themselves, and are never trimmed. Aliases older than the oldest record kept follow
+        in the contacts upkeep (`oldest_kept_delivered`). Returns how many records went.
+        """
+        self.forget_gone_index_entries()  # so the measure below samples records that exist
+        cost = self.cost(org_ids)
+        excess = cost.total - budget_bytes
+        if excess <= 0:
+            return 0
+        if not cost.delivered:  # contact links alone fill it: every idle alias may go
+            self.redis.set(self.keys.history_trimmed_before, repr(time.time()))
+            return 0
+        per_record = cost.records_bytes / cost.delivered + cost.index_entry_bytes
+        return self._delete_oldest_delivered(int(excess // per_record) + 1)
+
+    def oldest_kept_delivered(self, floor: float) -> float:
+        """Return when the oldest delivered record still kept was received, at least `floor`."""
+        trimmed = self.redis.get(self.keys.history_trimmed_before)
+        return max(floor, float(trimmed)) if trimmed else floor
+
+    def forget_gone_index_entries(self, scan_entries: int = INDEX_SCAN_ENTRIES) -> int:
+        """Drop the index entries of records that expired, oldest first; return how many.
+
+        Resumes where the last call stopped, so old dead letters at the head of the index
+        (kept, and scanned past) never hide the expired records behind them.
+        """
+        removed = scanned = 0
+        while scanned < scan_entries:
+            ids = [
+                text(i)
+                for i in self.redis.zrange(
+                    self.keys.index, self._index_offset, self._index_offset + TRIM_BATCH - 1
+                )
+            ]
+            if not ids:
+                self._index_offset = 0
+                break
+            found = self.redis.exists(*(self.keys.delivery(i) for i in ids))
+            gone = self._gone(ids) if found < len(ids) else []
+            if gone:
+                self.redis.zrem(self.keys.index, *gone)
+            self._index_offset += len(ids) - len(gone)
+            scanned, removed = scanned + len(ids), removed + len(gone)
+        return removed
+
+    def _gone(self, ids: list[str]) -> list[str]:
+        with self.redis.pipeline(transaction=False) as pipe:
+            for delivery_id in ids:
+                pipe.exists(self.keys.delivery(delivery_id))
+            return [i for i, kept in zip(ids, pipe.execute(), strict=True) if not kept]
 
     def _delivered_sizes(self, ids: list[str]) -> list[int]:
-        """Return the memory each delivered record among ids takes, with its index entry."""
+        """Return the memory each delivered record among ids takes."""
         with self.redis.pipeline(transaction=False) as pipe:
             for delivery_id in ids:
                 pipe.get(self.keys.delivery(delivery_id))
                 pipe.memory_usage(self.keys.delivery(delivery_id))
             replies = pipe.execute()
         records, sizes = replies[0::2], replies[1::2]
-        # An index entry costs about as much as its id twice over (member and skiplist node).
         return [
-            int(size) + 2 * len(delivery_id)
-            for delivery_id, raw, size in zip(ids, records, sizes, strict=True)
+            int(size)
+            for raw, size in zip(records, sizes, strict=True)
             if raw and size and _is_delivered(raw)
         ]
 
     def _delete_oldest_delivered(self, wanted: int) -> int:
         """Delete up to `wanted` delivered records, oldest received first; return how many."""
-        deleted, start = 0, 0
+        deleted, start, newest_gone = 0, 0, 0.0
         while deleted < wanted:
-            ids = [
-                text(i) for i in self.redis.zrange(self.keys.index, start, start + TRIM_BATCH - 1)
-            ]
-            if not ids:
+            entries: Any = self.redis.zrange(
+                self.keys.index, start, start + TRIM_BATCH - 1, withscores=True
+            )
+            if not entries:
                 break
+            ids = [text(i) for i, _ in entries]
+            received = dict(zip(ids, (score for _, score in entries), strict=True))
             records = self.redis.mget([self.keys.delivery(i) for i in ids])
             doomed = [i for i, raw in zip(ids, records, strict=True) if raw and _is_delivered(raw)]
             doomed = doomed[: wanted - deleted]
             gone = [i for i, raw in zip(ids, records, strict=True) if not raw]
             self._forget(doomed, gone)
+            if doomed:
+                newest_gone = max(newest_gone, received[doomed[-1]])
             deleted += len(doomed)
             start += len(ids) - len(doomed) - len(gone)
+        if newest_gone:
+            self.redis.set(self.keys.history_trimmed_before, repr(newest_gone))
         return deleted
 
     def _forget(self, doomed: list[str], expired: list[str]) -> None:
@@ -192,6 +259,22 @@ class History:
                 pipe.delete(*(self.keys.delivery(i) for i in doomed))
             pipe.zrem(self.keys.index, *doomed, *expired)
             pipe.execute()
+
+
+@dataclass(frozen=True)
+class HistoryCost:
+    """What delivered history holds in Redis, in bytes, measured from what is there."""
+
+    delivered: int  # delivered records kept
+    records_bytes: int
+    index_bytes: int  # the whole index by reception time
+    contacts_bytes: int  # the contacts hashes: links, dedup marks, chains
+    index_entry_bytes: int
+
+    @property
+    def total(self) -> int:
+        """Return the bytes counted against the history budget."""
+        return self.records_bytes + self.index_bytes + self.contacts_bytes
 
 
 def _is_delivered(raw: bytes | str) -> bool:

@@ -21,7 +21,7 @@ IDEMPOTENCY_KEY_TTL_SECONDS = 24 * 3600
 # How old the other organizations' pending counts may be when the global limit is checked.
 COUNTS_MAX_AGE_SECONDS = 1.0
 ACCEPTED, DUPLICATE, KNOWN = "accepted", "duplicate", "known"
-ORG_FULL, FULL = "org_full", "full"
+ORG_FULL, ORG_BYTES_FULL, FULL = "org_full", "org_bytes_full", "full"
 
 
 @dataclass(frozen=True)
@@ -36,10 +36,12 @@ class Accepted:
 
 @dataclass(frozen=True)
 class Quotas:
-    """Most undelivered messages kept, per organization and in all; 0 means no limit."""
+    """Most undelivered messages kept, per organization and in all, and most bytes of them
+    per organization; 0 means no limit."""
 
     per_org: int = 0
     total: int = 0
+    per_org_bytes: int = 0
 
 
 NO_QUOTAS = Quotas()
@@ -119,6 +121,8 @@ class Intake:
             self._idempotency_key(delivery),
             keys.contacts(org_id),
             QUEUES_KEY,
+            keys.pending_bytes,
+            keys.pending_sizes,
         ]
         args: list[str | int | float | bytes] = [
             delivery.id,
@@ -138,6 +142,7 @@ class Intake:
             quotas.total,
             self._others_pending(org_id, quotas),
             "0" if org_id in self._registered else "1",
+            quotas.per_org_bytes,
         ]
         return script_keys, args
 

@@ -52,6 +52,21 @@ class Keys:
         return self.key("pending")
 
     @property
+    def pending_bytes(self) -> str:
+        """Return the hash of the bytes of accepted, unfinished deliveries by organization."""
+        return self.key("pending", "bytes")
+
+    @property
+    def pending_sizes(self) -> str:
+        """Return the hash of each unfinished delivery's counted bytes, by delivery id."""
+        return self.key("pending", "sizes")
+
+    @property
+    def history_trimmed_before(self) -> str:
+        """Return the reception time (epoch s) up to which delivered history was trimmed."""
+        return self.key("history", "trimmed_before")
+
+    @property
     def index(self) -> str:
         """Return the sorted set of every kept delivery by reception time."""
         return self.key("index")

@@ -2,8 +2,9 @@
 
 ManyChat maps fields such as `$.data.contact_type` from a 200 JSON answer only, so the relay
 may wait a few seconds for the delivery's outcome before answering. The message is stored
-first, so waiting never risks it; and only half of a process's threads may wait at once, so
-waiting never starves the intake.
+first, so waiting never risks it; only half of a process's threads may wait at once, so
+waiting never starves the intake; and each organization only its share of those, so one
+organization's waits never starve another's.
 """
 
 from __future__ import annotations
@@ -43,40 +44,77 @@ SHORTEST_WAIT_SECONDS = 0.01
 
 
 class AnswerWaits:
-    """A web process's means of waiting: a bounded number of slots, and its answer listener."""
+    """A web process's means of waiting: a bounded number of slots, and its answer listener.
 
-    def __init__(self, listener: AnswerListener, slots: int) -> None:
+    No organization may hold more than its share of the slots: `share` of them divided among
+    the organizations waiting (the asking one included), at least one each. So one
+    organization's long waits leave room for every other's, however many it sends.
+    """
+
+    def __init__(self, listener: AnswerListener, slots: int, share: float = 1.0) -> None:
         self.listener = listener
         self.slots = slots
-        self._free = threading.BoundedSemaphore(slots)
+        self.share = share
+        self._lock = threading.Lock()
+        self._held: dict[str, int] = {}  # organization id -> slots it holds now
 
     @contextmanager
-    def slot(self) -> Iterator[bool]:
-        """Take a waiting slot if one is free, without blocking; yield whether it was taken."""
-        taken = self._free.acquire(blocking=False)
+    def slot(self, org_id: str = "") -> Iterator[bool]:
+        """Take a waiting slot if one is free to this organization, without blocking."""
+        taken = self._take(org_id)
         try:
             yield taken
         finally:
             if taken:
-                self._free.release()
+                self._give_back(org_id)
+
+    def org_limit(self, org_id: str) -> int:
+        """Return how many slots the organization may hold, with those now waiting."""
+        waiting = len(self._held) + (org_id not in self._held)
+        return max(1, int(self.slots * self.share) // waiting)
+
+    def _take(self, org_id: str) -> bool:
+        with self._lock:
+            held = self._held.get(org_id, 0)
+            if sum(self._held.values()) >= self.slots or held >= self.org_limit(org_id):
+                return False
+            self._held[org_id] = held + 1
+            return True
+
+    def _give_back(self, org_id: str) -> None:
+        with self._lock:
+            left = self._held[org_id] - 1
+            if left:
+                self._held[org_id] = left
+            else:
+                del self._held[org_id]
 
 
 def build_answer_waits(connection: redis.Redis, settings: Settings, keys: Keys) -> AnswerWaits:
     """Give half of the process's threads a slot to wait in, and one listener for them all."""
     subscriber = dedicated_client(connection, ANSWERS_CLIENT_NAME)
     listener = AnswerListener(subscriber, Answers(connection, keys))
-    return AnswerWaits(listener, max(1, settings.web_threads // 2))
+    slots = max(1, settings.web_threads // 2)
+    # With one organization there is nobody to be fair to: it may use every slot.
+    share = settings.org_wait_share if len(settings.orgs) > 1 else 1.0
+    return AnswerWaits(listener, slots, share)
 
 
 def requested_wait(endpoint: str, settings: Settings) -> float:
-    """Return the seconds to wait: ?wait= or X-Dmrelay-Wait, else the endpoint's default."""
+    """Return the seconds to wait: ?wait= or X-Dmrelay-Wait, else the endpoint's default.
+
+    Never more than the endpoint's configured maximum: the client chooses, within it.
+    """
     # Most requests carry no query string: skip building request.args (~4 us) for nothing.
     asked = request.args.get(WAIT_PARAMETER) if request.query_string else None
     given = asked or request.headers.get(WAIT_HEADER)
-    return parse_wait(given, settings.answer_wait_seconds.get(endpoint, 0.0))
+    cap = settings.max_answer_wait_seconds.get(endpoint, defaults.MAX_ANSWER_WAIT_SECONDS)
+    return parse_wait(given, settings.answer_wait_seconds.get(endpoint, 0.0), cap)
 
 
-def parse_wait(given: str | None, default: float) -> float:
+def parse_wait(
+    given: str | None, default: float, cap: float = defaults.MAX_ANSWER_WAIT_SECONDS
+) -> float:
     """Return a wait between 0 and the cap; anything unreadable means the default."""
     # A bad value must never cost the lead, so it is never an error.
     try:
@@ -85,22 +123,22 @@ def parse_wait(given: str | None, default: float) -> float:
         seconds = default
     if not math.isfinite(seconds):
         seconds = default
-    return min(max(seconds, 0.0), defaults.MAX_ANSWER_WAIT_SECONDS)
+    return min(max(seconds, 0.0), cap, defaults.MAX_ANSWER_WAIT_SECONDS)
 
 
-def answer(accepted: Accepted, wait_seconds: float) -> Response:
+def answer(accepted: Accepted, wait_seconds: float, org_id: str = "") -> Response:
     """Answer with DmTracker's own answer if it comes within the wait, else the queued body."""
-    outcome = find_outcome(accepted, wait_seconds)
+    outcome = find_outcome(accepted, wait_seconds, org_id)
     body = json_object(outcome.body) if outcome.state == DeliveryState.DELIVERED else None
     if body is not None:
         return delivered(body, accepted)
     return queued(accepted, outcome)
 
 
-def find_outcome(accepted: Accepted, wait_seconds: float) -> Outcome:
+def find_outcome(accepted: Accepted, wait_seconds: float, org_id: str = "") -> Outcome:
     """Return the delivery's outcome as it stands when the answer must go."""
     try:
-        outcome, result = _outcome(accepted, wait_seconds)
+        outcome, result = _outcome(accepted, wait_seconds, org_id)
     except redis.RedisError as error:
         # The message is stored already: the caller still gets its queued answer.
         log.warning("answer not awaited: Redis unavailable (%s)", type(error).__name__)
@@ -111,7 +149,7 @@ def find_outcome(accepted: Accepted, wait_seconds: float) -> Outcome:
     return outcome
 
 
-def _outcome(accepted: Accepted, wait_seconds: float) -> tuple[Outcome, str]:
+def _outcome(accepted: Accepted, wait_seconds: float, org_id: str) -> tuple[Outcome, str]:
     """Return the outcome and how it was found: at once, after a wait, or not at all."""
     if accepted.duplicate:
         earlier = earlier_outcome(accepted.delivery_id)
@@ -123,7 +161,7 @@ def _outcome(accepted: Accepted, wait_seconds: float) -> tuple[Outcome, str]:
     if remaining < SHORTEST_WAIT_SECONDS:
         return Outcome(DeliveryState.QUEUED), "no_wait"
     waits = current_answer_waits()
-    with waits.slot() as taken:
+    with waits.slot(org_id) as taken:
         if not taken:
             return Outcome(DeliveryState.QUEUED), "busy"
         found = waits.listener.wait(accepted.delivery_id, remaining)

@@ -28,10 +28,13 @@ from relay.storage.intake import (
     DUPLICATE,
     FULL,
     NO_QUOTAS,
+    ORG_BYTES_FULL,
     ORG_FULL,
     Accepted,
     Quotas,
 )
+from relay.storage.memory import MemoryGauge, MemoryReading
+from relay.storage.server import mebibytes
 from relay.storage.store import Store
 from relay.web.spool import Spool, SpoolEntry
 
@@ -48,6 +51,7 @@ class FrontDoor:
         self.store = store
         self.intake = store.intake
         self.spool = Spool(Path(settings.spool_dir), settings.spool_max_bytes, self.store_spooled)
+        self.memory = MemoryGauge(store.redis)
         self._buckets: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -94,44 +98,83 @@ class FrontDoor:
         """Store the request in Redis, or keep it in the spool; raise 503 only if neither can."""
         if self.spool.active:
             return self._spool(delivery, fingerprint)
+        reading = self.memory.reading()
+        if self._within_headroom(reading):
+            log.warning("%s: spooled", self._memory_note(reading))
+            return self._spool(delivery, fingerprint)
         try:
             outcome = self.intake.accept(
                 delivery,
                 fingerprint,
                 window_seconds=self.settings.dedup_window_seconds,
-                quotas=Quotas(
-                    self.settings.max_pending_per_org, self.settings.max_pending_deliveries
-                ),
+                quotas=self._quotas(reading),
             )
         except redis.RedisError as error:
             log.warning("redis did not take a request (%s): spooled", why_not_writable(error))
             return self._spool(delivery, fingerprint)
-        if outcome.result in (ORG_FULL, FULL):
-            raise self._over_quota(outcome.result)
+        if outcome.result in (ORG_FULL, ORG_BYTES_FULL, FULL):
+            raise self._over_quota(outcome.result, reading)
         settling = outcome.settling or self.settling
         return Accepted(
             outcome.delivery_id, duplicate=outcome.result == DUPLICATE, settling=settling
+        )
+
+    def _quotas(self, reading: MemoryReading | None) -> Quotas:
+        settings = self.settings
+        return Quotas(
+            settings.max_pending_per_org,
+            settings.max_pending_deliveries,
+            self.org_byte_budget(reading),
+        )
+
+    def org_byte_budget(self, reading: MemoryReading | None) -> int:
+        """Return the bytes of undelivered messages each organization may keep; 0: no limit."""
+        if self.settings.max_pending_bytes_per_org:
+            return self.settings.max_pending_bytes_per_org
+        if reading is None or not reading.max_bytes:
+            return 0
+        share = reading.max_bytes * self.settings.pending_bytes_share
+        return int(share / len(self.settings.orgs))
+
+    def _within_headroom(self, reading: MemoryReading | None) -> bool:
+        return reading is not None and reading.within_headroom(self.settings.redis_headroom)
+
+    def _memory_note(self, reading: MemoryReading | None) -> str:
+        """Say how full Redis is, against the headroom kept for delivery."""
+        if reading is None:
+            return "Redis memory unknown"
+        return (
+            f"Redis memory: {mebibytes(reading.used_bytes)} of {mebibytes(reading.max_bytes)}"
+            f" used, inside the {self.settings.redis_headroom:.0%} kept free for delivery"
         )
 
     def _spool(self, delivery: Delivery, fingerprint: str) -> Accepted:
         self.spool.append(SpoolEntry(delivery, fingerprint))
         return Accepted(delivery.id, duplicate=False, spooled=True)
 
-    def _over_quota(self, result: str) -> ServiceUnavailable:
+    def _over_quota(self, result: str, reading: MemoryReading | None) -> ServiceUnavailable:
         if result == ORG_FULL:
-            limit, whose = self.settings.max_pending_per_org, "for this organization"
+            held = f"{self.settings.max_pending_per_org} undelivered messages for this organization"
+        elif result == ORG_BYTES_FULL:
+            budget = mebibytes(self.org_byte_budget(reading))
+            held = f"{budget} of undelivered messages for this organization"
         else:
-            limit, whose = self.settings.max_pending_deliveries, "in all"
+            held = f"{self.settings.max_pending_deliveries} undelivered messages in all"
         return ServiceUnavailable(
-            f"The relay holds {limit} undelivered messages {whose}, its limit; try again later.",
+            f"The relay holds {held}, its limit; try again later.",
             headers={"Retry-After": str(QUOTA_RETRY_AFTER_SECONDS)},
         )
 
     def store_spooled(self, entry: SpoolEntry) -> str | None:
         """Store a spooled request: no quota (it was answered 200), dedup as if it came now.
 
-        Returns None once Redis has it, or the reason Redis refused it for good.
+        Returns None once Redis has it, or the reason Redis refused it for good. Not while
+        Redis is inside its headroom: the request waits in the spool, so draining never takes
+        the room the workers need to deliver.
         """
+        reading = self.memory.reading()
+        if self._within_headroom(reading):
+            raise redis.exceptions.OutOfMemoryError(self._memory_note(reading))
         try:
             self.intake.accept(
                 entry.delivery,
@@ -148,14 +191,16 @@ class FrontDoor:
 
     def readiness(self) -> str | None:
         """Return why this process should not get traffic, or None when it is ready."""
+        reading = self.memory.reading()
+        full = f"{self._memory_note(reading)}; " if self._within_headroom(reading) else ""
         entries, _ = self.spool.depth()
         if entries:
-            return f"spooling: {entries} accepted requests wait for Redis"
+            return f"{full}spooling: {entries} accepted requests wait for Redis"
         try:
             self.store.probe_writes()
         except redis.RedisError as error:
             return why_not_writable(error)
-        return None
+        return f"{full}new requests are spooled" if full else None
 
     def close(self, drain_seconds: float = defaults.SPOOL_EXIT_DRAIN_SECONDS) -> None:
         """Write pending metrics and drain the spool as far as Redis allows in the time given."""

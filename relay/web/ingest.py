@@ -100,7 +100,7 @@ def ingest(endpoint: str, to_request: Callable[[Any], Any] | None = None) -> Res
         # Redis is away: no answer can come before it is back, so nobody waits for one.
         current_answer_waits().listener.release_all()
         return spooled(accepted.delivery_id)
-    return answer(accepted, requested_wait(endpoint, settings))
+    return answer(accepted, requested_wait(endpoint, settings), org.id)
 
 
 def read_json_body(secrets: tuple[str, ...] = ()) -> Any:

@@ -282,7 +282,8 @@ def serve(redis_conn: redis.Redis) -> Iterator[Any]:
 def test_at_most_half_the_threads_wait_the_others_answer_at_once(  # type: ignore[no-untyped-def]
     settings, redis_conn, sandbox, start_worker, serve
 ) -> None:
-    own = waiting(settings, web_threads=4)  # two waiting slots
+    # Two waiting slots, either of which one organization may take (shares: test_wait_shares).
+    own = waiting(settings, web_threads=4, org_wait_share=1.0)
     subscriptions_before = connections_named(redis_conn, ANSWERS_CLIENT_NAME)
     relay = serve(own)
     start_worker(own)

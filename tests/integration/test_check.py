@@ -9,6 +9,7 @@ import pytest
 
 from relay import cli
 from relay.storage.server import Formation, connections_needed
+from relay.storage.store import Store
 from tests.helpers import ORG_A, SECRET, free_port_url, point_cli_at
 
 ConfigSetter = Callable[[str, str], None]
@@ -182,3 +183,22 @@ def test_a_server_with_config_disabled_is_read_from_info(  # type: ignore[no-unt
     summary = {line.split()[0]: line for line in out[1:]}
     assert "RDB unknown" in summary["persistence"]
     assert "noeviction" in summary["eviction"]
+
+
+def test_the_summary_shows_the_history_budget_what_fills_it_and_the_byte_budgets(  # type: ignore[no-untyped-def]
+    env, sound_server, sandbox, capsys, redis_conn
+) -> None:
+    sound_server("maxmemory", str(25 * 2**20))
+    contacts = Store(redis_conn).keys.contacts(ORG_A.id)
+    redis_conn.hset(contacts, mapping={f"a:{n}": f"user_{n}|{2**31}" for n in range(3000)})
+
+    code, out, _ = run_check(capsys)
+
+    assert code == 0
+    summary = {line.split()[0]: line for line in out[1:]}
+    links = float(re.search(r"contact links ([\d.]+) MiB", summary["history"]).group(1))  # type: ignore[union-attr]
+    assert links == round(redis_conn.memory_usage(contacts, samples=0) / 2**20, 1) > 0
+    assert "of its 6.2 MiB: 0 delivered records 0.0 MiB, index 0.0 MiB" in summary["history"]
+    # Half of maxmemory divided between the two organizations; spooling past 90 % of it.
+    assert "6.2 MiB of undelivered messages per organization" in summary["budgets"]
+    assert "ingest spools past 22.5 MiB used (10% kept free for delivery)" in summary["budgets"]

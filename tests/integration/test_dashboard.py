@@ -9,6 +9,7 @@ from typing import Any
 
 import jwt
 import pytest
+import redis
 from flask.testing import FlaskClient
 
 from relay.core.delivery import Attempt, Delivery, DeliveryState
@@ -416,3 +417,19 @@ def test_a_long_attempt_log_says_how_many_attempts_it_omits(
     assert "11 attempt(s) omitted from the log" in page
     assert numbers[:2] == ["1", "13"] and numbers[-1] == "61"
     assert "61 call(s) to DmTracker in all" in page
+
+
+def test_the_config_page_shows_the_memory_budgets_and_what_fills_them(
+    admin: FlaskClient, store: Store, redis_conn: redis.Redis, server_config: Any
+) -> None:
+    server_config("maxmemory", str(40 * 2**20))
+    links = {f"a:{n}": f"user_{n}|{2**31}" for n in range(3000)}
+    redis_conn.hset(store.keys.contacts(ORG_A.id), mapping=links)
+    size = redis_conn.memory_usage(store.keys.contacts(ORG_A.id), samples=0)
+
+    page = admin.get("/dashboard/config").text
+
+    filled = "of 10.0 MiB: 0 delivered records 0.0 MiB, index 0.0 MiB, contact links"
+    assert f"{filled} {size / 2**20:.1f} MiB" in page
+    assert "10.0 MiB" in page.split("Undelivered bytes per organization")[1][:200]  # 40 / 2 / 2
+    assert "10% of maxmemory" in page

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,3 +104,70 @@ def test_history_never_crowds_out_new_leads_on_a_25mb_redis(
         )
     finally:
         worker.stop()
+
+
+def expire(store: Store, ids: list[str]) -> None:
+    """Delete records as their TTL would, leaving their index entries behind."""
+    store.redis.delete(*(store.keys.delivery(i) for i in ids))
+
+
+def test_index_entries_go_with_their_records(small_redis: redis.Redis) -> None:
+    store = Store(small_redis)
+    expired, kept = keep(store, 700), keep(store, 100)
+    dead = keep(store, 10, DeliveryState.DEAD)
+    expire(store, expired)
+    store.history.trim(budget_bytes=MAXMEMORY)  # within budget: nothing else goes
+    assert {i.decode() for i in small_redis.zrange(store.keys.index, 0, -1)} == {*kept, *dead}
+
+
+def test_the_trim_measures_records_that_exist_not_a_sample_that_expired(
+    small_redis: redis.Redis,
+) -> None:
+    store = Store(small_redis)
+    expire(store, keep(store, 200))  # the index's head: records gone
+    newest = keep(store, 400)
+    size = small_redis.memory_usage(store.keys.delivery(newest[0]))
+    assert 100 <= store.history.trim(budget_bytes=200 * size) <= 300
+    assert store.history.oldest_kept_delivered(0) > 0  # the contacts upkeep's cutoff
+
+
+def test_contact_links_count_against_the_budget(small_redis: redis.Redis) -> None:
+    store = Store(small_redis)
+    records = keep(store, 100)
+    links = {f"a:{n}": f"user_{n}|{2**31}" for n in range(2000)}
+    small_redis.hset(store.keys.contacts(ORG_A.id), mapping=links)
+    cost = store.history.cost([ORG_A.id])
+    assert cost.contacts_bytes == small_redis.memory_usage(store.keys.contacts(ORG_A.id), samples=0)
+    assert cost.total == cost.records_bytes + cost.index_bytes + cost.contacts_bytes
+    # The links alone are over it: every delivered record goes, then the idle links do.
+    assert store.history.trim(cost.contacts_bytes // 2, [ORG_A.id]) == len(records)
+    assert store.history.oldest_kept_delivered(0) > 0
+    assert store.history.trim(cost.contacts_bytes // 2, [ORG_A.id]) == 0
+    assert store.history.oldest_kept_delivered(0) >= time.time() - 5
+
+
+def test_idle_aliases_older_than_the_history_go_and_those_on_their_way_stay(
+    small_redis: redis.Redis,
+) -> None:
+    store = Store(small_redis)
+    contacts = store.keys.contacts(ORG_A.id)
+    made_long_ago = int(time.time()) + 30 * 24 * 3600 - 3600  # expiry of an alias an hour old
+    small_redis.hset(
+        contacts,
+        mapping={
+            "a:idle": f"idle_user|{made_long_ago}",
+            "a:busy": f"busy_user|{made_long_ago}",
+            "q:u:busy_user": "some-delivery-id",
+            "a:young": f"young_user|{made_long_ago + 3000}",
+        },
+    )
+    cursor = -1
+    while cursor:
+        cursor, _ = store.contacts.forget_expired(
+            ORG_A.id, max(cursor, 0), aliases_made_before=time.time() - 1800
+        )
+    assert sorted(f.decode() for f in small_redis.hkeys(contacts)) == [
+        "a:busy",
+        "a:young",
+        "q:u:busy_user",
+    ]

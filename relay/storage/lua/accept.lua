@@ -12,10 +12,12 @@
 -- ARGV[14]: the organization's pending quota, 0 = none; ARGV[15]: the global limit, 0 = none;
 -- ARGV[16]: the other organizations' pending count as last seen, or '' to count them now;
 -- ARGV[17]: '1' to add the queue to RQ's set of queues.
--- KEYS[8]: the settle hash (settle.lua); KEYS[9]: the leases hash.
--- ARGV[18]: '1' for a delivery drained from a spool: it takes its place in its contact's
+-- KEYS[8]: the pending bytes (hash by organization); KEYS[9]: each pending delivery's bytes;
+-- ARGV[18]: the organization's byte budget for undelivered records, 0 = none.
+-- KEYS[10]: the settle hash (settle.lua); KEYS[11]: the leases hash.
+-- ARGV[19]: '1' for a delivery drained from a spool: it takes its place in its contact's
 -- chains by acceptance time (its id), and newer deliveries settle until its spool has drained;
--- ARGV[19..21]: the silence that means an outage, the settle period, the clock skew (ms).
+-- ARGV[20..22]: the silence that means an outage, the settle period, the clock skew (ms).
 -- The contacts hash (relay/storage/contacts.py) holds, per contact: its chains 'q:<name>'
 -- (chains.lua), its latest request per endpoint 'd:<endpoint>:<name>' = fingerprint|id|expiry,
 -- and the username each manychat_id goes with 'a:<manychat_id>' = username|expiry ('' when a
@@ -25,14 +27,14 @@
 -- Returns {outcome, delivery id, the organization's pending count, counts read or {},
 -- the chains joined, 1 if it settles: workers hold it back after an outage (settle.lua)}:
 -- outcome 'accepted', 'duplicate' (the id is the first one's), 'known' (stored before),
--- 'org_full' or 'full' (over a quota: nothing stored).
+-- 'org_full', 'org_bytes_full' or 'full' (over a quota: nothing stored).
 local id, head, org = ARGV[1], ARGV[2], ARGV[3]
 local username, manychat, contact = ARGV[5], ARGV[6], ARGV[7]
 local now, endpoint, window = tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[11])
 local record_key, queue, index, pending = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local idem_key, contacts, queues = KEYS[5], KEYS[6], KEYS[7]
-local spooled, skew_ms = ARGV[18] == '1', tonumber(ARGV[21])
-local settle = settle_pulse(KEYS[8], tonumber(ARGV[19]), tonumber(ARGV[20]), skew_ms)
+local spooled, skew_ms = ARGV[19] == '1', tonumber(ARGV[22])
+local settle = settle_pulse(KEYS[10], tonumber(ARGV[20]), tonumber(ARGV[21]), skew_ms)
 
 if idem_key ~= '' then
   local first = redis.call('GET', idem_key)
@@ -143,18 +145,24 @@ if not others then
     if counts[i] ~= org then others = others + tonumber(counts[i + 1]) end
   end
 end
-local quota, limit = tonumber(ARGV[14]), tonumber(ARGV[15])
+-- Bytes: the record as stored; one record alone always fits, however large.
+local size = #record + 1
+local bytes = redis.call('HINCRBY', KEYS[8], org, size)
+local quota, limit, byte_budget = tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[18])
 local refusal = nil
 if quota > 0 and count > quota then refusal = 'org_full'
+elseif byte_budget > 0 and bytes > byte_budget and bytes > size then refusal = 'org_bytes_full'
 elseif limit > 0 and count + others > limit then refusal = 'full' end
 if refusal then
   redis.call('HINCRBY', pending, org, -1)
+  redis.call('HINCRBY', KEYS[8], org, -size)
   redis.call('DEL', record_key)
   return {refusal, id, count - 1, counts}
 end
+redis.call('HSET', KEYS[9], id, size)
 
 redis.call('ZADD', index, ARGV[4], id)
-if spooled then settle_extend(KEYS[8], settle, id, tonumber(ARGV[20]), skew_ms) end
+if spooled then settle_extend(KEYS[10], settle, id, tonumber(ARGV[21]), skew_ms) end
 local updates = {}
 local function update(name, value)
   table.insert(updates, name)
@@ -163,7 +171,7 @@ end
 for _, name in ipairs(chains) do
   local line = entry('q:' .. name)
   if spooled then
-    update('q:' .. name, chain_placed(line, id, KEYS[9]))
+    update('q:' .. name, chain_placed(line, id, KEYS[11]))
   else
     update('q:' .. name, chain_joined(line, id))
   end

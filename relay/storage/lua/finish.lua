@@ -6,7 +6,8 @@
 -- the same step: an answer is published exactly when the delivery is finished.
 -- KEYS[1]: the record; KEYS[2]: the pending counts (hash by organization); KEYS[3]: the
 -- dead-letter index; KEYS[4]: the lease holder's processing list; KEYS[5]: the leases hash;
--- KEYS[6]: the answer key; KEYS[7]: the organization's contacts hash.
+-- KEYS[6]: the answer key; KEYS[7]: the organization's contacts hash; KEYS[8]: the pending
+-- bytes (hash by organization); KEYS[9]: each pending delivery's bytes.
 -- ARGV[1]: the delivery id; ARGV[2]: the parked set; ARGV[3]: the key prefix; ARGV[4]: the
 -- queue key prefix; ARGV[5]: the lease, or '' when no worker holds one (tools and tests);
 -- ARGV[6]: the record's JSON; ARGV[7]: its TTL (s); ARGV[8]: the dead-letter score, or ''
@@ -31,6 +32,11 @@ end
 local stored = redis.call('GET', KEYS[1])
 if stored and not is_finished((read_record(stored))) then
   redis.call('HINCRBY', KEYS[2], ARGV[13], -1)
+end
+local size = redis.call('HGET', KEYS[9], id)
+if size then
+  redis.call('HDEL', KEYS[9], id)
+  redis.call('HINCRBY', KEYS[8], ARGV[13], -tonumber(size))
 end
 if ARGV[8] ~= '' then redis.call('ZADD', KEYS[3], ARGV[8], id) end
 local chains = {}

@@ -36,6 +36,7 @@ from relay.core.policy import Backoff, schedule_table
 from relay.core.redact import redact
 from relay.core.times import utc
 from relay.storage import deadletters, queries
+from relay.storage.server import mebibytes
 from relay.web.context import current_front_door, current_settings, current_store
 from relay.web.dashboard.session import (
     URL_PREFIX,
@@ -390,8 +391,31 @@ def config() -> str:
         "dashboard/config.html",
         rate_limits={name: settings.rate_limits_per_minute.get(name) for name in ENDPOINTS},
         schedule=schedule_table(settings.max_attempts, backoff),
-        limits=configured_limits(settings),
+        limits=configured_limits(settings) + budget_rows(settings),
     )
+
+
+def budget_rows(settings: Settings) -> list[tuple[str, str]]:
+    """Return the memory budgets and what fills them now (docs/budgets.md)."""
+    door = current_front_door()
+    reading = door.memory.reading()
+    history = current_store().history
+    budget = history.budget_bytes(settings.history_max_mb)
+    cost = history.cost(org.id for org in settings.orgs)
+    per_org = door.org_byte_budget(reading)
+    return [
+        (
+            "Delivered history budget",
+            f"{mebibytes(cost.total)} of {mebibytes(budget)}: {cost.delivered:,} delivered"
+            f" records {mebibytes(cost.records_bytes)}, index {mebibytes(cost.index_bytes)},"
+            f" contact links {mebibytes(cost.contacts_bytes)}",
+        ),
+        (
+            "Undelivered bytes per organization",
+            mebibytes(per_org) if per_org else "no limit (Redis sets no maxmemory)",
+        ),
+        ("Redis memory kept free for delivery", f"{settings.redis_headroom:.0%} of maxmemory"),
+    ]
 
 
 def configured_limits(settings: Settings) -> list[tuple[str, str]]:
