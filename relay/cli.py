@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(commands, "schedule", "print the retry schedule of the current settings", _schedule)
     _add_check(commands)
     _add_dead_letters(commands)
+    _add_controls(commands)
     token = _add(commands, "token", "print an admin API token (a signed JWT)", _token)
     token.add_argument(
         "--scope", action="append", required=True, choices=tokens.SCOPES, dest="scopes"
@@ -104,6 +105,15 @@ def _add_dead_letters(commands: argparse._SubParsersAction) -> None:
                 action.add_argument(
                     row.flag, dest=row.field, type=_checked(row.convert), help=row.doc
                 )
+
+
+def _add_controls(commands: argparse._SubParsersAction) -> None:
+    for name, handler, help_text in (
+        ("pause", _pause, "hold an organization's deliveries (it keeps accepting)"),
+        ("resume", _resume, "let a paused organization's deliveries go again"),
+    ):
+        action = _add(commands, name, help_text, handler)
+        action.add_argument("org", help="the organization's id")
 
 
 def _add_check(commands: argparse._SubParsersAction) -> None:
@@ -375,4 +385,25 @@ def _dl_apply(args: argparse.Namespace, operation: Callable, verb: str) -> int:
     print(f"{verb} {len(ids)} dead letter(s)")
     for delivery_id in ids:
         print(delivery_id)
+    return 0
+
+
+def _pause(args: argparse.Namespace) -> int:
+    return _gate_action(args.org, paused=True)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    return _gate_action(args.org, paused=False)
+
+
+def _gate_action(org_id: str, *, paused: bool) -> int:
+    """Pause or resume one configured organization; say what it was already."""
+    settings = load_settings()
+    if settings.org_by_id(org_id) is None:
+        print(f"dmrelay: the relay serves no organization {org_id}", file=sys.stderr)
+        return 1
+    gates = _store(settings).gates
+    changed = gates.pause(org_id) if paused else gates.resume(org_id)
+    verb = "paused" if paused else "resumed"
+    print(f"{verb} {org_id}" if changed else f"{org_id} was {verb} already")
     return 0

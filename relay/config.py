@@ -74,6 +74,11 @@ class Settings:
     throttle_budget_seconds: float = defaults.THROTTLE_BUDGET_SECONDS
     full_record_sample_rate: float = defaults.FULL_RECORD_SAMPLE_RATE
     trusted_proxies: int = defaults.TRUSTED_PROXIES
+    # Pause, circuit breaker and alerts.
+    breaker_failures: int = defaults.BREAKER_FAILURES
+    breaker_window_seconds: float = defaults.BREAKER_WINDOW_SECONDS
+    breaker_probe_seconds: float = defaults.BREAKER_PROBE_SECONDS
+    breaker_probe_max_seconds: float = defaults.BREAKER_PROBE_MAX_SECONDS
 
     def secrets(self) -> tuple[str, ...]:
         """Return every secret value, so reports and logs can mask them."""
@@ -236,6 +241,29 @@ NUMBERS = (
         defaults.FULL_RECORD_SAMPLE_RATE,
     ),
     Number("DMRELAY_TRUSTED_PROXIES", "trusted_proxies", int, defaults.TRUSTED_PROXIES),
+    # Pause, circuit breaker and alerts.
+    Number("DMRELAY_BREAKER_FAILURES", "breaker_failures", int, defaults.BREAKER_FAILURES, 1),
+    Number(
+        "DMRELAY_BREAKER_WINDOW_SECONDS",
+        "breaker_window_seconds",
+        float,
+        defaults.BREAKER_WINDOW_SECONDS,
+        strict=True,
+    ),
+    Number(
+        "DMRELAY_BREAKER_PROBE_SECONDS",
+        "breaker_probe_seconds",
+        float,
+        defaults.BREAKER_PROBE_SECONDS,
+        strict=True,
+    ),
+    Number(
+        "DMRELAY_BREAKER_PROBE_MAX_SECONDS",
+        "breaker_probe_max_seconds",
+        float,
+        defaults.BREAKER_PROBE_MAX_SECONDS,
+        strict=True,
+    ),
 )
 
 # Every variable the relay reads: the numbers above and those with readers of their own.

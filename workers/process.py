@@ -177,7 +177,12 @@ class WorkerProcess:
         """Take the next delivery, trying organizations from the next one in turn."""
         with self._take_lock:
             org_ids = self._orgs_in_turn()
-            taken = self.store.inflight.take(self.name, org_ids) if org_ids else None
+            taken = self.deliverer.gate.take_probe(
+                self._take_from, self.name, org_ids, self._passed_over
+            )
+            if taken is None:
+                passable = self.deliverer.gate.passable(org_ids)  # not paused, breaker closed
+                taken = self._take_from(passable) if passable else None
             if taken is None:
                 return None
             if taken.verdict == START:
@@ -187,6 +192,9 @@ class WorkerProcess:
             if taken.org_id in self.org_ids:
                 self._turn = (self.org_ids.index(taken.org_id) + 1) % len(self.org_ids)
             return taken
+
+    def _take_from(self, org_ids: list[str]) -> Taken | None:
+        return self.store.inflight.take(self.name, org_ids)
 
     def _orgs_in_turn(self) -> list[str]:
         """Return the organizations below their share of slots, from the one whose turn it is."""
@@ -220,6 +228,7 @@ class WorkerProcess:
             if unrecorded:  # no thread runs it now: reconciling requeues it
                 self._reconcile_due.set()
             self._slots.release()
+            self.deliverer.gate.finish(taken.delivery_id)
             close_context(log_context)
 
     def requeue_orphans(self, after_outage: bool = False) -> int:

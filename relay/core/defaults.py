@@ -70,3 +70,12 @@ FULL_RECORD_SAMPLE_RATE = 0.01
 FAILED_ATTEMPTS_KEPT = 1000  # the latest failed attempts, with request and response bodies
 
 KEY_PREFIX = "dmrelay"
+
+# Circuit breaker per organization: this many transient failures in a row within the window
+# open it; probes then go every PROBE seconds, doubling up to PROBE_MAX.
+BREAKER_FAILURES = 20
+BREAKER_WINDOW_SECONDS = 120.0
+BREAKER_PROBE_SECONDS = 30.0
+BREAKER_PROBE_MAX_SECONDS = 300.0
+# A delivery held by an open breaker goes back on its queue this soon, to wait behind the gate.
+BREAKER_HOLD_SECONDS = 1.0

@@ -23,6 +23,7 @@ from relay.storage.settle import SettleTimes
 from relay.storage.store import Store
 from relay.web import ingest, manychat, ops
 from relay.web.admin import api as admin_api
+from relay.web.admin import controls as admin_controls
 from relay.web.answer import build_answer_waits
 from relay.web.apidoc import views as apidoc
 from relay.web.context import current_metrics, current_settings
@@ -96,6 +97,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(manychat.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(admin_api.bp)
+    app.register_blueprint(admin_controls.bp)
     app.register_blueprint(delivery_status_bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(apidoc.bp)

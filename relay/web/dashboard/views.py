@@ -37,6 +37,7 @@ from relay.core.redact import redact
 from relay.core.times import utc
 from relay.storage import deadletters, queries
 from relay.web.context import current_front_door, current_settings, current_store
+from relay.web.dashboard.controls import install_controls
 from relay.web.dashboard.session import (
     URL_PREFIX,
     can_admin,
@@ -58,6 +59,7 @@ bp = Blueprint(
     static_url_path="/static",
 )
 install(bp)  # sign-in, session cookie, guards: session.py
+install_controls(bp)  # pause and resume: controls.py
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 50
@@ -260,6 +262,9 @@ def overview_data() -> dict[str, Any]:
         for row in spool.rejected()
     ]
     data["spool"] = {"entries": entries, "bytes": size, "rejected": rejected}
+    gates = current_store().gates.read()
+    data["paused"] = gates.paused
+    data["breakers"] = {org_id: vars(breaker) for org_id, breaker in gates.breakers.items()}
     return data
 
 
