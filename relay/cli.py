@@ -17,12 +17,14 @@ from typing import TypeVar
 import redis
 from marshmallow import ValidationError
 
+from relay.alerting import send_test_alert
 from relay.config import Settings, load_orgs, load_settings, read_secret_key
 from relay.core import defaults
 from relay.core.delivery import Delivery
 from relay.core.errors import ConfigError, HttpError
 from relay.core.filters import DEAD_LETTER_FILTERS, DeliveryQuery, query_of, reason_of
 from relay.logs import configure_logging
+from relay.notify import Notifier
 from relay.storage import deadletters, server
 from relay.storage.connection import connect, describe_tls, safe_location
 from relay.storage.queries import iter_dead_letters, search_dead_letters
@@ -67,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check(commands)
     _add_dead_letters(commands)
     _add_controls(commands)
+    alerts = commands.add_parser("alerts", help="the alert channels")
+    _add(
+        alerts.add_subparsers(dest="action", required=True),
+        "test",
+        "send a test alert",
+        _alerts_test,
+    )
     token = _add(commands, "token", "print an admin API token (a signed JWT)", _token)
     token.add_argument(
         "--scope", action="append", required=True, choices=tokens.SCOPES, dest="scopes"
@@ -407,3 +416,16 @@ def _gate_action(org_id: str, *, paused: bool) -> int:
     verb = "paused" if paused else "resumed"
     print(f"{verb} {org_id}" if changed else f"{org_id} was {verb} already")
     return 0
+
+
+def _alerts_test(args: argparse.Namespace) -> int:
+    """Send a test alert to every configured channel; non-zero when one failed or none is set."""
+    settings = load_settings()
+    notifier = Notifier(settings)
+    if not notifier.channels:
+        print("dmrelay: no alert channel is configured", file=sys.stderr)
+        return 1
+    results = send_test_alert(_store(settings), notifier, "dmrelay alerts test")
+    for result in results:
+        print(f"{result['channel']}: {'sent' if result['ok'] else 'failed: ' + result['error']}")
+    return 0 if all(result["ok"] for result in results) else 1

@@ -16,6 +16,7 @@ from types import FrameType
 
 import redis
 
+from relay.alerting import start_watch
 from relay.core import defaults
 from relay.logs import close_context, open_context
 from relay.storage.inflight import GONE, START, Lease, Taken
@@ -101,11 +102,14 @@ class WorkerProcess:
         log.info("worker %s started, %d in flight at most", self.name, self.concurrency)
         self.heartbeat.start()
         self.maintenance.start()
+        alert_watch = start_watch(self.store, self.deliverer.settings)  # if a channel is set
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="delivery") as pool:
             while not self.stopping.is_set():
                 self._tick(pool)
             self._drain()
         self.maintenance.stop()
+        if alert_watch is not None:
+            alert_watch.stop()
         self.heartbeat.stop()  # beats on while draining, so nobody reclaims what finishes
         self._hand_back()
         self.maintenance.flush_counts()  # the last second's counts, summed but not written yet

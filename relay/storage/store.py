@@ -5,6 +5,7 @@ from __future__ import annotations
 import redis
 
 from relay.core import defaults
+from relay.storage.alerts import AlertStore
 from relay.storage.answers import Answers
 from relay.storage.contacts import Contacts
 from relay.storage.deadletters import DeadLetters
@@ -44,6 +45,7 @@ class Store:
         self.inflight = InFlight(connection, self.keys)
         self.dead = DeadLetters(connection, self.keys, self.ordering, self.queues)
         self.gates = GateStore(connection, self.keys)
+        self.alerts = AlertStore(connection, self.keys)
 
     def probe_writes(self) -> None:
         """Write a small key, so a refusal (read-only, out of memory) raises as ingest would."""
