@@ -411,8 +411,11 @@ def _gate_action(org_id: str, *, paused: bool) -> int:
     if settings.org_by_id(org_id) is None:
         print(f"dmrelay: the relay serves no organization {org_id}", file=sys.stderr)
         return 1
-    gates = _store(settings).gates
-    changed = gates.pause(org_id) if paused else gates.resume(org_id)
+    store = _store(settings)
+    try:
+        changed = store.gates.pause(org_id) if paused else store.gates.resume(org_id)
+    finally:
+        store.redis.connection_pool.disconnect()
     verb = "paused" if paused else "resumed"
     print(f"{verb} {org_id}" if changed else f"{org_id} was {verb} already")
     return 0
@@ -425,7 +428,11 @@ def _alerts_test(args: argparse.Namespace) -> int:
     if not notifier.channels:
         print("dmrelay: no alert channel is configured", file=sys.stderr)
         return 1
-    results = send_test_alert(_store(settings), notifier, "dmrelay alerts test")
+    store = _store(settings)
+    try:
+        results = send_test_alert(store, notifier, "dmrelay alerts test")
+    finally:
+        store.redis.connection_pool.disconnect()
     for result in results:
         print(f"{result['channel']}: {'sent' if result['ok'] else 'failed: ' + result['error']}")
     return 0 if all(result["ok"] for result in results) else 1

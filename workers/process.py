@@ -113,6 +113,7 @@ class WorkerProcess:
         self.heartbeat.stop()  # beats on while draining, so nobody reclaims what finishes
         self._hand_back()
         self.maintenance.flush_counts()  # the last second's counts, summed but not written yet
+        self.deliverer.client.close()  # its pooled connections to DmTracker
         log.info("worker %s stopped", self.name)
 
     def _tick(self, pool: ThreadPoolExecutor) -> None:
