@@ -334,7 +334,7 @@ class AlertWatch:
     def worker_conditions(self, now: float) -> list[Condition]:
         """Return 'no live worker' once no worker has beaten for two minutes."""
         inflight = self.store.inflight
-        live = set(inflight.workers()) - set(inflight.dead_workers())
+        live = set(inflight.workers()) - set(inflight.dead_workers(""))  # not a worker itself
         since = self.store.alerts.no_worker_since(now, alive=bool(live))
         if since is None or now - since < defaults.ALERT_NO_WORKER_SECONDS:
             return []
