@@ -17,12 +17,14 @@ from typing import TypeVar
 import redis
 from marshmallow import ValidationError
 
+from relay.alerting import send_test_alert
 from relay.config import Settings, load_orgs, load_settings, read_secret_key
 from relay.core import defaults
 from relay.core.delivery import Delivery
 from relay.core.errors import ConfigError, HttpError
 from relay.core.filters import DEAD_LETTER_FILTERS, DeliveryQuery, query_of, reason_of
 from relay.logs import configure_logging
+from relay.notify import Notifier
 from relay.storage import deadletters, server
 from relay.storage.connection import connect, describe_tls, safe_location
 from relay.storage.queries import iter_dead_letters, search_dead_letters
@@ -66,6 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add(commands, "schedule", "print the retry schedule of the current settings", _schedule)
     _add_check(commands)
     _add_dead_letters(commands)
+    _add_controls(commands)
+    alerts = commands.add_parser("alerts", help="the alert channels")
+    _add(
+        alerts.add_subparsers(dest="action", required=True),
+        "test",
+        "send a test alert",
+        _alerts_test,
+    )
     token = _add(commands, "token", "print an admin API token (a signed JWT)", _token)
     token.add_argument(
         "--scope", action="append", required=True, choices=tokens.SCOPES, dest="scopes"
@@ -104,6 +114,15 @@ def _add_dead_letters(commands: argparse._SubParsersAction) -> None:
                 action.add_argument(
                     row.flag, dest=row.field, type=_checked(row.convert), help=row.doc
                 )
+
+
+def _add_controls(commands: argparse._SubParsersAction) -> None:
+    for name, handler, help_text in (
+        ("pause", _pause, "hold an organization's deliveries (it keeps accepting)"),
+        ("resume", _resume, "let a paused organization's deliveries go again"),
+    ):
+        action = _add(commands, name, help_text, handler)
+        action.add_argument("org", help="the organization's id")
 
 
 def _add_check(commands: argparse._SubParsersAction) -> None:
@@ -406,3 +425,44 @@ def _dl_apply(args: argparse.Namespace, operation: Callable, verb: str) -> int:
     for delivery_id in ids:
         print(delivery_id)
     return 0
+
+
+def _pause(args: argparse.Namespace) -> int:
+    return _gate_action(args.org, paused=True)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    return _gate_action(args.org, paused=False)
+
+
+def _gate_action(org_id: str, *, paused: bool) -> int:
+    """Pause or resume one configured organization; say what it was already."""
+    settings = load_settings()
+    if settings.org_by_id(org_id) is None:
+        print(f"dmrelay: the relay serves no organization {org_id}", file=sys.stderr)
+        return 1
+    store = _store(settings)
+    try:
+        changed = store.gates.pause(org_id) if paused else store.gates.resume(org_id)
+    finally:
+        store.redis.connection_pool.disconnect()
+    verb = "paused" if paused else "resumed"
+    print(f"{verb} {org_id}" if changed else f"{org_id} was {verb} already")
+    return 0
+
+
+def _alerts_test(args: argparse.Namespace) -> int:
+    """Send a test alert to every configured channel; non-zero when one failed or none is set."""
+    settings = load_settings()
+    notifier = Notifier(settings)
+    if not notifier.channels:
+        print("dmrelay: no alert channel is configured", file=sys.stderr)
+        return 1
+    store = _store(settings)
+    try:
+        results = send_test_alert(store, notifier, "dmrelay alerts test")
+    finally:
+        store.redis.connection_pool.disconnect()
+    for result in results:
+        print(f"{result['channel']}: {'sent' if result['ok'] else 'failed: ' + result['error']}")
+    return 0 if all(result["ok"] for result in results) else 1

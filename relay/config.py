@@ -86,11 +86,24 @@ class Settings:
     max_pending_bytes_per_org: int = 0  # 0: pending_bytes_share of maxmemory, divided
     pending_bytes_share: float = defaults.PENDING_BYTES_SHARE_OF_MAXMEMORY
     redis_headroom: float = defaults.REDIS_HEADROOM
+    # Pause, circuit breaker and alerts.
+    breaker_failures: int = defaults.BREAKER_FAILURES
+    breaker_window_seconds: float = defaults.BREAKER_WINDOW_SECONDS
+    breaker_probe_seconds: float = defaults.BREAKER_PROBE_SECONDS
+    breaker_probe_max_seconds: float = defaults.BREAKER_PROBE_MAX_SECONDS
+    alert_webhook_url: str | None = field(default=None, repr=False)  # Slack's holds a secret
+    alert_smtp_url: str | None = field(default=None, repr=False)  # holds the password
+    alert_email_to: tuple[str, ...] = ()
+    alert_email_from: str = defaults.ALERT_EMAIL_FROM
+    alert_digest_minutes: float = defaults.ALERT_DIGEST_MINUTES
+    alert_backlog_minutes: float = defaults.ALERT_BACKLOG_MINUTES
+    public_url: str | None = None  # where the dashboard is served, for links in alerts
 
     def secrets(self) -> tuple[str, ...]:
         """Return every secret value, so reports and logs can mask them."""
         values = (*(org.token for org in self.orgs), self.secret_key, self.metrics_token or "")
-        return tuple(value for value in values if value)
+        alerting = (self.alert_webhook_url or "", self.alert_smtp_url or "")
+        return tuple(value for value in (*values, *alerting) if value)
 
     def org_by_id(self, org_id: str) -> Org | None:
         """Return the configured organization with this id, if any."""
@@ -265,6 +278,42 @@ NUMBERS = (
         defaults.PENDING_BYTES_SHARE_OF_MAXMEMORY,
     ),
     Number("DMRELAY_REDIS_HEADROOM", "redis_headroom", float, defaults.REDIS_HEADROOM),
+    # Pause, circuit breaker and alerts.
+    Number("DMRELAY_BREAKER_FAILURES", "breaker_failures", int, defaults.BREAKER_FAILURES, 1),
+    Number(
+        "DMRELAY_BREAKER_WINDOW_SECONDS",
+        "breaker_window_seconds",
+        float,
+        defaults.BREAKER_WINDOW_SECONDS,
+        strict=True,
+    ),
+    Number(
+        "DMRELAY_BREAKER_PROBE_SECONDS",
+        "breaker_probe_seconds",
+        float,
+        defaults.BREAKER_PROBE_SECONDS,
+        strict=True,
+    ),
+    Number(
+        "DMRELAY_BREAKER_PROBE_MAX_SECONDS",
+        "breaker_probe_max_seconds",
+        float,
+        defaults.BREAKER_PROBE_MAX_SECONDS,
+        strict=True,
+    ),
+    Number(
+        "DMRELAY_ALERT_DIGEST_MINUTES",
+        "alert_digest_minutes",
+        float,
+        defaults.ALERT_DIGEST_MINUTES,
+    ),
+    Number(
+        "DMRELAY_ALERT_BACKLOG_MINUTES",
+        "alert_backlog_minutes",
+        float,
+        defaults.ALERT_BACKLOG_MINUTES,
+        strict=True,
+    ),
 )
 
 # Every variable the relay reads: the numbers above and those with readers of their own.
@@ -282,6 +331,11 @@ VARIABLES = (
     "DMRELAY_ANSWER_WAIT_SECONDS",
     "DMRELAY_SPOOL_DIR",
     "DMRELAY_MAX_ANSWER_WAIT_SECONDS",
+    "DMRELAY_ALERT_WEBHOOK_URL",
+    "DMRELAY_ALERT_SMTP_URL",
+    "DMRELAY_ALERT_EMAIL_TO",
+    "DMRELAY_ALERT_EMAIL_FROM",
+    "DMRELAY_PUBLIC_URL",
     *(number.env for number in NUMBERS),
 )
 
@@ -304,8 +358,31 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         answer_wait_seconds={k: min(v, most[k]) for k, v in _answer_waits(env).items()},
         max_answer_wait_seconds=most,
         spool_dir=env.get("DMRELAY_SPOOL_DIR", "").strip() or defaults.SPOOL_DIR,
+        **_alerting(env),
         **numbers,
     )
+
+
+def _alerting(env: Mapping[str, str]) -> dict[str, Any]:
+    """Read the alert channels: a webhook, SMTP with its recipients, the dashboard's address."""
+    webhook = env.get("DMRELAY_ALERT_WEBHOOK_URL", "").strip() or None
+    if webhook:
+        _url(env, "DMRELAY_ALERT_WEBHOOK_URL", webhook)
+    smtp = env.get("DMRELAY_ALERT_SMTP_URL", "").strip() or None
+    if smtp and not smtp.startswith(("smtp://", "smtps://")):
+        raise ConfigError("DMRELAY_ALERT_SMTP_URL", "must be an smtp:// or smtps:// URL")
+    to = tuple(a.strip() for a in env.get("DMRELAY_ALERT_EMAIL_TO", "").split(",") if a.strip())
+    if smtp and not to:
+        raise ConfigError("DMRELAY_ALERT_EMAIL_TO", "is not set (DMRELAY_ALERT_SMTP_URL is)")
+    public = env.get("DMRELAY_PUBLIC_URL", "").strip()
+    return {
+        "alert_webhook_url": webhook,
+        "alert_smtp_url": smtp,
+        "alert_email_to": to,
+        "alert_email_from": env.get("DMRELAY_ALERT_EMAIL_FROM", "").strip()
+        or defaults.ALERT_EMAIL_FROM,
+        "public_url": _url(env, "DMRELAY_PUBLIC_URL", public) if public else None,
+    }
 
 
 def _required(env: Mapping[str, str], name: str) -> str:

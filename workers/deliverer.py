@@ -24,11 +24,12 @@ from relay.storage.metrics import Metrics
 from relay.storage.ratelimit import RateLimiter
 from relay.storage.store import Store
 from workers.dmtracker import DmTrackerClient
+from workers.gating import Gate
 
 log = logging.getLogger("dmrelay.delivery")
 
 # Outcomes of one pass, for logs and metrics (besides the take's verdicts and the states).
-RATE_LIMITED, LEASE_LOST = "rate_limited", "lease_lost"
+RATE_LIMITED, LEASE_LOST, BREAKER_HELD = "rate_limited", "lease_lost", "breaker_held"
 # DmTracker's answer handed back to a waiting ManyChat request: whole, unlike the attempt log.
 # How long a delivery's thread keeps trying to record the outcome of a call it made while
 # Redis is away (a restart): recorded late, it is not sent again. Short enough that a stopping
@@ -56,6 +57,7 @@ class Deliverer:
         self.backoff = policy.Backoff(settings.backoff_base_seconds, settings.backoff_cap_seconds)
         self.rng = rng or random.Random()  # noqa: S311 - jitter and sampling, not cryptography
         self.secrets = settings.secrets()
+        self.gate = Gate(store.gates, settings)
 
     def note(self, taken: Taken) -> str:
         """Count a take that starts nothing (parked, held, finished, gone); return its verdict."""
@@ -139,7 +141,10 @@ class Deliverer:
         verdict = policy.classify(reply, delivery.endpoint, now - delivery.received_at)
         delivery.add_attempt(_attempt(reply, verdict, now, self.secrets))
         _log_attempt(delivery, reply, verdict)
-        fate = self._decide(delivery, lease, reply, verdict, now)
+        if self.gate.holds_after(delivery, reply, verdict):
+            fate = self._hold(delivery, lease, _reason(reply), now)
+        else:
+            fate = self._decide(delivery, lease, reply, verdict, now)
         # Statistics only once the fate is stored: a Redis blip here must not send it again.
         outcome = "delivered" if verdict == Verdict.DELIVERED else "failed"
         self.store.stats.record_later(delivery.org_id, delivery.endpoint, outcome, reply.latency_ms)
@@ -176,6 +181,11 @@ class Deliverer:
             patience_seconds=RECORD_PATIENCE_SECONDS,
         )
         return DeliveryState.DELIVERED
+
+    def _hold(self, delivery: Delivery, lease: Lease, reason: str, now: float) -> str:
+        """Put the delivery back behind its open breaker, spending no attempt."""
+        self._retry(delivery, lease, now + defaults.BREAKER_HOLD_SECONDS, f"breaker open: {reason}")
+        return BREAKER_HELD
 
     def _throttled(self, delivery: Delivery, lease: Lease, reply: Reply, now: float) -> str:
         """Wait as DmTracker asks, within bounds; a 429 uses no attempt, but has a budget."""

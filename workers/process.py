@@ -16,6 +16,7 @@ from types import FrameType
 
 import redis
 
+from relay.alerting import start_watch
 from relay.core import defaults
 from relay.logs import close_context, open_context
 from relay.storage.inflight import GONE, START, Lease, Taken
@@ -101,14 +102,18 @@ class WorkerProcess:
         log.info("worker %s started, %d in flight at most", self.name, self.concurrency)
         self.heartbeat.start()
         self.maintenance.start()
+        alert_watch = start_watch(self.store, self.deliverer.settings)  # if a channel is set
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="delivery") as pool:
             while not self.stopping.is_set():
                 self._tick(pool)
             self._drain()
         self.maintenance.stop()
+        if alert_watch is not None:
+            alert_watch.stop()
         self.heartbeat.stop()  # beats on while draining, so nobody reclaims what finishes
         self._hand_back()
         self.maintenance.flush_counts()  # the last second's counts, summed but not written yet
+        self.deliverer.client.close()  # its pooled connections to DmTracker
         log.info("worker %s stopped", self.name)
 
     def _tick(self, pool: ThreadPoolExecutor) -> None:
@@ -177,7 +182,12 @@ class WorkerProcess:
         """Take the next delivery, trying organizations from the next one in turn."""
         with self._take_lock:
             org_ids = self._orgs_in_turn()
-            taken = self.store.inflight.take(self.name, org_ids) if org_ids else None
+            taken = self.deliverer.gate.take_probe(
+                self._take_from, self.name, org_ids, self._passed_over
+            )
+            if taken is None:
+                passable = self.deliverer.gate.passable(org_ids)  # not paused, breaker closed
+                taken = self._take_from(passable) if passable else None
             if taken is None:
                 return None
             if taken.verdict == START:
@@ -187,6 +197,9 @@ class WorkerProcess:
             if taken.org_id in self.org_ids:
                 self._turn = (self.org_ids.index(taken.org_id) + 1) % len(self.org_ids)
             return taken
+
+    def _take_from(self, org_ids: list[str]) -> Taken | None:
+        return self.store.inflight.take(self.name, org_ids)
 
     def _orgs_in_turn(self) -> list[str]:
         """Return the organizations below their share of slots, from the one whose turn it is."""
@@ -220,6 +233,7 @@ class WorkerProcess:
             if unrecorded:  # no thread runs it now: reconciling requeues it
                 self._reconcile_due.set()
             self._slots.release()
+            self.deliverer.gate.finish(taken.delivery_id)
             close_context(log_context)
 
     def requeue_orphans(self, after_outage: bool = False) -> int:

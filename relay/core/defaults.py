@@ -83,3 +83,23 @@ PENDING_BYTES_SHARE_OF_MAXMEMORY = 0.5
 # Ingest spools instead of storing in Redis once less than this share of maxmemory is free:
 # workers need room to register, take, finish and trim, and finishing is what frees memory.
 REDIS_HEADROOM = 0.10
+# Circuit breaker per organization: this many transient failures in a row within the window
+# open it; probes then go every PROBE seconds, doubling up to PROBE_MAX.
+BREAKER_FAILURES = 20
+BREAKER_WINDOW_SECONDS = 120.0
+BREAKER_PROBE_SECONDS = 30.0
+BREAKER_PROBE_MAX_SECONDS = 300.0
+# A delivery held by an open breaker goes back on its queue this soon, to wait behind the gate.
+BREAKER_HOLD_SECONDS = 1.0
+
+# Alerts: dead letters at once after a quiet period, then one digest per period at most.
+ALERT_DIGEST_MINUTES = 15.0
+ALERT_BACKLOG_MINUTES = 30.0
+ALERT_NO_WORKER_SECONDS = 120
+ALERT_REDIS_MEMORY_SHARE = 0.8
+ALERT_EXPIRY_WARNING_SECONDS = 3 * 24 * 3600
+ALERT_CHECK_SECONDS = 5.0
+ALERT_SEND_TIMEOUT_SECONDS = 5.0
+ALERT_SEND_TRIES = 3
+ALERT_HISTORY_KEPT = 200
+ALERT_EMAIL_FROM = "dmrelay@localhost"

@@ -5,9 +5,11 @@ from __future__ import annotations
 import redis
 
 from relay.core import defaults
+from relay.storage.alerts import AlertStore
 from relay.storage.answers import Answers
 from relay.storage.contacts import Contacts
 from relay.storage.deadletters import DeadLetters
+from relay.storage.gates import GateStore
 from relay.storage.history import History
 from relay.storage.inflight import InFlight
 from relay.storage.intake import Intake
@@ -42,6 +44,8 @@ class Store:
         self.schedule = Schedule(connection, self.keys)
         self.inflight = InFlight(connection, self.keys)
         self.dead = DeadLetters(connection, self.keys, self.ordering, self.queues)
+        self.gates = GateStore(connection, self.keys)
+        self.alerts = AlertStore(connection, self.keys)
 
     def probe_writes(self) -> None:
         """Write a small key, so a refusal (read-only, out of memory) raises as ingest would."""

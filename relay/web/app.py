@@ -11,6 +11,7 @@ import redis
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from relay.alerting import AlertWatch, start_watch
 from relay.config import Settings, load_settings
 from relay.core import defaults
 from relay.core.redact import holds_secret
@@ -23,6 +24,7 @@ from relay.storage.settle import SettleTimes
 from relay.storage.store import Store
 from relay.web import ingest, manychat, ops
 from relay.web.admin import api as admin_api
+from relay.web.admin import controls as admin_controls
 from relay.web.answer import build_answer_waits
 from relay.web.apidoc import views as apidoc
 from relay.web.context import current_metrics, current_settings
@@ -66,6 +68,7 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     app.extensions["dmrelay.metrics"] = Metrics(store)
     app.extensions["dmrelay.answer_waits"] = build_answer_waits(store.redis, settings, store.keys)
     app.extensions["dmrelay.front_door"] = front_door(settings, store)
+    app.extensions["dmrelay.alert_watch"] = alert_watch(settings, store, app)
     app.before_request(start_request)
     app.before_request(refuse_streamed_body_over_limit)
     app.after_request(finish_request)
@@ -82,8 +85,17 @@ def front_door(settings: Settings, store: Store) -> FrontDoor:
     return door
 
 
+def alert_watch(settings: Settings, store: Store, app: Flask) -> AlertWatch | None:
+    """Watch for alerts from this process too: "no live worker" and its own spool."""
+    door: FrontDoor = app.extensions["dmrelay.front_door"]
+    return start_watch(store, settings, spool_depth=lambda: door.spool.depth()[0])
+
+
 def shut_down(app: Flask) -> None:
     """Before the process exits: write pending metrics, drain the spool while time allows."""
+    watch = app.extensions.get("dmrelay.alert_watch")
+    if isinstance(watch, AlertWatch):
+        watch.stop()
     door = app.extensions.get("dmrelay.front_door")
     if isinstance(door, FrontDoor):
         door.close()
@@ -96,6 +108,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(manychat.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(admin_api.bp)
+    app.register_blueprint(admin_controls.bp)
     app.register_blueprint(delivery_status_bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(apidoc.bp)

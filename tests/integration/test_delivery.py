@@ -68,7 +68,8 @@ def test_connection_errors_are_retried(client, store, settings, start_worker) ->
     assert delivery.reason == "gave up after 2 attempts: DmTracker unreachable (connection error)"
 
 
-@pytest.mark.parametrize("status", [400, 401, 403, 405, 422])
+# 401 and 403 open the circuit breaker instead: tests/integration/test_gates.py.
+@pytest.mark.parametrize("status", [400, 405, 422])
 def test_permanent_statuses_go_straight_to_dead_letters(  # type: ignore[no-untyped-def]
     client, store, sandbox, start_worker, status
 ) -> None:

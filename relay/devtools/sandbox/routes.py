@@ -86,8 +86,9 @@ def delay_or_fault() -> Response | None:
     if not is_api_request():
         return None
     sandbox = current_sandbox()
+    org_id = sandbox.org_by_token.get(request.headers.get("x-org-auth-token", ""))
     with sandbox.lock:
-        delay_ms, fault = sandbox.plan(request.path.removeprefix(f"{API_PREFIX}/"))
+        delay_ms, fault = sandbox.plan(request.path.removeprefix(f"{API_PREFIX}/"), org_id)
     time.sleep(delay_ms / 1000)  # outside the lock, so slow requests overlap
     if fault is None:
         return None
@@ -213,7 +214,8 @@ def parse_fault(spec: dict[str, Any]) -> Fault:
     if latency_ms is not None and latency_ms < 0:
         raise ApiError(400, "The 'latency_ms' field must not be negative.")
     headers = {str(name): str(value) for name, value in headers.items()}
-    return Fault(endpoint, status, count, spec.get("body"), headers, latency_ms)
+    org_id = get(spec, "organization_id", str)
+    return Fault(endpoint, status, count, spec.get("body"), headers, latency_ms, org_id)
 
 
 def update_config() -> ResponseReturnValue:

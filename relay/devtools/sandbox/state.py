@@ -52,6 +52,7 @@ class Fault:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     latency_ms: int | None = None
+    organization_id: str | None = None  # only this organization's requests (by token)
 
 
 @dataclass
@@ -82,9 +83,9 @@ class Sandbox:
         self.faults: list[Fault] = []
         self.journal: list[dict[str, Any]] = []
 
-    def plan(self, endpoint: str) -> tuple[int, Fault | None]:
+    def plan(self, endpoint: str, org_id: str | None = None) -> tuple[int, Fault | None]:
         """Return the latency to wait and the fault that answers this request, if any."""
-        fault = self.take_queued_fault(endpoint)
+        fault = self.take_queued_fault(endpoint, org_id)
         rate = self.config.fault_rate
         if fault is None and rate > 0 and self.random.random() < rate:
             body = {"error": "Service Unavailable", "message": UNAVAILABLE_MESSAGE}
@@ -93,9 +94,11 @@ class Sandbox:
             return fault.latency_ms, fault
         return self.config.latency_ms, fault
 
-    def take_queued_fault(self, endpoint: str) -> Fault | None:
-        """Use up one turn of the first queued fault that matches the endpoint."""
+    def take_queued_fault(self, endpoint: str, org_id: str | None = None) -> Fault | None:
+        """Use up one turn of the first queued fault that matches the endpoint (and org)."""
         for fault in self.faults:
+            if fault.organization_id not in (None, org_id):
+                continue
             if fault.endpoint in ("*", endpoint):
                 if fault.count > 0:
                     fault.count -= 1

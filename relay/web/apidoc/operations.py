@@ -36,6 +36,7 @@ from relay.core.schemas import (
     UpdateTagsSchema,
 )
 from relay.web.admin import api as admin_api
+from relay.web.admin import controls as admin_controls
 from relay.web.admin import resources
 from relay.web.apidoc import answers
 
@@ -260,6 +261,15 @@ OPERATIONS: dict[str, Operation] = {
     "admin_api.purge_one": admin(json("Purged.", resources.PurgeAnswer), 404),
     "admin_api.replay_matching": bulk(resources.ReplayAnswer),
     "admin_api.purge_matching": bulk(resources.PurgeAnswer),
+    "admin_controls.list_organizations": admin(
+        json("Every organization.", admin_controls.OrganizationList)
+    ),
+    "admin_controls.pause": admin(
+        json("Paused (or paused already).", admin_controls.OrganizationAnswer), 404
+    ),
+    "admin_controls.resume": admin(
+        json("Resumed (or not paused).", admin_controls.OrganizationAnswer), 404
+    ),
     # -- operations (relay/web/ops.py) -----------------------------------------------------------
     "ops.healthz": Operation(tag=OPS, answers={200: json("Up.", answers.Health)}),
     "ops.readyz": Operation(

@@ -35,9 +35,12 @@ from relay.core.filters import DEAD_LETTER_FILTERS, FILTERS, DeliveryQuery, read
 from relay.core.policy import Backoff, schedule_table
 from relay.core.redact import redact
 from relay.core.times import utc
+from relay.notify import Notifier
 from relay.storage import deadletters, queries
 from relay.storage.server import mebibytes
 from relay.web.context import current_front_door, current_settings, current_store
+from relay.web.dashboard.alerts import install_alert_pages
+from relay.web.dashboard.controls import install_controls
 from relay.web.dashboard.session import (
     URL_PREFIX,
     can_admin,
@@ -59,6 +62,8 @@ bp = Blueprint(
     static_url_path="/static",
 )
 install(bp)  # sign-in, session cookie, guards: session.py
+install_controls(bp)  # pause and resume: controls.py
+install_alert_pages(bp)  # alert history and the test button: alerts.py
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 50
@@ -261,7 +266,20 @@ def overview_data() -> dict[str, Any]:
         for row in spool.rejected()
     ]
     data["spool"] = {"entries": entries, "bytes": size, "rejected": rejected}
+    gates = current_store().gates.read()
+    data["paused"] = gates.paused
+    data["breakers"] = {org_id: vars(breaker) for org_id, breaker in gates.breakers.items()}
+    data["failing_channels"] = failing_channels()
     return data
+
+
+def failing_channels() -> dict[str, str]:
+    """Return the configured alert channels whose last send failed, with the error."""
+    health = current_store().alerts.channels()
+    configured = Notifier(current_settings()).channels
+    return {
+        n: str(h.get("error", "")) for n, h in health.items() if n in configured and not h["ok"]
+    }
 
 
 # -- deliveries -------------------------------------------------------------------------------
