@@ -273,3 +273,14 @@ def point_cli_at(monkeypatch: Any, settings: Settings) -> None:
     monkeypatch.setenv("DMRELAY_ORGS", json.dumps(orgs))
     monkeypatch.setenv("DMRELAY_SECRET_KEY", SECRET)
     monkeypatch.setenv("DMTRACKER_BASE_URL", settings.dmtracker_base_url)
+
+
+def sign_in_page(page: Any, relay_url: str) -> None:
+    """Open the dashboard in a browser page and sign in there with an admin token."""
+    from playwright.sync_api import expect  # only the browser tests drive a page
+
+    page.goto(f"{relay_url}/dashboard/")
+    expect(page).to_have_url(f"{relay_url}/dashboard/sign-in?next=/dashboard/")
+    page.fill("#token", tokens.mint(SECRET, [tokens.ADMIN], 600))
+    page.click("button:has-text('Sign in')")
+    expect(page).to_have_url(f"{relay_url}/dashboard/")

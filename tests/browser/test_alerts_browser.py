@@ -14,8 +14,7 @@ from relay.alerting import AlertWatch
 from relay.notify import Notifier
 from relay.storage.store import Store
 from relay.web.app import create_app, shut_down
-from tests.browser.test_dashboard_browser import sign_in
-from tests.helpers import ORG_A, served, store_dead_letter, with_settings
+from tests.helpers import ORG_A, served, sign_in_page, store_dead_letter, with_settings
 from tests.receivers import WebhookReceiver
 
 pytestmark = pytest.mark.browser
@@ -42,7 +41,7 @@ def test_the_alert_history_and_the_test_button(  # type: ignore[no-untyped-def]
     app = create_app(alerting, redis_conn)
     try:
         with served(app) as relay_url:
-            sign_in(page, relay_url)
+            sign_in_page(page, relay_url)
             page.click("nav a:has-text('Alerts')")
             expect(page).to_have_url(f"{relay_url}/dashboard/alerts")
             history = page.locator("#alert-history tbody tr")

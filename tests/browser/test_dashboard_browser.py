@@ -9,8 +9,7 @@ import pytest
 import requests
 from playwright.sync_api import Page, expect
 
-from relay.web.admin import tokens
-from tests.helpers import DEFAULT_REPLY, ORG_A, SECRET, headers
+from tests.helpers import DEFAULT_REPLY, ORG_A, headers, sign_in_page
 
 WAIT_MS = 20_000
 
@@ -27,15 +26,6 @@ def post_default_reply(relay_url: str) -> str:
     )
     assert response.status_code == 200, response.text
     return str(response.json()["data"]["delivery_id"])
-
-
-def sign_in(page: Page, relay_url: str) -> None:
-    """Open the dashboard, get sent to sign-in, and sign in with an admin token."""
-    page.goto(f"{relay_url}/dashboard/")
-    expect(page).to_have_url(f"{relay_url}/dashboard/sign-in?next=/dashboard/")
-    page.fill("#token", tokens.mint(SECRET, [tokens.ADMIN], 600))
-    page.click("button:has-text('Sign in')")
-    expect(page).to_have_url(f"{relay_url}/dashboard/")
 
 
 def reload_until_delivered(page: Page, url: str) -> None:
@@ -55,7 +45,7 @@ def test_an_operator_replays_a_dead_letter_to_delivery(
     start_worker()
     sandbox.fault(endpoint="contact/default-reply", status=400, count=1)
     delivery_id = post_default_reply(relay_url)
-    sign_in(page, relay_url)
+    sign_in_page(page, relay_url)
 
     # The live overview picks up the dead letter by polling, without a reload.
     expect(page.locator("#dead-count")).to_have_text("1", timeout=WAIT_MS)
