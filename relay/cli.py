@@ -25,7 +25,7 @@ from relay.core.errors import ConfigError, HttpError
 from relay.core.filters import DEAD_LETTER_FILTERS, DeliveryQuery, query_of, reason_of
 from relay.logs import configure_logging
 from relay.notify import Notifier
-from relay.storage import deadletters, server
+from relay.storage import deadletter_actions, server
 from relay.storage.connection import connect, describe_tls, safe_location
 from relay.storage.queries import iter_dead_letters, search_dead_letters
 from relay.storage.store import Store
@@ -407,16 +407,16 @@ def _dl_list(args: argparse.Namespace) -> int:
 
 
 def _dl_replay(args: argparse.Namespace) -> int:
-    return _dl_apply(args, deadletters.replay, "replayed")
+    return _dl_apply(args, deadletter_actions.replay, "replayed")
 
 
 def _dl_purge(args: argparse.Namespace) -> int:
-    return _dl_apply(args, deadletters.purge, "purged")
+    return _dl_apply(args, deadletter_actions.purge, "purged")
 
 
 def _dl_apply(args: argparse.Namespace, operation: Callable, verb: str) -> int:
     store = _store(load_settings())
-    chosen = [args.id] if args.id else deadletters.matching_ids(store, _query(args))
+    chosen = [args.id] if args.id else deadletter_actions.matching_ids(store, _query(args))
     ids = operation(store, chosen)
     if args.id and not ids:
         print(f"dmrelay: no dead letter {args.id}", file=sys.stderr)
