@@ -18,7 +18,7 @@ import redis
 from marshmallow import ValidationError
 
 from relay.alerting import send_test_alert
-from relay.config import Settings, load_orgs, load_settings, read_secret_key
+from relay.config import Settings, load_settings, read_setting
 from relay.core import defaults
 from relay.core.delivery import Delivery
 from relay.core.errors import ConfigError, HttpError
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--fault-rate", type=float, default=0.0)
     sandbox.add_argument("--create-contact-limit", type=int, default=60)
     run = _add(commands, "run", "run web, worker, Redis and the sandbox locally", _run)
-    run.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    run.add_argument("--port", type=int, help="the web port (default: PORT, else 8000)")
     _add(commands, "healthcheck", "exit 0 if this container's web or worker is alive", _health)
     _add(commands, "schedule", "print the retry schedule of the current settings", _schedule)
     _add_check(commands)
@@ -173,7 +173,7 @@ def _sandbox(args: argparse.Namespace) -> int:
     from relay.devtools.sandbox import SandboxOrg, serve
 
     # The sandbox needs only the organizations: no Redis, no secret.
-    orgs = [SandboxOrg(org.id, org.token) for org in load_orgs(os.environ)]
+    orgs = [SandboxOrg(org.id, org.token) for org in read_setting("orgs", os.environ)]
     serve(
         orgs,
         args.host,
@@ -188,13 +188,13 @@ def _sandbox(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from relay.devtools.devrun import run_local
 
-    return run_local(args.port)
+    return run_local(args.port or read_setting("port", os.environ))
 
 
 def _health(args: argparse.Namespace) -> int:
     from workers.bootstrap import ALIVE_FILE
 
-    url = f"http://127.0.0.1:{os.environ.get('PORT', '8000')}/healthz"
+    url = f"http://127.0.0.1:{read_setting('port', os.environ)}/healthz"
     try:
         with urllib.request.urlopen(url, timeout=4) as response:
             return 0 if response.status == 200 else 1
@@ -355,7 +355,7 @@ def _check_dmtracker(settings: Settings) -> tuple[list[str], list[str]]:
 
 def _token(args: argparse.Namespace) -> int:
     # Only the secret is needed to sign: no Redis, no organizations.
-    secret = read_secret_key(os.environ)
+    secret = read_setting("secret_key", os.environ)
     try:
         scopes = list(dict.fromkeys(args.scopes))
         print(tokens.mint(secret, scopes, tokens.parse_ttl(args.ttl), args.subject))
