@@ -9,7 +9,7 @@ import os
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -18,7 +18,7 @@ import redis
 from marshmallow import ValidationError
 
 from relay.alerting import send_test_alert
-from relay.config import Settings, load_settings, read_setting
+from relay.config import DECLARED, ENV, REQUIRED, Settings, default_of, load_settings, read_setting
 from relay.core import defaults
 from relay.core.delivery import Delivery
 from relay.core.errors import ConfigError, HttpError
@@ -225,9 +225,26 @@ def _check(args: argparse.Namespace) -> int:
     redis_problems, redis_lines = _check_redis(settings, formation, args.wait)
     http_problems, http_lines = _check_dmtracker(settings)
     orgs = f"{len(settings.orgs)} organization(s)"
-    return _report(
-        redis_problems + http_problems, [f"configuration  {orgs}", *redis_lines, *http_lines]
-    )
+    changed = ", ".join(_changed_settings(settings)) or "all at their defaults"
+    summary = [f"configuration  {orgs}", f"settings       {changed}", *redis_lines, *http_lines]
+    return _report(redis_problems + http_problems, summary)
+
+
+def _changed_settings(settings: Settings) -> list[str]:
+    """Return `VARIABLE=value` for each setting off its default, but the secret or required."""
+    return [
+        f"{ENV[name]}={_text(value)}"
+        for name, declared in DECLARED.items()
+        if not declared.metadata["secret"]
+        and default_of(name) is not REQUIRED
+        and (value := getattr(settings, name)) != default_of(name)
+    ]
+
+
+def _text(value: object) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return json.dumps(value) if isinstance(value, Mapping) else str(value)
 
 
 def _report(problems: list[str], summary: list[str]) -> int:
