@@ -9,7 +9,7 @@ import os
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -18,14 +18,14 @@ import redis
 from marshmallow import ValidationError
 
 from relay.alerting import send_test_alert
-from relay.config import Settings, load_orgs, load_settings, read_secret_key
+from relay.config import DECLARED, ENV, REQUIRED, Settings, default_of, load_settings, read_setting
 from relay.core import defaults
 from relay.core.delivery import Delivery
 from relay.core.errors import ConfigError, HttpError
 from relay.core.filters import DEAD_LETTER_FILTERS, DeliveryQuery, query_of, reason_of
 from relay.logs import configure_logging
 from relay.notify import Notifier
-from relay.storage import deadletters, server
+from relay.storage import deadletter_actions, server
 from relay.storage.connection import connect, describe_tls, safe_location
 from relay.storage.queries import iter_dead_letters, search_dead_letters
 from relay.storage.store import Store
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--fault-rate", type=float, default=0.0)
     sandbox.add_argument("--create-contact-limit", type=int, default=60)
     run = _add(commands, "run", "run web, worker, Redis and the sandbox locally", _run)
-    run.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    run.add_argument("--port", type=int, help="the web port (default: PORT, else 8000)")
     _add(commands, "healthcheck", "exit 0 if this container's web or worker is alive", _health)
     _add(commands, "schedule", "print the retry schedule of the current settings", _schedule)
     _add_check(commands)
@@ -173,7 +173,7 @@ def _sandbox(args: argparse.Namespace) -> int:
     from relay.devtools.sandbox import SandboxOrg, serve
 
     # The sandbox needs only the organizations: no Redis, no secret.
-    orgs = [SandboxOrg(org.id, org.token) for org in load_orgs(os.environ)]
+    orgs = [SandboxOrg(org.id, org.token) for org in read_setting("orgs", os.environ)]
     serve(
         orgs,
         args.host,
@@ -188,13 +188,13 @@ def _sandbox(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from relay.devtools.devrun import run_local
 
-    return run_local(args.port)
+    return run_local(args.port or read_setting("port", os.environ))
 
 
 def _health(args: argparse.Namespace) -> int:
     from workers.bootstrap import ALIVE_FILE
 
-    url = f"http://127.0.0.1:{os.environ.get('PORT', '8000')}/healthz"
+    url = f"http://127.0.0.1:{read_setting('port', os.environ)}/healthz"
     try:
         with urllib.request.urlopen(url, timeout=4) as response:
             return 0 if response.status == 200 else 1
@@ -225,9 +225,26 @@ def _check(args: argparse.Namespace) -> int:
     redis_problems, redis_lines = _check_redis(settings, formation, args.wait)
     http_problems, http_lines = _check_dmtracker(settings)
     orgs = f"{len(settings.orgs)} organization(s)"
-    return _report(
-        redis_problems + http_problems, [f"configuration  {orgs}", *redis_lines, *http_lines]
-    )
+    changed = ", ".join(_changed_settings(settings)) or "all at their defaults"
+    summary = [f"configuration  {orgs}", f"settings       {changed}", *redis_lines, *http_lines]
+    return _report(redis_problems + http_problems, summary)
+
+
+def _changed_settings(settings: Settings) -> list[str]:
+    """Return `VARIABLE=value` for each setting off its default, but the secret or required."""
+    return [
+        f"{ENV[name]}={_text(value)}"
+        for name, declared in DECLARED.items()
+        if not declared.metadata["secret"]
+        and default_of(name) is not REQUIRED
+        and (value := getattr(settings, name)) != default_of(name)
+    ]
+
+
+def _text(value: object) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return json.dumps(value) if isinstance(value, Mapping) else str(value)
 
 
 def _report(problems: list[str], summary: list[str]) -> int:
@@ -355,7 +372,7 @@ def _check_dmtracker(settings: Settings) -> tuple[list[str], list[str]]:
 
 def _token(args: argparse.Namespace) -> int:
     # Only the secret is needed to sign: no Redis, no organizations.
-    secret = read_secret_key(os.environ)
+    secret = read_setting("secret_key", os.environ)
     try:
         scopes = list(dict.fromkeys(args.scopes))
         print(tokens.mint(secret, scopes, tokens.parse_ttl(args.ttl), args.subject))
@@ -407,16 +424,16 @@ def _dl_list(args: argparse.Namespace) -> int:
 
 
 def _dl_replay(args: argparse.Namespace) -> int:
-    return _dl_apply(args, deadletters.replay, "replayed")
+    return _dl_apply(args, deadletter_actions.replay, "replayed")
 
 
 def _dl_purge(args: argparse.Namespace) -> int:
-    return _dl_apply(args, deadletters.purge, "purged")
+    return _dl_apply(args, deadletter_actions.purge, "purged")
 
 
 def _dl_apply(args: argparse.Namespace, operation: Callable, verb: str) -> int:
     store = _store(load_settings())
-    chosen = [args.id] if args.id else deadletters.matching_ids(store, _query(args))
+    chosen = [args.id] if args.id else deadletter_actions.matching_ids(store, _query(args))
     ids = operation(store, chosen)
     if args.id and not ids:
         print(f"dmrelay: no dead letter {args.id}", file=sys.stderr)

@@ -1,103 +1,194 @@
-"""Configuration, read once from the environment into a frozen Settings object."""
+"""Configuration, read once from the environment into a frozen Settings object.
+
+Each setting is declared once, a field of Settings (see `setting`); load_settings, gunicorn_conf.py
+and `dmrelay check` read the declarations, and a test holds the README's table to them."""
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import uuid
+import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import MISSING, Field, dataclass, fields
 from typing import Any
 
-from relay.core import defaults
-from relay.core.endpoints import ENDPOINTS
+from relay import config_readers as read
+from relay.config_readers import REQUIRED, Org, answer_wait_defaults, setting
 from relay.core.errors import ConfigError
 
-MIN_SECRET_KEY_CHARS = 32  # HS256 wants a key of at least 256 bits
-PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
-
-
-@dataclass(frozen=True)
-class Org:
-    """One organization the relay serves; its token never shows in a repr."""
-
-    id: str
-    token: str = field(repr=False)
-    page_name: str | None = None
-
-
-def answer_wait_defaults() -> dict[str, float]:
-    """Return each endpoint's default wait for DmTracker's answer, in seconds."""
-    return {e.name: float(e.answer_wait_seconds) for e in ENDPOINTS.values()}
-
-
-def max_answer_wait_defaults() -> dict[str, float]:
-    """Return the longest wait a client may ask for on each endpoint, in seconds."""
-    return dict.fromkeys(ENDPOINTS, defaults.MAX_ANSWER_WAIT_SECONDS)
+DAY_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)
 class Settings:
     """Everything the web and worker processes need to know, fixed at start-up."""
 
-    redis_url: str
-    secret_key: str = field(repr=False)
-    orgs: tuple[Org, ...]
-    dmtracker_base_url: str = defaults.DMTRACKER_BASE_URL
-    redis_ca_cert: str | None = field(default=None, repr=False)  # PEM text
-    metrics_token: str | None = field(default=None, repr=False)
-    sentry_dsn: str | None = field(default=None, repr=False)
-    dedup_window_seconds: int = defaults.DEDUP_WINDOW_SECONDS
-    max_pending_deliveries: int = defaults.MAX_PENDING_DELIVERIES
-    max_pending_per_org: int = defaults.MAX_PENDING_PER_ORG
-    ingest_rate_per_org: float = defaults.INGEST_RATE_PER_ORG_PER_SECOND
-    ingest_redis_deadline_seconds: float = defaults.INGEST_REDIS_DEADLINE_SECONDS
-    spool_dir: str = defaults.SPOOL_DIR
-    spool_max_bytes: int = defaults.SPOOL_MAX_BYTES
-    settle_seconds: float = defaults.SETTLE_SECONDS
-    clock_skew_seconds: float = defaults.CLOCK_SKEW_SECONDS
-    max_attempts: int = defaults.MAX_ATTEMPTS
-    backoff_base_seconds: float = defaults.BACKOFF_BASE_SECONDS
-    backoff_cap_seconds: float = defaults.BACKOFF_CAP_SECONDS
-    http_connect_timeout_seconds: float = defaults.HTTP_CONNECT_TIMEOUT_SECONDS
-    http_read_timeout_seconds: float = defaults.HTTP_READ_TIMEOUT_SECONDS
-    rate_limits_per_minute: Mapping[str, int] = field(default_factory=dict)
-    answer_wait_seconds: Mapping[str, float] = field(default_factory=answer_wait_defaults)
-    worker_concurrency: int = defaults.WORKER_CONCURRENCY
-    web_redis_connections: int = defaults.WEB_REDIS_CONNECTIONS
-    worker_redis_connections: int = defaults.WORKER_REDIS_CONNECTIONS
-    web_processes: int = defaults.WEB_PROCESSES
-    web_threads: int = defaults.WEB_THREADS
-    worker_heartbeat_ttl_seconds: int = defaults.WORKER_HEARTBEAT_TTL_SECONDS
-    worker_shutdown_grace_seconds: float = defaults.WORKER_SHUTDOWN_GRACE_SECONDS
-    delivered_retention_seconds: int = defaults.DELIVERED_RETENTION_SECONDS
-    dead_letter_retention_seconds: int = defaults.DEAD_LETTER_RETENTION_SECONDS
-    history_max_mb: int = defaults.HISTORY_MAX_MB
-    max_retry_after_seconds: float = defaults.MAX_RETRY_AFTER_SECONDS
-    throttle_budget_seconds: float = defaults.THROTTLE_BUDGET_SECONDS
-    full_record_sample_rate: float = defaults.FULL_RECORD_SAMPLE_RATE
-    trusted_proxies: int = defaults.TRUSTED_PROXIES
-    # Budgets: what a slow client, a large body, a long wait and a full Redis may take.
-    read_deadline_seconds: float = defaults.READ_DEADLINE_SECONDS
-    max_answer_wait_seconds: Mapping[str, float] = field(default_factory=max_answer_wait_defaults)
-    org_wait_share: float = defaults.ORG_WAIT_SHARE
-    max_pending_bytes_per_org: int = 0  # 0: pending_bytes_share of maxmemory, divided
-    pending_bytes_share: float = defaults.PENDING_BYTES_SHARE_OF_MAXMEMORY
-    redis_headroom: float = defaults.REDIS_HEADROOM
-    # Pause, circuit breaker and alerts.
-    breaker_failures: int = defaults.BREAKER_FAILURES
-    breaker_window_seconds: float = defaults.BREAKER_WINDOW_SECONDS
-    breaker_probe_seconds: float = defaults.BREAKER_PROBE_SECONDS
-    breaker_probe_max_seconds: float = defaults.BREAKER_PROBE_MAX_SECONDS
-    alert_webhook_url: str | None = field(default=None, repr=False)  # Slack's holds a secret
-    alert_smtp_url: str | None = field(default=None, repr=False)  # holds the password
-    alert_email_to: tuple[str, ...] = ()
-    alert_email_from: str = defaults.ALERT_EMAIL_FROM
-    alert_digest_minutes: float = defaults.ALERT_DIGEST_MINUTES
-    alert_backlog_minutes: float = defaults.ALERT_BACKLOG_MINUTES
-    public_url: str | None = None  # where the dashboard is served, for links in alerts
+    redis_url: str = setting(REQUIRED, "`redis://…`, or `rediss://…` for TLS", env="REDIS_URL")
+    secret_key: str = setting(
+        REQUIRED,
+        "signs admin tokens and dashboard sessions; 32 characters or more",
+        reader=read.secret_key,
+        secret=True,
+    )
+    orgs: tuple[Org, ...] = setting(
+        REQUIRED,
+        'JSON array of `{"id": "<org uuid>", "token": "<org auth token>", "page_name":'
+        ' "<optional>"}`, each token 16 characters or more; or `DMRELAY_ORGS_FILE`: its path',
+        reader=read.orgs,
+        file_env="DMRELAY_ORGS_FILE",
+    )
+    port: int = setting(8000, "web port (gunicorn binds `0.0.0.0:$PORT`)", env="PORT", minimum=1)
+    web_processes: int = setting(2, "gunicorn worker processes", env="WEB_CONCURRENCY", minimum=1)
+    web_threads: int = setting(8, "threads of each gunicorn worker", minimum=1)
+    dmtracker_base_url: str = setting(
+        "https://app.dmtracker.ai/api/v1",
+        "DmTracker's API",
+        env="DMTRACKER_BASE_URL",
+        reader=read.url,
+    )
+    redis_ca_cert: str | None = setting(
+        None,
+        "`rediss://` only: a CA certificate (PEM text, or the path of a PEM file) to verify"
+        " the Redis server and its host name against",
+        reader=read.ca_cert,
+        secret=True,
+    )
+    metrics_token: str | None = setting(
+        None,
+        "bearer token for `/metrics` (an admin token works too), 16 characters or more",
+        reader=read.long_secret,
+        secret=True,
+    )
+    sentry_dsn: str | None = setting(
+        None, "errors go to Sentry (`pip install 'dmrelay[sentry]'`)", env="SENTRY_DSN", secret=True
+    )
+    dedup_window_seconds: int = setting(
+        300, "duplicate window; 0 turns content dedup off (`Idempotency-Key` still holds)"
+    )
+    max_pending_deliveries: int = setting(
+        100_000, "undelivered messages kept in all; beyond it ingest answers 503 (0: no limit)"
+    )
+    max_pending_per_org: int = setting(
+        50_000, "the same per organization: beyond it only its requests answer 503 (0: no limit)"
+    )
+    # Generous: the limit is there to stop a runaway ManyChat loop, not a busy broadcast.
+    ingest_rate_per_org: float = setting(
+        100.0, "requests/s per organization and web process, bursts of 10 s worth (0: no limit)"
+    )
+    ingest_redis_deadline_seconds: float = setting(
+        2.0, "time a request may spend on Redis in all; past it, it is spooled", strict=True
+    )
+    spool_dir: str = setting("/tmp/dmrelay-spool", "the local spool's folder")  # noqa: S108
+    spool_max_bytes: int = setting(256 * 2**20, "the local spool's size bound", minimum=1)
+    # After an outage, deliveries accepted since it began wait for every host's spool to drain.
+    settle_seconds: float = setting(
+        10.0, "how long deliveries accepted during a Redis outage wait for the spools to drain"
+    )
+    clock_skew_seconds: float = setting(
+        5.0, "how far hosts' clocks may differ and still keep a contact's order through an outage"
+    )
+    # 35 attempts of full-jitter exponential backoff span about a day on average.
+    max_attempts: int = setting(
+        35, "attempts before a dead letter; `dmrelay schedule` prints the waits", minimum=1
+    )
+    backoff_base_seconds: float = setting(
+        2.0, "longest wait after the first failed attempt; it doubles after each", strict=True
+    )
+    backoff_cap_seconds: float = setting(7200.0, "longest wait between two attempts", strict=True)
+    http_connect_timeout_seconds: float = setting(3.05, "DmTracker connect timeout", strict=True)
+    http_read_timeout_seconds: float = setting(10.0, "DmTracker read timeout", strict=True)
+    rate_limits_per_minute: Mapping[str, int] = setting(
+        read.rate_limit_defaults,
+        'JSON of requests per minute per organization by endpoint, e.g. `{"update-tags": 120}`',
+        env="DMRELAY_RATE_LIMITS",
+        reader=read.rate_limits,
+    )
+    answer_wait_seconds: Mapping[str, float] = setting(
+        answer_wait_defaults,
+        "how long ingest waits for DmTracker's answer (0 to 8 s): one number, or JSON by endpoint",
+        reader=read.answer_waits,
+    )
+    worker_concurrency: int = setting(32, "deliveries in flight per worker process", minimum=1)
+    # Redis connections per process: a mini plan allows 20 for the whole formation.
+    web_redis_connections: int = setting(
+        4, "Redis connections each web process may hold, shared by its threads", minimum=1
+    )
+    worker_redis_connections: int = setting(
+        5, "Redis connections each worker process may hold", minimum=1
+    )
+    worker_heartbeat_ttl_seconds: int = setting(
+        30, "crash detection: a worker silent this long has its deliveries taken back", minimum=3
+    )
+    worker_shutdown_grace_seconds: float = setting(
+        20.0, "how long a stopping worker's deliveries in flight may take to finish", strict=True
+    )
+    delivered_retention_seconds: int = setting(7 * DAY_SECONDS, "how long delivered records stay")
+    dead_letter_retention_seconds: int = setting(30 * DAY_SECONDS, "how long dead letters stay")
+    history_max_mb: int = setting(
+        64, "delivered history's budget if Redis has no `maxmemory` (else 1/4 of it)", minimum=1
+    )
+    max_retry_after_seconds: float = setting(
+        3600.0, "longest wait a 429's `retry_after` / `Retry-After` is honoured for"
+    )
+    throttle_budget_seconds: float = setting(
+        float(DAY_SECONDS),
+        "how long 429s may go on before the delivery is dead-lettered",
+        strict=True,
+    )
+    full_record_sample_rate: float = setting(
+        0.01, "share (0 to 1) of delivered messages that keep their full record, not a summary"
+    )
+    # Proxies in front of the web process that each append the address they saw; 0: the
+    # socket's peer is the client.
+    trusted_proxies: int = setting(
+        0, "proxies whose `X-Forwarded-For` entries are believed; Heroku 1, Render 2"
+    )
+    # Budgets (docs/budgets.md): what a slow client, a large body, a long wait, a full Redis take.
+    read_deadline_seconds: float = setting(
+        10.0, "time a connection has to send a whole request; later it is answered 408", strict=True
+    )
+    max_answer_wait_seconds: Mapping[str, float] = setting(
+        read.max_answer_wait_defaults,
+        "longest `?wait=` a client may ask for (it caps the answer waits): one number, or JSON",
+        reader=read.max_answer_waits,
+    )
+    org_wait_share: float = setting(
+        0.5, "share of a web process's waiting slots the organizations waiting divide", strict=True
+    )
+    max_pending_bytes_per_org: int = setting(
+        0, "bytes of undelivered messages per organization, then 503 (0: from `maxmemory`)"
+    )
+    pending_bytes_share: float = setting(
+        0.5, "share of `maxmemory` the organizations' undelivered bytes divide among them"
+    )
+    redis_headroom: float = setting(
+        0.1, "share of `maxmemory` ingest leaves free for the workers; past it, it spools"
+    )
+    # Pause, circuit breaker and alerts (docs/alerts.md).
+    breaker_failures: int = setting(
+        20, "transient failures in a row that open an organization's breaker", minimum=1
+    )
+    breaker_window_seconds: float = setting(120.0, "the window of those failures", strict=True)
+    breaker_probe_seconds: float = setting(30.0, "while open, one probe every", strict=True)
+    breaker_probe_max_seconds: float = setting(300.0, "the probes' spacing's cap", strict=True)
+    alert_webhook_url: str | None = setting(  # Slack's holds a secret
+        None,
+        "alerts are POSTed here as Slack-compatible JSON",
+        reader=read.checked_url,
+        secret=True,
+    )
+    alert_smtp_url: str | None = setting(  # holds the password
+        None,
+        "alerts by e-mail: `smtp://user:password@host:587` or `smtps://…:465`",
+        reader=read.smtp_url,
+        secret=True,
+    )
+    alert_email_to: tuple[str, ...] = setting(
+        (), "the e-mail alerts' recipients, comma-separated", reader=read.addresses
+    )
+    alert_email_from: str = setting("dmrelay@localhost", "the e-mail alerts' sender")
+    alert_digest_minutes: float = setting(15.0, "at most one digest of dead letters this often")
+    alert_backlog_minutes: float = setting(30.0, "alert when a delivery waits longer", strict=True)
+    public_url: str | None = setting(None, "the relay's URL, for links in alerts", reader=read.url)
 
     def secrets(self) -> tuple[str, ...]:
         """Return every secret value, so reports and logs can mask them."""
@@ -110,439 +201,46 @@ class Settings:
         return next((org for org in self.orgs if org.id == org_id), None)
 
 
-@dataclass(frozen=True)
-class Number:
-    """One numeric environment variable: the Settings field it fills, its default and bound."""
-
-    env: str
-    field: str
-    kind: type[int] | type[float]
-    default: float
-    minimum: float = 0
-    strict: bool = False  # the value must be above the minimum, not equal to it
-
-    def read(self, env: Mapping[str, str]) -> float:
-        """Return the variable's value, or its default when unset; raise ConfigError if bad."""
-        raw = env.get(self.env, "").strip()
-        if not raw:
-            return self.default
-        try:
-            value = self.kind(raw)
-        except ValueError:
-            noun = "a whole number" if self.kind is int else "a number"
-            raise ConfigError(self.env, f"must be {noun}, got {raw!r}") from None
-        if not math.isfinite(value):  # float() takes "inf" and "nan", which no bound holds
-            raise ConfigError(self.env, f"must be a finite number, got {raw!r}")
-        if value < self.minimum or (self.strict and value == self.minimum):
-            relation = "greater than" if self.strict else "at least"
-            raise ConfigError(self.env, f"must be {relation} {self.kind(self.minimum)}")
-        return value
-
-
-# Every numeric setting, once: name, field, type, default and bound. The README's
-# configuration table is checked against this table and VARIABLES by a test.
-NUMBERS = (
-    Number(
-        "DMRELAY_DEDUP_WINDOW_SECONDS", "dedup_window_seconds", int, defaults.DEDUP_WINDOW_SECONDS
-    ),
-    Number(
-        "DMRELAY_MAX_PENDING_DELIVERIES",
-        "max_pending_deliveries",
-        int,
-        defaults.MAX_PENDING_DELIVERIES,
-    ),
-    Number("DMRELAY_MAX_PENDING_PER_ORG", "max_pending_per_org", int, defaults.MAX_PENDING_PER_ORG),
-    Number(
-        "DMRELAY_INGEST_RATE_PER_ORG",
-        "ingest_rate_per_org",
-        float,
-        defaults.INGEST_RATE_PER_ORG_PER_SECOND,
-    ),
-    Number(
-        "DMRELAY_INGEST_REDIS_DEADLINE_SECONDS",
-        "ingest_redis_deadline_seconds",
-        float,
-        defaults.INGEST_REDIS_DEADLINE_SECONDS,
-        strict=True,
-    ),
-    Number("DMRELAY_SPOOL_MAX_BYTES", "spool_max_bytes", int, defaults.SPOOL_MAX_BYTES, 1),
-    Number("DMRELAY_SETTLE_SECONDS", "settle_seconds", float, defaults.SETTLE_SECONDS),
-    Number("DMRELAY_CLOCK_SKEW_SECONDS", "clock_skew_seconds", float, defaults.CLOCK_SKEW_SECONDS),
-    Number("DMRELAY_MAX_ATTEMPTS", "max_attempts", int, defaults.MAX_ATTEMPTS, 1),
-    Number(
-        "DMRELAY_BACKOFF_BASE_SECONDS",
-        "backoff_base_seconds",
-        float,
-        defaults.BACKOFF_BASE_SECONDS,
-        strict=True,
-    ),
-    Number(
-        "DMRELAY_BACKOFF_CAP_SECONDS",
-        "backoff_cap_seconds",
-        float,
-        defaults.BACKOFF_CAP_SECONDS,
-        strict=True,
-    ),
-    Number(
-        "DMRELAY_HTTP_CONNECT_TIMEOUT_SECONDS",
-        "http_connect_timeout_seconds",
-        float,
-        defaults.HTTP_CONNECT_TIMEOUT_SECONDS,
-        strict=True,
-    ),
-    Number(
-        "DMRELAY_HTTP_READ_TIMEOUT_SECONDS",
-        "http_read_timeout_seconds",
-        float,
-        defaults.HTTP_READ_TIMEOUT_SECONDS,
-        strict=True,
-    ),
-    Number("DMRELAY_WORKER_CONCURRENCY", "worker_concurrency", int, defaults.WORKER_CONCURRENCY, 1),
-    Number("WEB_CONCURRENCY", "web_processes", int, defaults.WEB_PROCESSES, 1),
-    Number("DMRELAY_WEB_THREADS", "web_threads", int, defaults.WEB_THREADS, 1),
-    Number(
-        "DMRELAY_WEB_REDIS_CONNECTIONS",
-        "web_redis_connections",
-        int,
-        defaults.WEB_REDIS_CONNECTIONS,
-        1,
-    ),
-    Number(
-        "DMRELAY_WORKER_REDIS_CONNECTIONS",
-        "worker_redis_connections",
-        int,
-        defaults.WORKER_REDIS_CONNECTIONS,
-        1,
-    ),
-    Number(
-        "DMRELAY_WORKER_HEARTBEAT_TTL_SECONDS",
-        "worker_heartbeat_ttl_seconds",
-        int,
-        defaults.WORKER_HEARTBEAT_TTL_SECONDS,
-        3,
-    ),
-    Number(
-        "DMRELAY_WORKER_SHUTDOWN_GRACE_SECONDS",
-        "worker_shutdown_grace_seconds",
-        float,
-        defaults.WORKER_SHUTDOWN_GRACE_SECONDS,
-        strict=True,
-    ),
-    Number(
-        "DMRELAY_DELIVERED_RETENTION_SECONDS",
-        "delivered_retention_seconds",
-        int,
-        defaults.DELIVERED_RETENTION_SECONDS,
-    ),
-    Number(
-        "DMRELAY_DEAD_LETTER_RETENTION_SECONDS",
-        "dead_letter_retention_seconds",
-        int,
-        defaults.DEAD_LETTER_RETENTION_SECONDS,
-    ),
-    Number("DMRELAY_HISTORY_MAX_MB", "history_max_mb", int, defaults.HISTORY_MAX_MB, 1),
-    Number(
-        "DMRELAY_MAX_RETRY_AFTER_SECONDS",
-        "max_retry_after_seconds",
-        float,
-        defaults.MAX_RETRY_AFTER_SECONDS,
-    ),
-    Number(
-        "DMRELAY_THROTTLE_BUDGET_SECONDS",
-        "throttle_budget_seconds",
-        float,
-        defaults.THROTTLE_BUDGET_SECONDS,
-        strict=True,
-    ),
-    Number(
-        "DMRELAY_FULL_RECORD_SAMPLE_RATE",
-        "full_record_sample_rate",
-        float,
-        defaults.FULL_RECORD_SAMPLE_RATE,
-    ),
-    Number("DMRELAY_TRUSTED_PROXIES", "trusted_proxies", int, defaults.TRUSTED_PROXIES),
-    # Budgets (docs/budgets.md).
-    Number(
-        "DMRELAY_READ_DEADLINE_SECONDS",
-        "read_deadline_seconds",
-        float,
-        defaults.READ_DEADLINE_SECONDS,
-        strict=True,
-    ),
-    Number("DMRELAY_ORG_WAIT_SHARE", "org_wait_share", float, defaults.ORG_WAIT_SHARE, strict=True),
-    Number("DMRELAY_MAX_PENDING_BYTES_PER_ORG", "max_pending_bytes_per_org", int, 0),
-    Number(
-        "DMRELAY_PENDING_BYTES_SHARE",
-        "pending_bytes_share",
-        float,
-        defaults.PENDING_BYTES_SHARE_OF_MAXMEMORY,
-    ),
-    Number("DMRELAY_REDIS_HEADROOM", "redis_headroom", float, defaults.REDIS_HEADROOM),
-    # Pause, circuit breaker and alerts.
-    Number("DMRELAY_BREAKER_FAILURES", "breaker_failures", int, defaults.BREAKER_FAILURES, 1),
-    Number(
-        "DMRELAY_BREAKER_WINDOW_SECONDS",
-        "breaker_window_seconds",
-        float,
-        defaults.BREAKER_WINDOW_SECONDS,
-        strict=True,
-    ),
-    Number(
-        "DMRELAY_BREAKER_PROBE_SECONDS",
-        "breaker_probe_seconds",
-        float,
-        defaults.BREAKER_PROBE_SECONDS,
-        strict=True,
-    ),
-    Number(
-        "DMRELAY_BREAKER_PROBE_MAX_SECONDS",
-        "breaker_probe_max_seconds",
-        float,
-        defaults.BREAKER_PROBE_MAX_SECONDS,
-        strict=True,
-    ),
-    Number(
-        "DMRELAY_ALERT_DIGEST_MINUTES",
-        "alert_digest_minutes",
-        float,
-        defaults.ALERT_DIGEST_MINUTES,
-    ),
-    Number(
-        "DMRELAY_ALERT_BACKLOG_MINUTES",
-        "alert_backlog_minutes",
-        float,
-        defaults.ALERT_BACKLOG_MINUTES,
-        strict=True,
-    ),
-)
-
-# Every variable the relay reads: the numbers above and those with readers of their own.
-VARIABLES = (
-    "PORT",
-    "REDIS_URL",
-    "DMRELAY_REDIS_CA_CERT",
-    "DMTRACKER_BASE_URL",
-    "DMRELAY_ORGS",
-    "DMRELAY_ORGS_FILE",
-    "DMRELAY_SECRET_KEY",
-    "DMRELAY_METRICS_TOKEN",
-    "SENTRY_DSN",
-    "DMRELAY_RATE_LIMITS",
-    "DMRELAY_ANSWER_WAIT_SECONDS",
-    "DMRELAY_SPOOL_DIR",
-    "DMRELAY_MAX_ANSWER_WAIT_SECONDS",
-    "DMRELAY_ALERT_WEBHOOK_URL",
-    "DMRELAY_ALERT_SMTP_URL",
-    "DMRELAY_ALERT_EMAIL_TO",
-    "DMRELAY_ALERT_EMAIL_FROM",
-    "DMRELAY_PUBLIC_URL",
-    *(number.env for number in NUMBERS),
-)
+DECLARED: dict[str, Field[Any]] = {f.name: f for f in fields(Settings)}
+KINDS = typing.get_type_hints(Settings)
+ENV = {name: f.metadata["env"] or f"DMRELAY_{name.upper()}" for name, f in DECLARED.items()}
+# Every variable the relay reads, in the order of the declarations.
+VARIABLES = tuple(v for f in DECLARED.values() for v in (ENV[f.name], f.metadata["file_env"]) if v)
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and check every variable; raise ConfigError naming the first bad one."""
     env = os.environ if env is None else env
-    numbers: dict[str, Any] = {number.field: number.read(env) for number in NUMBERS}
-    redis_url = _required(env, "REDIS_URL")
-    most = _seconds_per_endpoint(env, "DMRELAY_MAX_ANSWER_WAIT_SECONDS", max_answer_wait_defaults())
-    return Settings(
-        redis_url=redis_url,
-        redis_ca_cert=_ca_cert(env, redis_url),
-        secret_key=read_secret_key(env),
-        orgs=load_orgs(env),
-        dmtracker_base_url=_url(env, "DMTRACKER_BASE_URL", defaults.DMTRACKER_BASE_URL),
-        metrics_token=read_metrics_token(env),
-        sentry_dsn=env.get("SENTRY_DSN") or None,
-        rate_limits_per_minute=_rate_limits(env),
-        answer_wait_seconds={k: min(v, most[k]) for k, v in _answer_waits(env).items()},
-        max_answer_wait_seconds=most,
-        spool_dir=env.get("DMRELAY_SPOOL_DIR", "").strip() or defaults.SPOOL_DIR,
-        **_alerting(env),
-        **numbers,
-    )
-
-
-def _alerting(env: Mapping[str, str]) -> dict[str, Any]:
-    """Read the alert channels: a webhook, SMTP with its recipients, the dashboard's address."""
-    webhook = env.get("DMRELAY_ALERT_WEBHOOK_URL", "").strip() or None
-    if webhook:
-        _url(env, "DMRELAY_ALERT_WEBHOOK_URL", webhook)
-    smtp = env.get("DMRELAY_ALERT_SMTP_URL", "").strip() or None
-    if smtp and not smtp.startswith(("smtp://", "smtps://")):
-        raise ConfigError("DMRELAY_ALERT_SMTP_URL", "must be an smtp:// or smtps:// URL")
-    to = tuple(a.strip() for a in env.get("DMRELAY_ALERT_EMAIL_TO", "").split(",") if a.strip())
-    if smtp and not to:
+    values = {name: read_setting(name, env) for name in DECLARED}
+    if values["redis_ca_cert"] and not values["redis_url"].startswith("rediss://"):
+        raise ConfigError("DMRELAY_REDIS_CA_CERT", "applies only to a rediss:// REDIS_URL")
+    most, waits = values["max_answer_wait_seconds"], values["answer_wait_seconds"]
+    values["answer_wait_seconds"] = {key: min(wait, most[key]) for key, wait in waits.items()}
+    if values["alert_smtp_url"] and not values["alert_email_to"]:
         raise ConfigError("DMRELAY_ALERT_EMAIL_TO", "is not set (DMRELAY_ALERT_SMTP_URL is)")
-    public = env.get("DMRELAY_PUBLIC_URL", "").strip()
-    return {
-        "alert_webhook_url": webhook,
-        "alert_smtp_url": smtp,
-        "alert_email_to": to,
-        "alert_email_from": env.get("DMRELAY_ALERT_EMAIL_FROM", "").strip()
-        or defaults.ALERT_EMAIL_FROM,
-        "public_url": _url(env, "DMRELAY_PUBLIC_URL", public) if public else None,
-    }
+    return Settings(**values)
 
 
-def _required(env: Mapping[str, str], name: str) -> str:
-    value = env.get(name, "").strip()
-    if not value:
-        raise ConfigError(name, "is not set")
-    return value
-
-
-def read_secret_key(env: Mapping[str, str]) -> str:
-    """Read DMRELAY_SECRET_KEY, long enough to sign admin tokens."""
-    name = "DMRELAY_SECRET_KEY"
-    value = _required(env, name)
-    if len(value) < MIN_SECRET_KEY_CHARS:
-        raise ConfigError(name, f"must be at least {MIN_SECRET_KEY_CHARS} characters long")
-    return value
-
-
-def read_metrics_token(env: Mapping[str, str]) -> str | None:
-    """Read the optional DMRELAY_METRICS_TOKEN, long enough never to match ordinary text."""
-    value = env.get("DMRELAY_METRICS_TOKEN") or None
-    if value is not None and len(value) < defaults.MIN_SECRET_CHARS:
-        raise ConfigError(
-            "DMRELAY_METRICS_TOKEN", f"must be at least {defaults.MIN_SECRET_CHARS} characters long"
-        )
-    return value
-
-
-def _ca_cert(env: Mapping[str, str], redis_url: str) -> str | None:
-    """Read DMRELAY_REDIS_CA_CERT, given as PEM text or as the path of a PEM file."""
-    name = "DMRELAY_REDIS_CA_CERT"
-    value = env.get(name, "").strip()
-    if not value:
-        return None
-    if not redis_url.startswith("rediss://"):
-        raise ConfigError(name, "applies only to a rediss:// REDIS_URL")
-    pem = value if value.startswith(PEM_BEGIN) else _read_file(name, value)
-    if PEM_BEGIN not in pem:
-        raise ConfigError(name, "must be a PEM certificate or the path of one")
-    return pem
-
-
-def _url(env: Mapping[str, str], name: str, default: str) -> str:
-    value = env.get(name, "").strip() or default
-    if not value.startswith(("http://", "https://")):
-        raise ConfigError(name, "must be an http:// or https:// URL")
-    return value.rstrip("/")
-
-
-def _rate_limits(env: Mapping[str, str]) -> dict[str, int]:
-    name = "DMRELAY_RATE_LIMITS"
-    limits = {e.name: e.rate_limited_per_minute for e in ENDPOINTS.values()}
-    raw = env.get(name, "").strip()
-    overrides = _json(name, raw) if raw else {}
-    if not isinstance(overrides, dict) or not all(
-        key in ENDPOINTS and (value is None or (isinstance(value, int) and value > 0))
-        for key, value in overrides.items()
-    ):
-        raise ConfigError(
-            name, f"must map endpoint names ({', '.join(ENDPOINTS)}) to requests per minute"
-        )
-    limits.update(overrides)
-    return {key: value for key, value in limits.items() if value}
-
-
-def _answer_waits(env: Mapping[str, str]) -> dict[str, float]:
-    """Read DMRELAY_ANSWER_WAIT_SECONDS: one number for every endpoint, or JSON per endpoint."""
-    return _seconds_per_endpoint(env, "DMRELAY_ANSWER_WAIT_SECONDS", answer_wait_defaults())
-
-
-def _seconds_per_endpoint(
-    env: Mapping[str, str], name: str, waits: dict[str, float]
-) -> dict[str, float]:
-    """Read a wait from 0 to 8 s: one number for every endpoint, or JSON per endpoint."""
-    raw = env.get(name, "").strip()
+def read_setting(name: str, env: Mapping[str, str]) -> Any:
+    """Return one field's setting, or its default when unset; raise ConfigError if bad."""
+    spec = DECLARED[name].metadata
+    variable, raw = ENV[name], env.get(ENV[name], "").strip()
+    if not raw and spec["file_env"] and env.get(spec["file_env"]):
+        variable, raw = spec["file_env"], read.read_file(spec["file_env"], env[spec["file_env"]])
     if not raw:
-        return waits
-    given = _number(raw)
-    overrides = dict.fromkeys(waits, given) if given is not None else _json(name, raw)
-    cap = defaults.MAX_ANSWER_WAIT_SECONDS
-    if not isinstance(overrides, dict) or not all(
-        key in ENDPOINTS and _is_number(value) and 0 <= value <= cap
-        for key, value in overrides.items()
-    ):
-        raise ConfigError(
-            name,
-            f"must be seconds from 0 to {cap:g}, or JSON mapping endpoint names"
-            f" ({', '.join(ENDPOINTS)}) to such seconds",
-        )
-    waits.update({key: float(value) for key, value in overrides.items()})
-    return waits
+        if default_of(name) is REQUIRED:
+            alternative = f" (nor {spec['file_env']})" if spec["file_env"] else ""
+            raise ConfigError(ENV[name], f"is not set{alternative}")
+        return default_of(name)
+    if spec["reader"] is not None:
+        return spec["reader"](variable, raw)
+    kind = KINDS[name]
+    return read.number(variable, raw, kind, spec) if kind in (int, float) else raw
 
 
-def _number(raw: str) -> float | None:
-    try:
-        return float(raw)
-    except ValueError:
-        return None
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def load_orgs(env: Mapping[str, str]) -> tuple[Org, ...]:
-    """Read the organizations from DMRELAY_ORGS or DMRELAY_ORGS_FILE."""
-    name, raw = "DMRELAY_ORGS", env.get("DMRELAY_ORGS", "").strip()
-    if not raw and env.get("DMRELAY_ORGS_FILE"):
-        name = "DMRELAY_ORGS_FILE"
-        raw = _read_file(name, env["DMRELAY_ORGS_FILE"])
-    if not raw:
-        raise ConfigError("DMRELAY_ORGS", "is not set (nor DMRELAY_ORGS_FILE)")
-    entries = _json(name, raw)
-    if not isinstance(entries, list) or not entries:
-        raise ConfigError(name, "must be a non-empty JSON array of organizations")
-    orgs = tuple(_org(name, index, entry) for index, entry in enumerate(entries))
-    _check_unique(name, orgs)
-    return orgs
-
-
-def _org(name: str, index: int, entry: Any) -> Org:
-    where = f"entry {index}"
-    if not isinstance(entry, dict):
-        raise ConfigError(name, f"{where} must be an object with id and token")
-    org_id, token, page_name = entry.get("id"), entry.get("token"), entry.get("page_name")
-    try:
-        org_id = str(uuid.UUID(str(org_id)))
-    except ValueError:
-        raise ConfigError(name, f"{where}: 'id' must be an organization UUID") from None
-    if not isinstance(token, str) or not token.strip():
-        raise ConfigError(name, f"{where}: 'token' must be a non-empty string")
-    if len(token.strip()) < defaults.MIN_SECRET_CHARS:
-        # Shorter, it could match ordinary words in bodies the relay checks for secrets.
-        raise ConfigError(
-            name, f"{where}: 'token' must be at least {defaults.MIN_SECRET_CHARS} characters long"
-        )
-    if page_name is not None and not isinstance(page_name, str):
-        raise ConfigError(name, f"{where}: 'page_name' must be a string")
-    return Org(id=org_id, token=token.strip(), page_name=page_name or None)
-
-
-def _check_unique(name: str, orgs: tuple[Org, ...]) -> None:
-    for attribute in ("id", "token"):
-        values = [getattr(org, attribute) for org in orgs]
-        if len(set(values)) != len(values):
-            raise ConfigError(name, f"two organizations share the same {attribute}")
-
-
-def _json(name: str, raw: str) -> Any:
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as error:
-        # Never echo the value: it holds tokens.
-        raise ConfigError(
-            name, f"is not valid JSON (line {error.lineno}, column {error.colno})"
-        ) from None
-
-
-def _read_file(name: str, path: str) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(name, f"cannot read {path}: {error.strerror}") from None
+def default_of(name: str) -> Any:
+    """Return a field's declared default (REQUIRED when it has none)."""
+    declared = DECLARED[name]
+    if declared.default_factory is not MISSING:
+        return declared.default_factory()
+    return declared.default

@@ -3,15 +3,27 @@
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
-from relay.core import defaults
+from relay.config import read_setting
+from relay.core.errors import ConfigError
 
-bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", defaults.WEB_PROCESSES))
+
+def _setting(name: str) -> Any:
+    """Return one of the relay's settings; stop with one clear line when it is wrong."""
+    try:
+        return read_setting(name, os.environ)
+    except ConfigError as error:
+        print(f"dmrelay: configuration error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+bind = f"0.0.0.0:{_setting('port')}"
+workers = _setting("web_processes")
 # A thin I/O-bound receiver: threads are cheap concurrency. gthread, except that a request
 # reaches a thread only once read in full, within DMRELAY_READ_DEADLINE_SECONDS (docs/budgets.md).
 worker_class = "relay.web.buffered_worker.BufferedThreadWorker"
-threads = int(os.environ.get("DMRELAY_WEB_THREADS", defaults.WEB_THREADS))
+threads = _setting("web_threads")
 timeout = 30
 graceful_timeout = 25
 keepalive = 5
@@ -28,7 +40,6 @@ errorlog = "-"
 def on_starting(server: object) -> None:
     """Stop with one clear line when the configuration is wrong."""
     from relay.config import load_settings
-    from relay.core.errors import ConfigError
     from relay.logs import configure_logging
 
     configure_logging()

@@ -18,7 +18,7 @@ import relay.web.app
 from relay.config import Settings
 from relay.devtools.localredis import LocalRedis, start_local_redis
 from relay.devtools.sandbox import SandboxOrg, SandboxServer, create_sandbox_app
-from relay.storage import metrics
+from relay.storage import tally
 from relay.storage.answers import AnswerListener
 from relay.storage.store import Store
 from relay.web.app import create_app
@@ -90,7 +90,7 @@ def stop_front_doors(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def forget_unwritten_metrics() -> Iterator[None]:
     """Keep counts a test left unwritten out of the next test's database (and its Redis)."""
     yield
-    metrics.discard_unwritten()
+    tally.discard_unwritten()
 
 
 @pytest.fixture(scope="session")

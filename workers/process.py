@@ -38,9 +38,9 @@ class WorkerProcess:
         deliverer: Deliverer,
         org_ids: list[str],
         *,
-        concurrency: int = defaults.WORKER_CONCURRENCY,
-        shutdown_grace_seconds: float = defaults.WORKER_SHUTDOWN_GRACE_SECONDS,
-        heartbeat_ttl_seconds: int = defaults.WORKER_HEARTBEAT_TTL_SECONDS,
+        concurrency: int,
+        shutdown_grace_seconds: float,
+        heartbeat_ttl_seconds: int,
         name: str | None = None,
         alive_file: Path | None = None,
     ) -> None:

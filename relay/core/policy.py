@@ -33,8 +33,8 @@ class Verdict(StrEnum):
 class Backoff:
     """Exponential backoff with full jitter, capped."""
 
-    base_seconds: float = defaults.BACKOFF_BASE_SECONDS
-    cap_seconds: float = defaults.BACKOFF_CAP_SECONDS
+    base_seconds: float
+    cap_seconds: float
 
     def ceiling(self, attempt: int) -> float:
         """Return the longest wait after the given attempt (1-based)."""
@@ -61,9 +61,7 @@ def classify(reply: Reply, endpoint: str, age_seconds: float) -> Verdict:
     return Verdict.PERMANENT
 
 
-def retry_after_seconds(
-    reply: Reply, now: float, cap_seconds: float = defaults.MAX_RETRY_AFTER_SECONDS
-) -> float | None:
+def retry_after_seconds(reply: Reply, now: float, cap_seconds: float) -> float | None:
     """Return the wait DmTracker asked for (body retry_after, else Retry-After), at most the cap."""
     body = reply.json()
     wait = _seconds(body.get("retry_after")) if isinstance(body, dict) else None

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import redis
 
 from relay.core.delivery import Delivery, DeliveryState
-from relay.core.filters import DeliveryQuery
 from relay.core.record import record_json
 from relay.storage.codec import text
 from relay.storage.history import decode
 from relay.storage.keys import Keys
 from relay.storage.ordering import Ordering
-from relay.storage.queries import dead_letters
 from relay.storage.queue import Queues
-
-if TYPE_CHECKING:
-    from relay.storage.store import Store
 
 
 class DeadLetters:
@@ -146,18 +141,3 @@ class DeadLetters:
         pipe.zrem(self.keys.dead, delivery.id)
         pipe.zrem(self.keys.index, delivery.id)
         pipe.delete(self.keys.delivery(delivery.id))
-
-
-def replay(store: Store, ids: Iterable[str]) -> list[str]:
-    """Send every listed dead letter again with a fresh attempt budget; return their ids."""
-    return [delivery_id for delivery_id in dict.fromkeys(ids) if store.dead.replay(delivery_id)]
-
-
-def purge(store: Store, ids: Iterable[str]) -> list[str]:
-    """Forget every listed dead letter; return their ids."""
-    return [delivery_id for delivery_id in dict.fromkeys(ids) if store.dead.purge(delivery_id)]
-
-
-def matching_ids(store: Store, query: DeliveryQuery) -> list[str]:
-    """Return the ids of every dead letter the query matches."""
-    return [delivery.id for delivery in dead_letters(store, query)]

@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from relay.config import Settings
+from relay.config import Settings, default_of
 from relay.core import defaults
 
 # What a queued delivery costs Redis at most: its record, queue and index entries and its
@@ -138,12 +138,12 @@ class Formation:
     """How many of each process run against one Redis, and their shape."""
 
     web_instances: int = 1  # dynos on Heroku, instances on Render, containers elsewhere
-    web_processes: int = defaults.WEB_PROCESSES  # gunicorn workers per instance
-    web_threads: int = defaults.WEB_THREADS  # request threads per gunicorn worker
-    web_pool: int = defaults.WEB_REDIS_CONNECTIONS  # Redis pool size per gunicorn worker
+    web_processes: int = default_of("web_processes")  # gunicorn workers per instance
+    web_threads: int = default_of("web_threads")  # request threads per gunicorn worker
+    web_pool: int = default_of("web_redis_connections")  # Redis pool size per gunicorn worker
     worker_instances: int = 1
-    worker_threads: int = defaults.WORKER_CONCURRENCY  # deliveries in flight per worker
-    worker_pool: int = defaults.WORKER_REDIS_CONNECTIONS  # Redis pool size per worker
+    worker_threads: int = default_of("worker_concurrency")  # deliveries in flight per worker
+    worker_pool: int = default_of("worker_redis_connections")  # Redis pool size per worker
 
     @classmethod
     def from_settings(

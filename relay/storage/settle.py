@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import redis
 
+from relay.config import default_of
 from relay.core import defaults
 from relay.storage import lua
 from relay.storage.keys import Keys
@@ -26,8 +27,8 @@ from relay.storage.keys import Keys
 class SettleTimes:
     """How long a silence means an outage, how long deliveries settle, the skew allowed."""
 
-    settle_seconds: float = defaults.SETTLE_SECONDS
-    skew_seconds: float = defaults.CLOCK_SKEW_SECONDS
+    settle_seconds: float = default_of("settle_seconds")
+    skew_seconds: float = default_of("clock_skew_seconds")
     gap_seconds: float = defaults.OUTAGE_GAP_SECONDS
 
     def script_args(self) -> list[str]:

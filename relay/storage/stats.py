@@ -10,7 +10,7 @@ import redis
 
 from relay.storage.codec import text
 from relay.storage.keys import Keys
-from relay.storage.metrics import Increments, Tally
+from relay.storage.tally import Increments, Tally
 
 LATENCY_SAMPLES = 1000
 STATS_RETENTION_SECONDS = 25 * 3600

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import redis
-from flask import Response, g, jsonify, request
+from flask import Response, current_app, g, jsonify, request
 
 from relay.config import Settings
 from relay.core import defaults
@@ -28,12 +28,7 @@ from relay.storage.answers import AnswerListener, Answers, Outcome, outcome_of
 from relay.storage.connection import dedicated_client
 from relay.storage.intake import Accepted
 from relay.storage.keys import Keys
-from relay.web.context import (
-    current_answer_waits,
-    current_front_door,
-    current_metrics,
-    current_store,
-)
+from relay.web.context import current_front_door, current_metrics, current_store
 
 log = logging.getLogger(__name__)
 WAIT_PARAMETER = "wait"
@@ -98,6 +93,12 @@ def build_answer_waits(connection: redis.Redis, settings: Settings, keys: Keys) 
     # With one organization there is nobody to be fair to: it may use every slot.
     share = settings.org_wait_share if len(settings.orgs) > 1 else 1.0
     return AnswerWaits(listener, slots, share)
+
+
+def current_answer_waits() -> AnswerWaits:
+    """Return the app's means of waiting for DmTracker's answers."""
+    waits: AnswerWaits = current_app.extensions["dmrelay.answer_waits"]
+    return waits
 
 
 def requested_wait(endpoint: str, settings: Settings) -> float:

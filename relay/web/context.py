@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from flask import current_app
 
 from relay.config import Settings
 from relay.storage.metrics import Metrics
 from relay.storage.store import Store
 from relay.web.frontdoor import FrontDoor
-
-if TYPE_CHECKING:
-    from relay.web.answer import AnswerWaits
 
 
 def current_settings() -> Settings:
@@ -31,12 +26,6 @@ def current_metrics() -> Metrics:
     """Return the app's metrics recorder."""
     metrics: Metrics = current_app.extensions["dmrelay.metrics"]
     return metrics
-
-
-def current_answer_waits() -> AnswerWaits:
-    """Return the app's means of waiting for DmTracker's answers."""
-    waits: AnswerWaits = current_app.extensions["dmrelay.answer_waits"]
-    return waits
 
 
 def current_front_door() -> FrontDoor:

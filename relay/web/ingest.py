@@ -20,14 +20,9 @@ from relay.core.redact import holds_secret
 from relay.core.schemas import validate
 from relay.logs import bind_context
 from relay.storage.intake import Accepted, fingerprint
-from relay.web.answer import answer, requested_wait
+from relay.web.answer import answer, current_answer_waits, requested_wait
 from relay.web.auth import organization_for_token
-from relay.web.context import (
-    current_answer_waits,
-    current_front_door,
-    current_metrics,
-    current_settings,
-)
+from relay.web.context import current_front_door, current_metrics, current_settings
 
 bp = Blueprint("ingest", __name__, url_prefix="/api/v1")
 

@@ -54,6 +54,25 @@ def test_a_sound_setup_is_ready_with_a_one_screen_summary(
     assert SECRET not in "\n".join(out) and ORG_A.token not in "\n".join(out)
 
 
+def test_the_summary_names_the_settings_off_their_defaults_and_no_secret(  # type: ignore[no-untyped-def]
+    env, sound_server, sandbox, capsys, monkeypatch
+) -> None:
+    monkeypatch.setenv("DMRELAY_MAX_ATTEMPTS", "20")
+    monkeypatch.setenv("DMRELAY_RATE_LIMITS", '{"update-tags": 120}')
+    monkeypatch.setenv("DMRELAY_METRICS_TOKEN", "metrics-token-0123456789")
+
+    code, out, _ = run_check(capsys)
+
+    assert code == 0
+    (line,) = [line for line in out if line.split()[0] == "settings"]
+    assert "DMRELAY_MAX_ATTEMPTS=20" in line
+    assert 'DMRELAY_RATE_LIMITS={"create-contact": 60, "update-tags": 120}' in line
+    assert "DMTRACKER_BASE_URL=http://127.0.0.1:" in line  # the sandbox, not DmTracker
+    assert "DMRELAY_BACKOFF_BASE_SECONDS" not in line  # at its default
+    assert "METRICS_TOKEN" not in line and "metrics-token" not in "\n".join(out)
+    assert "DMRELAY_SECRET_KEY" not in line and "DMRELAY_ORGS" not in line
+
+
 def test_the_summary_gives_the_memory_budget_against_maxmemory(  # type: ignore[no-untyped-def]
     env, sound_server, sandbox, capsys, redis_conn
 ) -> None:

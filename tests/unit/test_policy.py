@@ -11,12 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from relay.config import default_of
 from relay.core import defaults, policy
 from relay.core.endpoints import ENDPOINTS
 from relay.core.policy import Verdict
 from relay.core.reply import Reply
 
 GRACE = defaults.NOT_FOUND_GRACE_SECONDS
+CAP = default_of("max_retry_after_seconds")  # the settings' default: an hour
 NOW = 1_700_000_000.0
 EARLY_404_ENDPOINTS = ("update-tags", "contact-status")
 OTHER_ENDPOINTS = ("default-reply", "create-contact")
@@ -162,7 +164,7 @@ RETRY_AFTER_CASES: list[tuple[str, str, dict[str, str], float | None]] = [
     [pytest.param(body, headers, wait, id=case) for case, body, headers, wait in RETRY_AFTER_CASES],
 )
 def test_retry_after_seconds(body: str, headers: dict[str, str], expected: float | None) -> None:
-    assert policy.retry_after_seconds(reply(429, body, headers), NOW) == expected
+    assert policy.retry_after_seconds(reply(429, body, headers), NOW, CAP) == expected
 
 
 def test_retry_after_is_capped_at_the_configured_longest_wait() -> None:
@@ -178,7 +180,7 @@ def test_an_http_date_in_minus_0000_is_utc_whatever_the_local_zone(
     time.tzset()
     try:
         header = {"Retry-After": http_date(NOW + 60, "-0000")}
-        assert policy.retry_after_seconds(reply(429, "", header), NOW) == 60.0
+        assert policy.retry_after_seconds(reply(429, "", header), NOW, CAP) == 60.0
     finally:
         monkeypatch.undo()
         time.tzset()
@@ -209,20 +211,20 @@ def test_backoff_has_full_jitter_within_the_ceiling() -> None:
 
 def test_default_schedule_spans_about_a_day() -> None:
     table = policy.schedule_table(
-        defaults.MAX_ATTEMPTS,
-        policy.Backoff(defaults.BACKOFF_BASE_SECONDS, defaults.BACKOFF_CAP_SECONDS),
+        default_of("max_attempts"),
+        policy.Backoff(default_of("backoff_base_seconds"), default_of("backoff_cap_seconds")),
     )
     expected_hours = table[-1][2] / 3600
     assert 20 <= expected_hours <= 28
-    assert len(table) == defaults.MAX_ATTEMPTS - 1
+    assert len(table) == default_of("max_attempts") - 1
 
 
 # -- Retry-After overflow: whatever DmTracker sends, the policy answers and never raises -------
 @pytest.mark.parametrize(
     ("body", "headers", "expected"),
     [
-        ("", {"Retry-After": "99999999999"}, defaults.MAX_RETRY_AFTER_SECONDS),  # capped
-        ("", {"Retry-After": "Fri, 31 Dec 9999 23:59:59 GMT"}, defaults.MAX_RETRY_AFTER_SECONDS),
+        ("", {"Retry-After": "99999999999"}, CAP),  # capped
+        ("", {"Retry-After": "Fri, 31 Dec 9999 23:59:59 GMT"}, CAP),
         ("", {"Retry-After": "Mon, 01 Jan 99999 00:00:00 GMT"}, None),
         ("", {"Retry-After": "\N{ARABIC-INDIC DIGIT ONE}"}, None),
         ("[" * 50_000, {"Retry-After": "7"}, 7.0),  # deeper than json's recursion limit
@@ -230,7 +232,7 @@ def test_default_schedule_spans_about_a_day() -> None:
     ids=["eleven-digit-seconds", "year-9999", "year-99999", "arabic-digit", "deep-body"],
 )
 def test_retry_after_extremes(body: str, headers: dict[str, str], expected: float | None) -> None:
-    assert policy.retry_after_seconds(reply(429, body, headers), NOW) == expected
+    assert policy.retry_after_seconds(reply(429, body, headers), NOW, CAP) == expected
 
 
 @settings(max_examples=300, deadline=None)
@@ -240,6 +242,6 @@ def test_retry_after_extremes(body: str, headers: dict[str, str], expected: floa
     now=st.floats(min_value=0, max_value=4e9),
 )
 def test_retry_after_never_raises(header: str, body: str, now: float) -> None:
-    wait = policy.retry_after_seconds(reply(429, body, {"Retry-After": header}), now)
+    wait = policy.retry_after_seconds(reply(429, body, {"Retry-After": header}), now, CAP)
 
     assert wait is None or 0 <= wait < float("inf")

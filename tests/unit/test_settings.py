@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.config import NUMBERS, VARIABLES, load_settings
+from relay.config import DECLARED, ENV, REQUIRED, VARIABLES, default_of, load_settings
 from relay.core.errors import ConfigError
 
 TOKEN = "tok-0123456789abcdef"
@@ -191,18 +191,95 @@ def test_worker_start_up_fails_with_one_line_and_no_traceback() -> None:
     assert "Traceback" not in result.stdout + result.stderr
 
 
-def test_readme_configuration_table_names_every_variable_and_no_other() -> None:
+UNITS = {"_seconds": " s", "_minutes": " min", "_bytes": " B", "_mb": " MB"}
+
+
+def number(value: float) -> str:
+    """Render a number as a person writes it: 3.05, 100, 604800."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def spelled_out(unit: str, value: float) -> str:
+    """Say long spans in days or hours and large sizes in MiB, as a hint beside the number."""
+    if unit == " s" and value >= 86400 and value % 86400 == 0:
+        days = int(value // 86400)
+        return f" ({days} day{'s' if days > 1 else ''})"
+    if unit == " s" and value >= 3600 and value % 3600 == 0:
+        return f" ({int(value // 3600)} h)"
+    if unit == " B" and value % 2**20 == 0:
+        return f" ({int(value // 2**20)} MiB)"
+    return ""
+
+
+def shown(name: str, value: object) -> str:
+    """Render a declared default as the README's table shows it, with its unit."""
+    unit = next((u for suffix, u in UNITS.items() if name.endswith(suffix)), "")
+    if value is REQUIRED:
+        return "required"
+    if value is None or value == ():
+        return "unset"
+    if isinstance(value, str):
+        return f"`{value}`"
+    if isinstance(value, dict):
+        return ", ".join(f"{key} {number(amount)}{unit}" for key, amount in value.items())
+    assert isinstance(value, int | float), name
+    return f"{number(value)}{unit}{spelled_out(unit, value)}"
+
+
+def expected_table() -> str:
+    """Return the README's configuration table as the declarations in relay/config.py give it."""
+    rows = [
+        f"| `{ENV[name]}` | {shown(name, default_of(name))} | {field.metadata['help']} |"
+        for name, field in DECLARED.items()
+    ]
+    return "\n".join(["| variable | default | meaning |", "| --- | --- | --- |", *rows])
+
+
+def test_the_readme_configuration_table_is_the_declarations() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     table = readme.split("## Configuration", 1)[1].split("\n\n", 2)[1]
-    first_cells = [line.split("|")[1] for line in table.splitlines()[2:]]
-    documented = {name for cell in first_cells for name in re.findall(r"`([A-Z_]+)`", cell)}
-    assert documented == set(VARIABLES)
+    assert table == expected_table(), (
+        "README.md's configuration table should read:\n" + expected_table()
+    )
+    documented = set(re.findall(r"^\| `([A-Z_]+)`", table, re.MULTILINE))
+    assert documented | {"DMRELAY_ORGS_FILE"} == set(VARIABLES)
+    assert "`DMRELAY_ORGS_FILE`" in table
 
 
-def test_every_number_has_its_default_when_unset() -> None:
+def test_every_setting_has_its_declared_default_when_unset() -> None:
     settings = load_settings(BASE)
-    for number in NUMBERS:
-        assert getattr(settings, number.field) == number.default, number.env
+    for name in DECLARED:
+        if default_of(name) is not REQUIRED:
+            assert getattr(settings, name) == default_of(name), ENV[name]
+
+
+def test_every_number_is_checked_against_its_declared_bound() -> None:
+    numbers = [name for name in DECLARED if type(default_of(name)) in (int, float)]
+    assert len(numbers) >= 25
+    for name in numbers:
+        spec = DECLARED[name].metadata
+        below = spec["minimum"] if spec["strict"] else spec["minimum"] - 1
+        with pytest.raises(ConfigError) as caught:
+            load_settings({**BASE, ENV[name]: str(below)})
+        assert caught.value.variable == ENV[name]
+        assert load_settings({**BASE, ENV[name]: str(spec["minimum"] + 1)})
+
+
+def test_gunicorn_takes_its_shape_from_the_declared_settings() -> None:
+    script = "from relay import gunicorn_conf as g; print(g.bind, g.workers, g.threads)"
+    env = {"PATH": "/usr/bin:/bin", "PORT": "9123", "WEB_CONCURRENCY": "3"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.stdout.split() == ["0.0.0.0:9123", "3", str(default_of("web_threads"))]
+    env["DMRELAY_WEB_THREADS"] = "0"
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "dmrelay: configuration error: DMRELAY_WEB_THREADS: must be at least 1"
+    )
 
 
 def test_answer_waits_default_to_5_s_for_the_routed_endpoints_and_0_for_the_others() -> None:

@@ -38,7 +38,7 @@ from relay.core.errors import (
     UnsupportedMediaType,
 )
 from relay.core.filters import DEAD_LETTER_FILTERS, FILTERS, DeliveryQuery, Filter, read_filters
-from relay.storage import deadletters, queries
+from relay.storage import deadletter_actions, queries
 from relay.storage.store import Store
 from relay.web.admin import tokens
 from relay.web.admin.resources import delivery_resource, overview_resource
@@ -177,25 +177,25 @@ def get_dead_letter(delivery_id: str) -> Response:
 @bp.post("/dead-letters/<delivery_id:delivery_id>/replay")
 def replay_one(delivery_id: str) -> Response:
     """Send one dead letter again with a fresh attempt budget."""
-    return apply_to_one(delivery_id, deadletters.replay, "replayed")
+    return apply_to_one(delivery_id, deadletter_actions.replay, "replayed")
 
 
 @bp.delete("/dead-letters/<delivery_id:delivery_id>")
 def purge_one(delivery_id: str) -> Response:
     """Forget one dead letter."""
-    return apply_to_one(delivery_id, deadletters.purge, "purged")
+    return apply_to_one(delivery_id, deadletter_actions.purge, "purged")
 
 
 @bp.post("/dead-letters/replay")
 def replay_matching() -> Response:
     """Replay every dead letter the body's filters match."""
-    return apply_to_matching(deadletters.replay, "replayed")
+    return apply_to_matching(deadletter_actions.replay, "replayed")
 
 
 @bp.post("/dead-letters/purge")
 def purge_matching() -> Response:
     """Forget every dead letter the body's filters match."""
-    return apply_to_matching(deadletters.purge, "purged")
+    return apply_to_matching(deadletter_actions.purge, "purged")
 
 
 # -- actions -----------------------------------------------------------------------------------
@@ -214,7 +214,7 @@ def apply_to_matching(operation: Operation, verb: str) -> Response:
     """Replay or purge exactly the dead letters GET /dead-letters lists for the body's filters."""
     query = read_filters(read_filter_body(), DEAD_LETTER_FILTERS)
     store = current_store()
-    done = operation(store, deadletters.matching_ids(store, query))
+    done = operation(store, deadletter_actions.matching_ids(store, query))
     return action_response(verb, done)
 
 

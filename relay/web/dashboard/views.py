@@ -36,7 +36,7 @@ from relay.core.policy import Backoff, schedule_table
 from relay.core.redact import redact
 from relay.core.times import utc
 from relay.notify import Notifier
-from relay.storage import deadletters, queries
+from relay.storage import deadletter_actions, queries
 from relay.storage.server import mebibytes
 from relay.web.context import current_front_door, current_settings, current_store
 from relay.web.dashboard.alerts import install_alert_pages
@@ -357,7 +357,7 @@ def dead_letters() -> str:
 def replay_selected() -> Redirect:
     """Replay the ticked dead letters."""
     require_admin()
-    replayed = deadletters.replay(current_store(), selected_ids())
+    replayed = deadletter_actions.replay(current_store(), selected_ids())
     flash(f"Replayed {len(replayed)} dead letter(s).")
     return back_to_dead_letters()
 
@@ -370,7 +370,7 @@ def replay_matching() -> Redirect:
     sent = {name: value.strip() for name, value in request.form.items() if name != "csrf_token"}
     query = read_filters({k: v for k, v in sent.items() if v}, DEAD_LETTER_FILTERS)
     store = current_store()
-    replayed = deadletters.replay(store, deadletters.matching_ids(store, query))
+    replayed = deadletter_actions.replay(store, deadletter_actions.matching_ids(store, query))
     flash(f"Replayed {len(replayed)} matching dead letter(s).")
     return back_to_dead_letters()
 
@@ -379,7 +379,7 @@ def replay_matching() -> Redirect:
 def purge_selected() -> Redirect:
     """Forget the ticked dead letters."""
     require_admin()
-    purged = deadletters.purge(current_store(), selected_ids())
+    purged = deadletter_actions.purge(current_store(), selected_ids())
     flash(f"Purged {len(purged)} dead letter(s).")
     return back_to_dead_letters()
 
