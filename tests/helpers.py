@@ -273,3 +273,22 @@ def point_cli_at(monkeypatch: Any, settings: Settings) -> None:
     monkeypatch.setenv("DMRELAY_ORGS", json.dumps(orgs))
     monkeypatch.setenv("DMRELAY_SECRET_KEY", SECRET)
     monkeypatch.setenv("DMTRACKER_BASE_URL", settings.dmtracker_base_url)
+
+
+def assert_held(response: Any, connection: redis.Redis, reason: str = "") -> Delivery:
+    """Check a request was answered 200 "held", kept as a held dead letter and queued nowhere;
+    return the held delivery."""
+    assert response.status_code == 200, response.get_data(as_text=True)
+    answer = response.get_json()
+    assert answer["status"] == "held", answer
+    assert answer["data"]["state"] == "held" and answer["relay"]["state"] == "held"
+    assert isinstance(answer["message"], str) and answer["message"]
+    assert reason in answer["data"]["reason"], answer["data"]["reason"]
+    delivery_id = answer["data"]["delivery_id"]
+    held = Store(connection).history.load(delivery_id)
+    assert held is not None and held.state == DeliveryState.HELD
+    assert held.reason == answer["data"]["reason"]
+    assert connection.zscore(Keys("dmrelay").dead, delivery_id) is not None
+    for org in (ORG_A, ORG_B):
+        assert delivery_id not in queued_ids(connection, org.id)
+    return held

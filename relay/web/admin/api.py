@@ -38,6 +38,7 @@ from relay.core.errors import (
     UnsupportedMediaType,
 )
 from relay.core.filters import DEAD_LETTER_FILTERS, FILTERS, DeliveryQuery, Filter, read_filters
+from relay.core.hold import Unreadable
 from relay.storage import deadletters, queries
 from relay.storage.store import Store
 from relay.web.admin import tokens
@@ -252,7 +253,10 @@ def read_filter_body() -> dict[str, Any]:
     # The CRM-platform conventions name application/json the request format.
     if request.mimetype != "application/json":
         raise UnsupportedMediaType("Send the body as JSON with Content-Type: application/json.")
-    body = read_json_body()
+    try:
+        body = read_json_body()
+    except Unreadable as error:
+        raise BadRequest(error.message) from None
     if not isinstance(body, dict):
         raise BadRequest("Send the filters as a JSON object; {} matches every dead letter.")
     return body
