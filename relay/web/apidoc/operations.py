@@ -191,6 +191,8 @@ def admin(ok: Answer, *errors: int, **details: Any) -> Operation:
         404: "No such delivery, or it is not a dead letter.",
         413: f"The body is larger than {defaults.MAX_BODY_BYTES // 1024} KiB.",
         415: "The body is not sent as application/json.",
+        422: "The edited body breaks one of ingest's rules (the message names it); nothing "
+        "was changed.",
     }
     documented = {200: json(ok.description, ok.schema, *RATE_LIMIT_HEADERS)}
     for status in (*errors, 401, 403):
@@ -260,7 +262,27 @@ OPERATIONS: dict[str, Operation] = {
     "admin_api.get_delivery": admin(json("The delivery.", resources.DeliveryAnswer), 404),
     "admin_api.list_dead_letters": listing(resources.DeadLetterFilters),
     "admin_api.get_dead_letter": admin(json("The dead letter.", resources.DeliveryAnswer), 404),
-    "admin_api.replay_one": admin(json("Replayed.", resources.ReplayAnswer), 404),
+    "admin_api.replay_one": admin(
+        json("Replayed.", resources.ReplayAnswer),
+        404,
+        422,
+        description="A held dead letter is checked first as ingest checks a body; one that "
+        "still breaks a rule stays held (422).",
+    ),
+    "admin_api.edit_dead_letter": admin(
+        json(
+            "The dead letter, its body replaced and the edit in its attempt log.",
+            resources.DeliveryAnswer,
+        ),
+        400,
+        404,
+        413,
+        415,
+        422,
+        body=resources.EditBody,
+        description="Replace a held or dead letter's body (the whole body to send DmTracker). "
+        "It is checked as ingest checks one, recorded in the attempt log, and sent on replay.",
+    ),
     "admin_api.purge_one": admin(json("Purged.", resources.PurgeAnswer), 404),
     "admin_api.replay_matching": bulk(resources.ReplayAnswer),
     "admin_api.purge_matching": bulk(resources.PurgeAnswer),

@@ -30,13 +30,13 @@ from relay.config import Settings
 from relay.core import defaults
 from relay.core.delivery import STATES, Delivery
 from relay.core.endpoints import ENDPOINTS
-from relay.core.errors import BadRequest, HttpError, NotFound
+from relay.core.errors import BadRequest, FieldError, HttpError, NotFound
 from relay.core.filters import DEAD_LETTER_FILTERS, FILTERS, DeliveryQuery, read_filters
 from relay.core.policy import Backoff, schedule_table
 from relay.core.redact import redact
 from relay.core.times import utc
 from relay.notify import Notifier
-from relay.storage import deadletters, queries
+from relay.storage import deadletters, held, queries
 from relay.storage.server import mebibytes
 from relay.web.context import current_front_door, current_settings, current_store
 from relay.web.dashboard.alerts import install_alert_pages
@@ -315,10 +315,43 @@ def delivery(delivery_id: str) -> str:
         request_body=None
         if found.is_summary
         else pretty(json.dumps(found.payload), defaults.MAX_BODY_BYTES),
+        editable_body=editable_body(found),
         response_bodies=[pretty(attempt.body) for attempt in found.attempts],
         failed_attempts=[failed_attempt_view(entry) for entry in failed],
         max_attempts=current_settings().max_attempts,
     )
+
+
+def editable_body(delivery: Delivery) -> str:
+    """Return the body the editor starts from: the payload, else the text as received."""
+    if delivery.payload or not delivery.received_body:
+        return json.dumps(delivery.payload, indent=2, ensure_ascii=False)
+    return delivery.received_body
+
+
+@bp.post("/dead-letters/<delivery_id>/edit")
+def edit_body(delivery_id: str) -> Redirect:
+    """Replace a held or dead letter's body, checked as ingest checks one."""
+    require_admin()
+    back = redirect(url_for(".delivery", delivery_id=delivery_id))
+    try:
+        payload = json.loads(request.form.get("payload", ""))
+    except ValueError as error:
+        flash(f"Not saved: the body is not valid JSON ({error}).")
+        return back
+    if not isinstance(payload, dict):
+        flash("Not saved: the body must be a JSON object.")
+        return back
+    editor = f"{session.get('sub') or 'an operator'} (dashboard)"
+    try:
+        edited = held.edit_payload(current_store(), delivery_id, payload, editor)
+    except FieldError as error:
+        flash(f"Not saved: {error.message}")
+        return back
+    if edited is None:
+        raise NotFound("No held or dead letter with this id (replayed, purged or expired).")
+    flash("Body saved and checked: replay it to send it.")
+    return back
 
 
 def failed_attempt_view(entry: dict[str, Any]) -> dict[str, Any]:
