@@ -26,10 +26,10 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as Redirect
 
-from relay.config import Settings
+from relay.config import Org, Settings
 from relay.core import defaults
 from relay.core.delivery import STATES, Delivery
-from relay.core.endpoints import ENDPOINTS
+from relay.core.endpoints import ENDPOINTS, TOKEN_HEADER
 from relay.core.errors import BadRequest, FieldError, HttpError, NotFound
 from relay.core.filters import DEAD_LETTER_FILTERS, FILTERS, DeliveryQuery, read_filters
 from relay.core.policy import Backoff, schedule_table
@@ -39,6 +39,7 @@ from relay.notify import Notifier
 from relay.storage import deadletters, held, queries
 from relay.storage.server import mebibytes
 from relay.web.context import current_front_door, current_settings, current_store
+from relay.web.dashboard import connect
 from relay.web.dashboard.alerts import install_alert_pages
 from relay.web.dashboard.controls import install_controls
 from relay.web.dashboard.session import (
@@ -433,6 +434,58 @@ def back_to_dead_letters() -> Redirect:
 
 
 # -- configuration ----------------------------------------------------------------------------
+# -- connect ManyChat --------------------------------------------------------------------------
+@bp.get("/connect")
+def connect_manychat() -> Redirect:
+    """Open the set-up page of the first organization."""
+    return redirect(url_for(".connect_org", org_id=current_settings().orgs[0].id))
+
+
+@bp.get("/connect/<org_id>")
+def connect_org(org_id: str) -> str:
+    """Show each action's External Request for one organization, ready to copy."""
+    return render_connect(org_id)
+
+
+@bp.post("/connect/<org_id>/test")
+def connect_test(org_id: str) -> str:
+    """Send one action's body through the relay as ManyChat would, and show the answer."""
+    require_admin()
+    org = organization(org_id)
+    action = connect.BY_NAME.get(request.form.get("action", ""))
+    if action is None:
+        raise BadRequest("Choose one of the actions on this page.")
+    empty = request.form.get("empty") == "1"
+    status, answer, sent = connect.send_test(org, action, empty=empty)
+    shown = (
+        json.dumps(answer, indent=2, ensure_ascii=False) if not isinstance(answer, str) else answer
+    )
+    tried = {"action": action.name, "empty": empty, "status": status, "answer": shown, "sent": sent}
+    return render_connect(org_id, tried)
+
+
+def render_connect(org_id: str, tried: dict[str, Any] | None = None) -> str:
+    """Render the set-up page of one organization, with a test request's answer if any."""
+    org = organization(org_id)
+    return render_template(
+        "dashboard/connect.html",
+        org=org,
+        orgs=current_settings().orgs,
+        actions=connect.ACTIONS,
+        token_header=TOKEN_HEADER,
+        token_shown=connect.TOKEN_SHOWN,
+        tried=tried,
+    )
+
+
+def organization(org_id: str) -> Org:
+    """Return the configured organization with this id, or raise 404."""
+    found = next((org for org in current_settings().orgs if org.id == org_id), None)
+    if found is None:
+        raise NotFound("No organization with this id is configured.")
+    return found
+
+
 @bp.get("/config")
 def config() -> str:
     """Show what the relay runs with; organizations by id and page name, never tokens."""

@@ -160,10 +160,24 @@
     });
   }
 
+  // Connect ManyChat: copy a URL or a body as shown, without selecting it by hand.
+  function wireCopyButtons() {
+    document.querySelectorAll("[data-copy]").forEach(function (button) {
+      button.addEventListener("click", function () {
+        const source = document.getElementById(button.dataset.copy);
+        if (!source || !navigator.clipboard) return;
+        navigator.clipboard.writeText(source.textContent).then(function () {
+          button.textContent = "Copied";
+        });
+      });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     askBeforeSubmitting();
     wireSelectAll();
     wireJsonEditors();
+    wireCopyButtons();
     pollOverview();
   });
 })();
