@@ -14,15 +14,19 @@ from relay import cli
 from relay.core.delivery import DeliveryState
 from relay.storage.store import Store
 from relay.web.admin import tokens
+from relay.web.app import create_app
 from tests.helpers import (
     DEFAULT_REPLY,
     ORG_A,
+    ORG_B,
     SECRET,
     assert_held,
     headers,
     point_cli_at,
+    queued_ids,
     sign_in,
     wait_until,
+    with_settings,
 )
 
 ADMIN = "/api/v1/admin"
@@ -181,3 +185,29 @@ def test_the_dashboard_shows_and_edits_a_held_request(
     )
     assert "Body saved and checked" in good.get_data(as_text=True)
     assert store.history.load(held_id).payload["username"] == "john_doe"
+
+
+def test_a_request_held_while_redis_is_away_is_spooled_then_kept_as_held(
+    settings: Any, redis_conn: redis.Redis, store: Store
+) -> None:
+    cut_off = create_app(with_settings(settings, redis_url="redis://127.0.0.1:1/0"))
+    response = cut_off.test_client().post(REPLY_URL, json=NO_USERNAME, headers=headers(ORG_A.token))
+    answer = response.get_json()
+    assert (response.status_code, answer["status"]) == (200, "held")
+    cut_off.extensions["dmrelay.front_door"].spool.close(drain_seconds=0)  # the process ends
+
+    successor = create_app(settings, redis_conn)  # drains what the first one left
+    try:
+        held = wait_until(lambda: store.history.load(answer["data"]["delivery_id"]))
+    finally:
+        successor.extensions["dmrelay.front_door"].spool.close(drain_seconds=0)
+    assert held.state == DeliveryState.HELD and held.reason == answer["data"]["reason"]
+    assert json.loads(held.received_body) == NO_USERNAME
+    assert queued_ids(redis_conn) == []
+    assert redis_conn.zscore("dmrelay:dead", held.id) is not None
+
+
+def test_a_held_body_naming_another_organization_is_still_refused(client: FlaskClient) -> None:
+    body = {**NO_USERNAME, "organization_id": ORG_B.id.upper()}
+    response = client.post(REPLY_URL, json=body, headers=headers(ORG_A.token))
+    assert response.status_code == 403
