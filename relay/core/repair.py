@@ -14,42 +14,29 @@ import re
 from relay.core.placeholders import TOKEN
 
 # Inside a string only `{{...}}` can hold quotes: a fallback, `|fallback:"friend"`.
-_STRING_TOKEN = re.compile(r"\{\{[^{}]*\}\}")
+_IN_STRING_VARIABLE = r"\{\{[^{}]*\}\}"
 _BARE_QUOTE = re.compile(r'(?<!\\)"')
+# What may need doing, found by the regex engine: outside a string, a token or the quote that
+# opens a string; inside one, an escape (skipped whole), a token, or the closing quote.
+_OUTSIDE = re.compile(rf'(?P<token>{TOKEN.pattern})|"')
+_INSIDE = re.compile(rf'\\.|(?P<token>{_IN_STRING_VARIABLE})|"', re.DOTALL)
 
 
 def repair(text: str) -> str:
     """Return the body with each unrendered variable outside a string as null, and each
     fallback inside a string with its quotes escaped; the rest as it was."""
     out: list[str] = []
-    at, end, in_string = 0, len(text), False
-    while at < end:
-        char = text[at]
-        if in_string:
-            at = _string_step(text, at, out)
-            in_string = char != '"'
-            continue
-        token = TOKEN.match(text, at) if char in "#{<" else None
-        if token:
+    at, in_string = 0, False
+    while found := (_INSIDE if in_string else _OUTSIDE).search(text, at):
+        out.append(text[at : found.start()])
+        token, piece = found["token"], found.group()
+        if token is None:
+            out.append(piece)
+            in_string ^= piece == '"'  # an escape leaves the string open
+        elif in_string:
+            out.append(_BARE_QUOTE.sub(lambda _: '\\"', token))
+        else:
             out.append("null")
-            at = token.end()
-            continue
-        out.append(char)
-        in_string = char == '"'
-        at += 1
+        at = found.end()
+    out.append(text[at:])
     return "".join(out)
-
-
-def _string_step(text: str, at: int, out: list[str]) -> int:
-    """Copy one piece of a string's inside (a character, an escape or a token); return where
-    the next one starts."""
-    char = text[at]
-    if char == "\\":
-        out.append(text[at : at + 2])
-        return at + 2
-    token = _STRING_TOKEN.match(text, at) if char == "{" else None
-    if token:
-        out.append(_BARE_QUOTE.sub(lambda _: '\\"', token.group()))
-        return token.end()
-    out.append(char)
-    return at + 1
