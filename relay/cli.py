@@ -450,10 +450,10 @@ def _dl_edit(args: argparse.Namespace) -> int:
     if not isinstance(payload, dict):
         print("dmrelay: the body must be a JSON object", file=sys.stderr)
         return 2
-    store = _store(load_settings())
+    settings = load_settings()
     editor = f"{getpass.getuser()} (dmrelay dead-letters edit)"
     try:
-        edited = held.edit_payload(store, args.id, payload, editor)
+        edited = held.edit_payload(_store(settings), args.id, payload, editor, settings.secrets())
     except FieldError as error:
         print(f"dmrelay: not changed: {error.message}", file=sys.stderr)
         return 1

@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from relay.core.delivery import Attempt, Delivery, DeliveryState
+from relay.core.errors import FieldError
 from relay.core.hold import ready_to_send
 from relay.core.record import record_json
-from relay.core.redact import redact
+from relay.core.redact import holds_secret, redact
 from relay.storage.history import decode
 from relay.storage.keys import Keys
 
@@ -46,7 +47,8 @@ class HeldRequests:
 
     def edit(self, delivery_id: str, change: Callable[[Delivery], None]) -> Delivery | None:
         """Apply `change` to a held or dead delivery unless someone changes it meanwhile;
-        return it changed, or None when it is no longer held or dead (or the change raised)."""
+        return it changed, or None when it is no longer held or dead. What `change` raises
+        propagates, and nothing is stored."""
         key = self.keys.delivery(delivery_id)
         with self.redis.pipeline() as pipe:
             try:
@@ -65,13 +67,20 @@ class HeldRequests:
 
 
 def edit_payload(
-    store: Store, delivery_id: str, payload: dict[str, Any], editor: str
+    store: Store,
+    delivery_id: str,
+    payload: dict[str, Any],
+    editor: str,
+    secrets: tuple[str, ...] = (),
 ) -> Delivery | None:
     """Replace a held or dead delivery's body once it passes ingest's checks, and log the edit.
 
-    Raise FieldError, changing nothing, when the new body breaks a rule; return None when the
-    delivery is no longer held or dead.
+    Raise FieldError, changing nothing, when the new body breaks a rule or holds one of the
+    relay's secrets; return None when the delivery is no longer held or dead.
     """
+    if holds_secret(json.dumps(payload, ensure_ascii=False), secrets):
+        # Stored, it would sit in Redis and the dashboard, as ingest refuses it for.
+        raise FieldError("payload", "holds one of the relay's secrets: leave the token out.")
 
     def change(delivery: Delivery) -> None:
         before = json.dumps(delivery.payload, ensure_ascii=False) if delivery.payload else ""

@@ -136,20 +136,29 @@ def hold(endpoint: str, org: Org, candidate: Any, error: FieldError | Unreadable
     door.admit(org.id)
     now = time.time()
     delivery = Delivery.new(
-        org.id, endpoint, payload, now, request_id=g.get("request_id", ""),
+        org.id,
+        endpoint,
+        payload,
+        now,
+        request_id=g.get("request_id", ""),
         idempotency_key=idempotency_key(settings.secrets()),
-    )  # fmt: skip
+    )
     held_delivery(delivery, error.message, received_body, now)
     bind_context(delivery_id=delivery.id)
     door.hold(delivery)
     g.ingest_result = ("held", error.message)
     door.store.stats.count_later(org.id, endpoint, "held")
-    note = {"delivery_id": delivery.id, "state": DeliveryState.HELD, "duplicate": False}
+    return held(delivery.id, rule_of(endpoint, error), error.message)
+
+
+def held(delivery_id: str, rule: str, reason: str) -> Response:
+    """Answer a request kept, unsent, in the dead letters: the rule in DmTracker's words."""
+    state = DeliveryState.HELD
     return jsonify(
         status="held",
-        message=rule_of(endpoint, error),
-        data={"delivery_id": delivery.id, "state": DeliveryState.HELD, "reason": error.message},
-        relay=note,
+        message=rule,
+        data={"delivery_id": delivery_id, "state": state, "reason": reason},
+        relay={"delivery_id": delivery_id, "state": state, "duplicate": False},
     )
 
 

@@ -74,6 +74,10 @@ def test_a_held_request_is_replayed_only_once_its_edited_body_passes(
     assert broken.get_json()["error"]["code"] == "VALIDATION_FAILED"
     assert store.history.load(held_id).payload == NO_USERNAME  # nothing changed
     assert client.patch(url, json={"body": {}}, headers=ADMIN_AUTH).status_code == 400
+    secret = {**NO_USERNAME, "username": "john_doe", "note": ORG_A.token}
+    leaked = client.patch(url, json={"payload": secret}, headers=ADMIN_AUTH)
+    assert leaked.status_code == 422 and ORG_A.token not in leaked.get_data(as_text=True)
+    assert ORG_A.token.encode() not in redis_conn.get(f"dmrelay:d:{held_id}")
 
     fixed = {**NO_USERNAME, "username": "@John_Doe"}
     edited = client.patch(url, json={"payload": fixed}, headers=ADMIN_AUTH)

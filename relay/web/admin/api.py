@@ -186,7 +186,9 @@ def edit_dead_letter(delivery_id: str) -> Response:
         raise BadRequest(EDIT_BODY)
     editor = str(g.get("admin_claims", {}).get("sub") or "the admin API")
     try:
-        edited = held.edit_payload(current_store(), delivery_id, body["payload"], editor)
+        edited = held.edit_payload(
+            current_store(), delivery_id, body["payload"], editor, current_settings().secrets()
+        )
     except FieldError as error:
         raise Unprocessable(error.message) from None
     if edited is None:

@@ -345,7 +345,9 @@ def edit_body(delivery_id: str) -> Redirect:
         return back
     editor = f"{session.get('sub') or 'an operator'} (dashboard)"
     try:
-        edited = held.edit_payload(current_store(), delivery_id, payload, editor)
+        edited = held.edit_payload(
+            current_store(), delivery_id, payload, editor, current_settings().secrets()
+        )
     except FieldError as error:
         flash(f"Not saved: {error.message}")
         return back
