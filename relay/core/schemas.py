@@ -134,7 +134,14 @@ def is_absent(field: str, value: object, required: bool = False) -> bool:
     a placeholder in a required identity field, which the converter refuses by name)."""
     if is_blank(value):
         return True
-    return is_placeholder(value) and not (required and field in IDENTITY_FIELDS)
+    return is_placeholder(_unprefixed(field, value)) and not (required and field in IDENTITY_FIELDS)
+
+
+def _unprefixed(field: str, value: object) -> object:
+    """Return a username without the '@'s and spaces flows type before it ("@{{username}}")."""
+    if field == "username" and isinstance(value, str):
+        return _USERNAME_PREFIX.sub("", value.strip())
+    return value
 
 
 # -- converters: each checks one value and returns it normalized, or raises ValidationError --
@@ -168,7 +175,10 @@ def _check_length(text: str, max_chars: int) -> str:
 )
 def to_username(value: object) -> str:
     """Return the username trimmed, without its leading '@'s, lowercased."""
-    name = _USERNAME_PREFIX.sub("", _identity_text(value, NOT_STRING)).lower()
+    name = _USERNAME_PREFIX.sub("", _identity_text(value, NOT_STRING))
+    if is_placeholder(name):
+        raise ValidationError(PLACEHOLDER)  # "@{{username}}" with the variable empty
+    name = name.lower()
     if not _USERNAME.fullmatch(name):
         raise ValidationError(USERNAME_FORMAT)
     return name

@@ -1152,3 +1152,10 @@ def test_lead_status_id_that_is_not_a_number_is_400(given: object) -> None:
 def test_contact_status_rejects_invalid_contact_id() -> None:
     body = {"contact_id": "abc-123", "lead_status": "won"}
     assert_rejected("contact-status", body, "contact_id", 400, "must be a UUID.")
+
+
+@pytest.mark.parametrize("typed", ["@{{instagram_username}}", " @@ {{ig_username}}", "@<<x>>"])
+def test_a_username_placeholder_typed_after_an_at_sign_is_still_a_placeholder(typed: str) -> None:
+    assert_rejected("default-reply", {**REPLY, "username": typed}, "username", 422, PLACEHOLDER)
+    body = accepted("update-tags", {**TAGS, "username": typed, "contact_id": CONTACT})
+    assert "username" not in body
