@@ -180,6 +180,12 @@ def test_the_dashboard_shows_and_edits_a_held_request(
     assert "The request body is not valid JSON." in page
 
     csrf = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    refused = client.post(
+        "/dashboard/dead-letters/replay",
+        data={"csrf_token": csrf, "ids": held_id},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "Replayed 0 dead letter(s)." in refused and "1 still held" in refused
     url = f"/dashboard/dead-letters/{held_id}/edit"
     bad = client.post(url, data={"csrf_token": csrf, "payload": "{nope"}, follow_redirects=True)
     assert "Not saved: the body is not valid JSON" in bad.get_data(as_text=True)

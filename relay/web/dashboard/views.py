@@ -28,7 +28,7 @@ from werkzeug.wrappers import Response as Redirect
 
 from relay.config import Org, Settings
 from relay.core import defaults
-from relay.core.delivery import STATES, Delivery
+from relay.core.delivery import STATES, Delivery, DeliveryState
 from relay.core.endpoints import ENDPOINTS, TOKEN_HEADER
 from relay.core.errors import BadRequest, FieldError, HttpError, NotFound
 from relay.core.filters import DEAD_LETTER_FILTERS, FILTERS, DeliveryQuery, read_filters
@@ -393,9 +393,19 @@ def dead_letters() -> str:
 def replay_selected() -> Redirect:
     """Replay the ticked dead letters."""
     require_admin()
-    replayed = deadletters.replay(current_store(), selected_ids())
+    chosen = selected_ids()
+    replayed = deadletters.replay(current_store(), chosen)
     flash(f"Replayed {len(replayed)} dead letter(s).")
+    still_held = [i for i in chosen if i not in replayed and is_held(i)]
+    if still_held:
+        flash(f"{len(still_held)} still held: their body breaks a rule; edit it, then replay.")
     return back_to_dead_letters()
+
+
+def is_held(delivery_id: str) -> bool:
+    """Return True when the delivery is (still) held at the door."""
+    found = current_store().history.load(delivery_id)
+    return found is not None and found.state == DeliveryState.HELD
 
 
 @bp.post("/dead-letters/replay-matching")
