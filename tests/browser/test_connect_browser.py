@@ -3,18 +3,29 @@ fixes a held request in the dead letter's JSON editor."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from relay.web.admin import tokens
-from tests.browser.test_dashboard_browser import reload_until_delivered
 from tests.helpers import ORG_A, SECRET
 
 WAIT_MS = 20_000
 
 pytestmark = pytest.mark.browser
+
+
+def reload_until_delivered(page: Page, url: str) -> None:
+    """Reload a delivery page until it shows the delivered badge."""
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while True:
+        page.goto(url)
+        if page.locator("h1 .badge-delivered").count():
+            return
+        assert time.monotonic() < deadline, "the replayed delivery never showed as delivered"
+        page.wait_for_timeout(250)
 
 
 def sign_in(page: Page, relay_url: str) -> None:
