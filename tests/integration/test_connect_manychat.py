@@ -8,6 +8,7 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 
+from relay.logs import current_context
 from relay.web.admin import tokens
 from relay.web.dashboard import connect
 from tests.helpers import ORG_A, ORG_B, csrf_of, headers, queued_ids, sign_in
@@ -96,3 +97,5 @@ def test_a_test_request_goes_through_the_relay_as_manychat_would(
     (queued,) = queued_ids(redis_conn, ORG_B.id)
     assert queued in page
     assert ORG_B.token not in page
+    # The request inside had an app context of its own: nothing of either is left behind.
+    assert current_context() == {}

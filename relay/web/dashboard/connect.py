@@ -146,9 +146,11 @@ def send_test(org: Org, action: Action, *, empty: bool) -> tuple[int, Any, str]:
     body = render(action.body, values, empty=empty)
     path = url_for(action.route) + (action.query or f"?wait={TEST_WAIT_SECONDS}")
     # Through the app itself, so the test meets every check a ManyChat request meets; the
-    # token is read here, server-side, and never reaches the page.
-    response = current_app.test_client().open(
-        path, method=action.method, data=body, headers={TOKEN_HEADER: org.token}
-    )
+    # token is read here, server-side, and never reaches the page. In an app context of its
+    # own: Flask would otherwise share this request's `g` (its log context, its metric labels).
+    with current_app.app_context():
+        response = current_app.test_client().open(
+            path, method=action.method, data=body, headers={TOKEN_HEADER: org.token}
+        )
     answer = response.get_json(silent=True)
     return response.status_code, answer if answer is not None else response.get_data(True), body
