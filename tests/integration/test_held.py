@@ -209,6 +209,9 @@ def test_a_request_held_while_redis_is_away_is_spooled_then_kept_as_held(
     successor = create_app(settings, redis_conn)  # drains what the first one left
     try:
         held = wait_until(lambda: store.history.load(answer["data"]["delivery_id"]))
+        spool = successor.extensions["dmrelay.front_door"].spool
+        wait_until(lambda: spool.depth()[0] == 0)
+        assert spool.rejected() == []  # stored as held, not set aside as refused
     finally:
         successor.extensions["dmrelay.front_door"].spool.close(drain_seconds=0)
     assert held.state == DeliveryState.HELD and held.reason == answer["data"]["reason"]
