@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import itertools
 import json
 import os
@@ -21,11 +22,11 @@ from relay.alerting import send_test_alert
 from relay.config import DECLARED, ENV, REQUIRED, Settings, default_of, load_settings, read_setting
 from relay.core import defaults
 from relay.core.delivery import Delivery
-from relay.core.errors import ConfigError, HttpError
+from relay.core.errors import ConfigError, FieldError, HttpError
 from relay.core.filters import DEAD_LETTER_FILTERS, DeliveryQuery, query_of, reason_of
 from relay.logs import configure_logging
 from relay.notify import Notifier
-from relay.storage import deadletter_actions, server
+from relay.storage import deadletter_actions, held, server
 from relay.storage.connection import connect, describe_tls, safe_location
 from relay.storage.queries import iter_dead_letters, search_dead_letters
 from relay.storage.store import Store
@@ -114,6 +115,18 @@ def _add_dead_letters(commands: argparse._SubParsersAction) -> None:
                 action.add_argument(
                     row.flag, dest=row.field, type=_checked(row.convert), help=row.doc
                 )
+    edit = _add(
+        actions,
+        "edit",
+        "replace a held or dead letter's body, checked as ingest checks one; then replay it",
+        _dl_edit,
+    )
+    edit.add_argument("id", help="the dead letter's delivery id")
+    edit.add_argument(
+        "--body",
+        required=True,
+        help="a file holding the whole new body as a JSON object, or - for standard input",
+    )
 
 
 def _add_controls(commands: argparse._SubParsersAction) -> None:
@@ -413,6 +426,7 @@ def _dl_list(args: argparse.Namespace) -> int:
                     "id": delivery.id,
                     "org_id": delivery.org_id,
                     "endpoint": delivery.endpoint,
+                    "state": delivery.state,
                     "status": last.status if last else None,
                     "reason": delivery.reason,
                     "attempts": delivery.attempt_count,
@@ -424,11 +438,47 @@ def _dl_list(args: argparse.Namespace) -> int:
 
 
 def _dl_replay(args: argparse.Namespace) -> int:
-    return _dl_apply(args, deadletter_actions.replay, "replayed")
+    if not args.id:
+        return _dl_apply(args, deadletter_actions.replay, "replayed")
+    try:
+        replayed = _store(load_settings()).dead.replay(args.id)
+    except FieldError as error:
+        print(f"dmrelay: {args.id} is still held: {error.message}", file=sys.stderr)
+        print(f"edit its body first: dmrelay dead-letters edit {args.id}", file=sys.stderr)
+        return 1
+    if not replayed:
+        print(f"dmrelay: no dead letter {args.id}", file=sys.stderr)
+        return 1
+    print(f"replayed 1 dead letter(s)\n{args.id}")
+    return 0
 
 
 def _dl_purge(args: argparse.Namespace) -> int:
     return _dl_apply(args, deadletter_actions.purge, "purged")
+
+
+def _dl_edit(args: argparse.Namespace) -> int:
+    try:
+        with open(args.body if args.body != "-" else 0, encoding="utf-8") as source:
+            payload = json.load(source)
+    except (OSError, ValueError) as error:
+        print(f"dmrelay: cannot read a JSON body from {args.body}: {error}", file=sys.stderr)
+        return 2
+    if not isinstance(payload, dict):
+        print("dmrelay: the body must be a JSON object", file=sys.stderr)
+        return 2
+    settings = load_settings()
+    editor = f"{getpass.getuser()} (dmrelay dead-letters edit)"
+    try:
+        edited = held.edit_payload(_store(settings), args.id, payload, editor, settings.secrets())
+    except FieldError as error:
+        print(f"dmrelay: not changed: {error.message}", file=sys.stderr)
+        return 1
+    if edited is None:
+        print(f"dmrelay: no held or dead letter {args.id}", file=sys.stderr)
+        return 1
+    print(f"edited {args.id}; replay it with: dmrelay dead-letters replay {args.id}")
+    return 0
 
 
 def _dl_apply(args: argparse.Namespace, operation: Callable, verb: str) -> int:

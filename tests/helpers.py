@@ -284,3 +284,22 @@ def sign_in_page(page: Any, relay_url: str) -> None:
     page.fill("#token", tokens.mint(SECRET, [tokens.ADMIN], 600))
     page.click("button:has-text('Sign in')")
     expect(page).to_have_url(f"{relay_url}/dashboard/")
+
+
+def assert_held(response: Any, connection: redis.Redis, reason: str = "") -> Delivery:
+    """Check a request was answered 200 "held", kept as a held dead letter and queued nowhere;
+    return the held delivery."""
+    assert response.status_code == 200, response.get_data(as_text=True)
+    answer = response.get_json()
+    assert answer["status"] == "held", answer
+    assert answer["data"]["state"] == "held" and answer["relay"]["state"] == "held"
+    assert isinstance(answer["message"], str) and answer["message"]
+    assert reason in answer["data"]["reason"], answer["data"]["reason"]
+    delivery_id = answer["data"]["delivery_id"]
+    held = Store(connection).history.load(delivery_id)
+    assert held is not None and held.state == DeliveryState.HELD
+    assert held.reason == answer["data"]["reason"]
+    assert connection.zscore(Keys("dmrelay").dead, delivery_id) is not None
+    for org in (ORG_A, ORG_B):
+        assert delivery_id not in queued_ids(connection, org.id)
+    return held

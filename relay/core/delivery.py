@@ -21,9 +21,13 @@ class DeliveryState(StrEnum):
     RETRYING = "retrying"
     DELIVERED = "delivered"
     DEAD = "dead"
+    # Kept at the door, never sent: the body breaks a rule of DmTracker's (relay/core/hold.py).
+    HELD = "held"
 
 
 STATES = tuple(DeliveryState)
+# What the dead-letter registry lists: given up on, or held at the door.
+DEAD_STATES = (DeliveryState.DEAD, DeliveryState.HELD)
 
 
 @dataclass
@@ -63,6 +67,7 @@ class Delivery:
     holds_rate_slot: bool = False
     attempts_omitted: int = 0
     throttled_since: float | None = None  # the first 429, for the throttle budget
+    received_body: str = ""  # a held request's body as it came, byte for byte (as text)
 
     @classmethod
     def new(

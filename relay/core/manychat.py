@@ -15,8 +15,14 @@ from typing import Any
 from relay.core.errors import FieldError
 from relay.core.placeholders import is_blank, is_placeholder
 
-# Keys under which a flow may nest the contact object.
-CONTACT_KEYS = ("contact", "subscriber", "full_contact_data", "user")
+# Keys under which a flow may nest the contact object (n8n and WhatsApp set-ups use `data`).
+CONTACT_KEYS = ("contact", "subscriber", "full_contact_data", "user", "data")
+# Fields only a contact object has: a body with none of them, at the top or under a key, is not
+# Full Contact Data.
+CONTACT_MARKS = ("id", "key", "ig_username", "ig_id", "page_id")
+# ManyChat keeps some fields per channel as well (`ig_last_interaction` beside
+# `last_interaction`): when the generic one is null, the channel's is read.
+CHANNEL_PREFIXES = ("ig_", "wa_", "whatsapp_", "tg_", "fb_")
 
 # The DmTracker field each Full Contact Data field fills, per action.
 FROM_CONTACT: dict[str, dict[str, str]] = {
@@ -59,6 +65,13 @@ ACTION_KEYS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 ACTIONS = tuple(ACTION_KEYS)
 
+NO_CONTACT = (
+    "holds no ManyChat contact: no object under "
+    + ", ".join(f"'{key}'" for key in CONTACT_KEYS)
+    + ", and none of "
+    + ", ".join(f"'{key}'" for key in CONTACT_MARKS)
+    + ' at the top level. Send "Full Contact Data" as the body, or under one of those keys.'
+)
 NO_INSTAGRAM_USERNAME = (
     "is missing or null, and DmTracker tracks Instagram contacts by their username: a"
     " Messenger or WhatsApp contact has none. Run this action for Instagram contacts only"
@@ -72,15 +85,32 @@ def to_request(action: str, body: object) -> dict[str, Any]:
         raise FieldError("body", "must be a JSON object: ManyChat's Full Contact Data.")
     contact = find_contact(body)
     request = {
-        field: _plain_number(contact.get(source))
+        field: _plain_number(read_field(contact, source))
         for field, source in _sources(action, body).items()
     }
     request.update({key: body[key] for key in ACTION_KEYS[action] if not is_blank(body.get(key))})
     request = {key: value for key, value in request.items() if value is not None}
     if action == "create-contact" and "had_outreach" not in request:
         request["had_outreach"] = any(not is_blank(body.get(f)) for f in OUTREACH_FIELDS)
+    if contact is body and not any(mark in body for mark in CONTACT_MARKS):
+        require_identity(request)
     require_instagram_username(action, request)
     return request
+
+
+def read_field(contact: Mapping[str, Any], name: str) -> Any:
+    """Return a contact field, or its per-channel twin when the generic one is null."""
+    value = contact.get(name)
+    if value is not None:
+        return value
+    twins = (contact.get(prefix + name) for prefix in CHANNEL_PREFIXES)
+    return next((twin for twin in twins if twin is not None), None)
+
+
+def require_identity(request: Mapping[str, Any]) -> None:
+    """Refuse a body holding no contact object and no identity key of its own."""
+    if not any(request.get(key) for key in ("username", "manychat_id", "contact_id")):
+        raise FieldError("body", NO_CONTACT, status=422)
 
 
 def find_contact(body: Mapping[str, Any]) -> Mapping[str, Any]:

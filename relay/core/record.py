@@ -37,6 +37,7 @@ SHORT_KEYS = {
     "holds_rate_slot": "g",
     "attempts_omitted": "z",
     "throttled_since": "j",
+    "received_body": "h",
 }
 LONG_NAMES = {key: name for name, key in SHORT_KEYS.items()}
 ORG_FIELD = "organization_id"

@@ -32,7 +32,8 @@ NO_TAG_NAMES = "is required (it held only blank names or unrendered ManyChat pla
 
 # DmTracker answers these two with 422; every other broken rule is a 400.
 UNPROCESSABLE = frozenset({USERNAME_FORMAT, PLACEHOLDER})
-# A placeholder here means the ManyChat flow is misconfigured, so it is an error, never dropped.
+# A placeholder in a required one of these means the ManyChat flow is misconfigured: the
+# request is held, never forwarded without it. In an optional one it is dropped like any other.
 IDENTITY_FIELDS = frozenset({"username", "manychat_id"})
 
 # The only length limits DmTracker documents (endpoints reference, create-contact), and
@@ -41,6 +42,10 @@ MAX_NOTE_CHARS = 1000
 MAX_EMAIL_CHARS = 254
 # A four-digit year: the relay forwards YYYY-MM-DD..., never an unpadded year such as 999.
 MIN_YEAR = 1000
+# Longer than any real subscriber id: ManyChat's are 64-bit integers (at most 20 digits), and
+# DmTracker's own example is "MC_123456789". A longer value is a broken variable, and it would
+# be stored as the contact's alias for a month.
+MAX_MANYCHAT_ID_CHARS = 32
 
 _USERNAME = re.compile(r"[a-z0-9._]{1,30}")
 # ManyChat variables are often typed "@{{username}}"; some flows add a space or a second '@'.
@@ -124,9 +129,19 @@ def reported_name(field: str, body: Mapping[str, Any]) -> str:
     return field
 
 
-def is_absent(field: str, value: object) -> bool:
-    """Return True when a value stands for "not given": null, blank or a placeholder."""
-    return is_blank(value) or (is_placeholder(value) and field not in IDENTITY_FIELDS)
+def is_absent(field: str, value: object, required: bool = False) -> bool:
+    """Return True when a value stands for "not given": null, blank or a placeholder (but for
+    a placeholder in a required identity field, which the converter refuses by name)."""
+    if is_blank(value):
+        return True
+    return is_placeholder(_unprefixed(field, value)) and not (required and field in IDENTITY_FIELDS)
+
+
+def _unprefixed(field: str, value: object) -> object:
+    """Return a username without the '@'s and spaces flows type before it ("@{{username}}")."""
+    if field == "username" and isinstance(value, str):
+        return _USERNAME_PREFIX.sub("", value.strip())
+    return value
 
 
 # -- converters: each checks one value and returns it normalized, or raises ValidationError --
@@ -160,7 +175,10 @@ def _check_length(text: str, max_chars: int) -> str:
 )
 def to_username(value: object) -> str:
     """Return the username trimmed, without its leading '@'s, lowercased."""
-    name = _USERNAME_PREFIX.sub("", _identity_text(value, NOT_STRING)).lower()
+    name = _USERNAME_PREFIX.sub("", _identity_text(value, NOT_STRING))
+    if is_placeholder(name):
+        raise ValidationError(PLACEHOLDER)  # "@{{username}}" with the variable empty
+    name = name.lower()
     if not _USERNAME.fullmatch(name):
         raise ValidationError(USERNAME_FORMAT)
     return name
@@ -169,6 +187,7 @@ def to_username(value: object) -> str:
 @accepts(
     {
         "type": ["string", "integer"],
+        "maxLength": MAX_MANYCHAT_ID_CHARS,
         "description": "ManyChat subscriber id, as a string or a number.",
         "examples": ["123456"],
     }
@@ -177,7 +196,7 @@ def to_manychat_id(value: object) -> str:
     """Return the subscriber id as a trimmed string; ManyChat may send it as a number."""
     if _is_integer(value):
         value = str(value)
-    return _identity_text(value, NOT_STRING_OR_INTEGER)
+    return _check_length(_identity_text(value, NOT_STRING_OR_INTEGER), MAX_MANYCHAT_ID_CHARS)
 
 
 @accepts({"type": "string", "format": "uuid", "description": "A UUID, in any letter case."})
@@ -345,7 +364,11 @@ class IngestSchema(Schema):
     @pre_load
     def prepare(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         """Drop known fields that are null, blank or placeholders, then check identity."""
-        kept = {k: v for k, v in data.items() if k not in self.fields or not is_absent(k, v)}
+        kept = {
+            k: v
+            for k, v in data.items()
+            if k not in self.fields or not is_absent(k, v, self.fields[k].required)
+        }
         self.complete(kept)
         self.require_either(kept)
         return kept

@@ -16,9 +16,17 @@ from relay.core.policy import Verdict
 
 # The contact's names, so a delivered message is still found by username or manychat_id.
 CONTACT_FIELDS = {"username": "u", "manychat_id": "m", "contact_id": "c"}
-# Fields of DmTracker's answer that ManyChat flows route contacts on ($.data.contact_type).
-ROUTING_FIELDS = {"contact_type": "ct", "outreach_reason": "or", "outreach_message": "om"}
+# Fields of DmTracker's answer that ManyChat flows map ($.data.contact_type, $.data.id): a
+# duplicate of a delivered message is answered with them for as long as the summary is kept.
+ROUTING_FIELDS = {
+    "contact_type": "ct",
+    "outreach_reason": "or",
+    "outreach_message": "om",
+    "id": "ci",
+    "pipeline_stage": "ps",
+}
 ROUTING_VALUE_MAX_CHARS = 64
+MESSAGE_KEY = "mg"  # DmTracker's top-level `message` ("Contact created successfully")
 
 
 class DeliverySummary(Delivery):
@@ -44,8 +52,9 @@ def summary_json(delivery: Delivery) -> str:
         optional |= {"h": last.status, "l": round(last.latency_ms)}
     data |= {key: value for key, value in optional.items() if value}
     data |= _picked(delivery.payload, CONTACT_FIELDS)
-    answer = _answer_data(last.body if last else "")
-    data |= _picked(answer, ROUTING_FIELDS, ROUTING_VALUE_MAX_CHARS)
+    answer = _answer(last.body if last else "")
+    data |= _picked(_data_of(answer), ROUTING_FIELDS, ROUTING_VALUE_MAX_CHARS)
+    data |= _picked(answer, {"message": MESSAGE_KEY}, ROUTING_VALUE_MAX_CHARS)
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -54,7 +63,7 @@ def from_summary(delivery_id: str, data: dict[str, Any]) -> Delivery:
     received = float(data["r"])
     finished = received + float(data.get("f", 0))
     routing = {name: data[key] for name, key in ROUTING_FIELDS.items() if key in data}
-    body = json.dumps({"data": routing}, ensure_ascii=False) if routing else ""
+    body = _answer_body(routing, data.get(MESSAGE_KEY))
     final = Attempt(finished, data.get("h"), float(data.get("l", 0.0)), Verdict.DELIVERED, body)
     count = int(data.get("n", 0))
     attempts = [final] if count else []
@@ -73,13 +82,29 @@ def from_summary(delivery_id: str, data: dict[str, Any]) -> Delivery:
     )
 
 
-def _answer_data(body: str) -> dict[str, Any]:
-    """Return the `data` object of DmTracker's JSON answer, or {}."""
+def _answer_body(routing: dict[str, Any], message: str | None) -> str:
+    """Return the part of DmTracker's answer a summary keeps, in DmTracker's shape, or ''."""
+    if not routing and not message:
+        return ""
+    # Every success DmTracker documents says "status": "success"; a summary is of a success.
+    kept: dict[str, Any] = {"status": "success"}
+    if message:
+        kept["message"] = message
+    return json.dumps({**kept, "data": routing}, ensure_ascii=False)
+
+
+def _answer(body: str) -> dict[str, Any]:
+    """Return DmTracker's JSON answer as an object, or {}."""
     try:
         answer = json.loads(body) if body else None
     except ValueError:
         return {}
-    data = answer.get("data") if isinstance(answer, dict) else None
+    return answer if isinstance(answer, dict) else {}
+
+
+def _data_of(answer: dict[str, Any]) -> dict[str, Any]:
+    """Return the `data` object of DmTracker's answer, or {}."""
+    data = answer.get("data")
     return data if isinstance(data, dict) else {}
 
 

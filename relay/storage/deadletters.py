@@ -8,13 +8,20 @@ from typing import Any
 
 import redis
 
-from relay.core.delivery import Delivery, DeliveryState
+from relay.core.delivery import DEAD_STATES, Delivery, DeliveryState
+from relay.core.hold import ready_to_send
 from relay.core.record import record_json
 from relay.storage.codec import text
 from relay.storage.history import decode
 from relay.storage.keys import Keys
 from relay.storage.ordering import Ordering
 from relay.storage.queue import Queues
+
+
+def _ready_if_held(delivery: Delivery) -> None:
+    """Make a held delivery's body the one to send, or raise FieldError."""
+    if delivery.state == DeliveryState.HELD:
+        ready_to_send(delivery)
 
 
 class DeadLetters:
@@ -60,7 +67,7 @@ class DeadLetters:
                 break
             records = self.redis.mget([self.keys.delivery(i) for i in ids])
             kept = self._forget_vanished(ids, records)
-            found += [d for d in kept if d.state == DeliveryState.DEAD]
+            found += [d for d in kept if d.state in DEAD_STATES]
             start += len(kept)  # the forgotten ones left the index: the rest moved up
         return found, int(self.redis.zcard(self.keys.dead))
 
@@ -71,7 +78,7 @@ class DeadLetters:
             text(i) for i in self.redis.zrange(self.keys.dead, start, start + batch - 1, desc=True)
         ]:
             kept = self._forget_vanished(ids, self.redis.mget([self.keys.delivery(i) for i in ids]))
-            yield from (d for d in kept if d.state == DeliveryState.DEAD)
+            yield from (d for d in kept if d.state in DEAD_STATES)
             start += len(kept)
 
     def _forget_vanished(self, ids: list[str], records: list[Any]) -> list[Delivery]:
@@ -93,15 +100,21 @@ class DeadLetters:
         return expired + len(oldest) - len(self._forget_expired(oldest))
 
     def replay(self, delivery_id: str) -> bool:
-        """Send a dead letter again with a fresh attempt budget, at the end of its chains."""
-        return self.if_still_dead(delivery_id, self.queue_replay)
+        """Send a dead letter again with a fresh attempt budget, at the end of its chains.
+
+        A held one is checked first as ingest checks a body: FieldError says what to fix.
+        """
+        return self.if_still_dead(delivery_id, self.queue_replay, prepare=_ready_if_held)
 
     def purge(self, delivery_id: str) -> bool:
         """Forget a dead letter."""
         return self.if_still_dead(delivery_id, self.queue_purge)
 
     def if_still_dead(
-        self, delivery_id: str, action: Callable[[redis.client.Pipeline, Delivery], None]
+        self,
+        delivery_id: str,
+        action: Callable[[redis.client.Pipeline, Delivery], None],
+        prepare: Callable[[Delivery], None] | None = None,
     ) -> bool:
         """Run a replay or purge only if the delivery is dead and nobody changes it meanwhile."""
         # Two operators replaying (or one purging) the same letter at once must not queue it
@@ -112,8 +125,10 @@ class DeadLetters:
                 pipe.watch(key)
                 raw = pipe.get(key)
                 delivery = decode(delivery_id, raw) if raw else None
-                if delivery is None or delivery.state != DeliveryState.DEAD:
+                if delivery is None or delivery.state not in DEAD_STATES:
                     return False
+                if prepare:
+                    prepare(delivery)
                 pipe.multi()
                 action(pipe, delivery)
                 pipe.execute()

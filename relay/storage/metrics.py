@@ -30,7 +30,7 @@ COUNTERS = {
         ("route", "method", "status"),
     ),
     "dmrelay_ingest": (
-        "Ingest decisions: accepted, duplicate, skipped, rejected, by reason.",
+        "Ingest decisions: accepted, duplicate, skipped, held, rejected, by reason.",
         ("endpoint", "result", "reason"),
     ),
     "dmrelay_answers": (

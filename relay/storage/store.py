@@ -10,6 +10,7 @@ from relay.storage.answers import Answers
 from relay.storage.contacts import Contacts
 from relay.storage.deadletters import DeadLetters
 from relay.storage.gates import GateStore
+from relay.storage.held import HeldRequests
 from relay.storage.history import History
 from relay.storage.inflight import InFlight
 from relay.storage.intake import Intake
@@ -46,6 +47,7 @@ class Store:
         self.dead = DeadLetters(connection, self.keys, self.ordering, self.queues)
         self.gates = GateStore(connection, self.keys)
         self.alerts = AlertStore(connection, self.keys)
+        self.held = HeldRequests(connection, self.keys)
 
     def probe_writes(self) -> None:
         """Write a small key, so a refusal (read-only, out of memory) raises as ingest would."""

@@ -132,7 +132,7 @@ def answer(accepted: Accepted, wait_seconds: float, org_id: str = "") -> Respons
     outcome = find_outcome(accepted, wait_seconds, org_id)
     body = json_object(outcome.body) if outcome.state == DeliveryState.DELIVERED else None
     if body is not None:
-        return delivered(body, accepted)
+        return delivered(body, accepted, outcome)
     return queued(accepted, outcome)
 
 
@@ -194,14 +194,22 @@ def json_object(text: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def delivered(body: dict[str, Any], accepted: Accepted) -> Response:
+def delivered(body: dict[str, Any], accepted: Accepted, outcome: Outcome) -> Response:
     """Answer 200 with DmTracker's own body, whatever 2xx it used, plus the relay's note."""
-    return jsonify({**body, "relay": relay_note(accepted, DeliveryState.DELIVERED)})
+    return jsonify({**body, "relay": relay_note(accepted, outcome)})
 
 
-def relay_note(accepted: Accepted, state: str) -> dict[str, Any]:
-    """Return the `relay` object every stored request's answer carries, for one JSONPath."""
-    return {"delivery_id": accepted.delivery_id, "state": state, "duplicate": accepted.duplicate}
+def relay_note(accepted: Accepted, outcome: Outcome) -> dict[str, Any]:
+    """Return the `relay` object every stored request's answer carries, for one JSONPath:
+    with DmTracker's HTTP status when it answered (201 tells a new contact from a known one)."""
+    note: dict[str, Any] = {
+        "delivery_id": accepted.delivery_id,
+        "state": outcome.state,
+        "duplicate": accepted.duplicate,
+    }
+    if outcome.status is not None:
+        note["status"] = outcome.status
+    return note
 
 
 def queued(accepted: Accepted, outcome: Outcome) -> Response:
@@ -220,9 +228,7 @@ def queued(accepted: Accepted, outcome: Outcome) -> Response:
         message = "Duplicate of a message already queued."
     else:
         message = "Message queued."
-    return jsonify(
-        status="queued", message=message, data=data, relay=relay_note(accepted, outcome.state)
-    )
+    return jsonify(status="queued", message=message, data=data, relay=relay_note(accepted, outcome))
 
 
 def refusal(outcome: Outcome) -> str:

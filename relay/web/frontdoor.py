@@ -20,7 +20,7 @@ import redis
 
 from relay.config import Settings
 from relay.core import defaults
-from relay.core.delivery import Delivery
+from relay.core.delivery import Delivery, DeliveryState
 from relay.core.errors import RateLimitExceeded, ServiceUnavailable
 from relay.core.throttle import TokenBucket, retry_after_seconds
 from relay.storage.connection import refuses_writes, why_not_writable
@@ -148,6 +148,22 @@ class FrontDoor:
             f" used, inside the {self.settings.redis_headroom:.0%} kept free for delivery"
         )
 
+    def hold(self, delivery: Delivery) -> None:
+        """Store a held request beside the dead letters, or keep it in the spool."""
+        if self.spool.active:
+            self._spool(delivery, "")
+            return
+        reading = self.memory.reading()
+        if self._within_headroom(reading):
+            log.warning("%s: held request spooled", self._memory_note(reading))
+            self._spool(delivery, "")
+            return
+        try:
+            self.store.held.keep(delivery, self.settings.dead_letter_retention_seconds)
+        except redis.RedisError as error:
+            log.warning("redis did not take a held request (%s): spooled", why_not_writable(error))
+            self._spool(delivery, "")
+
     def _spool(self, delivery: Delivery, fingerprint: str) -> Accepted:
         self.spool.append(SpoolEntry(delivery, fingerprint))
         return Accepted(delivery.id, duplicate=False, spooled=True)
@@ -176,6 +192,9 @@ class FrontDoor:
         if self._within_headroom(reading):
             raise redis.exceptions.OutOfMemoryError(self._memory_note(reading))
         try:
+            if entry.delivery.state == DeliveryState.HELD:
+                self.store.held.keep(entry.delivery, self.settings.dead_letter_retention_seconds)
+                return None
             self.intake.accept(
                 entry.delivery,
                 entry.fingerprint,

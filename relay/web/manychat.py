@@ -25,10 +25,10 @@ def full_contact_data(action: str) -> Response:
     def to_request(body: Any) -> dict[str, Any]:
         return manychat.to_request(action, body)
 
-    try:
-        return ingest(action, to_request)
-    except FieldError as error:
-        raise with_source(action, error) from None
+    def explain(error: FieldError) -> FieldError:
+        return with_source(action, error)
+
+    return ingest(action, to_request, explain)
 
 
 def with_source(action: str, error: FieldError) -> FieldError:

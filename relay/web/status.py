@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from relay.core.delivery import Attempt, Delivery, DeliveryState
+from relay.core.delivery import DEAD_STATES, Attempt, Delivery, DeliveryState
 from relay.core.endpoints import ENDPOINTS, TOKEN_HEADER
 from relay.core.errors import NotFound
 from relay.core.times import iso_time
@@ -47,7 +47,7 @@ def status_view(delivery: Delivery) -> dict[str, Any]:
         "received_at": iso_time(delivery.received_at),
         "attempts": delivery.attempt_count,
         "next_attempt_at": iso_time(delivery.next_attempt_at) if retrying else None,
-        "reason": delivery.reason if retrying or delivery.state == DeliveryState.DEAD else None,
+        "reason": delivery.reason if retrying or delivery.state in DEAD_STATES else None,
         "response": response_view(last) if last else None,
     }
 

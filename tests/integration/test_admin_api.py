@@ -982,8 +982,8 @@ def test_a_delivery_shows_its_contact_never_redis_keys(client: FlaskClient) -> N
         assert internal not in text
     assert set(data) == {
         "id", "orgId", "endpoint", "state", "receivedAt", "requestId", "idempotencyKey",
-        "contact", "payload", "attemptCount", "attemptsUsed", "attemptsOmitted", "attempts",
-        "nextAttemptAt", "reason", "finishedAt", "replays", "summary",
+        "contact", "payload", "receivedBody", "attemptCount", "attemptsUsed", "attemptsOmitted",
+        "attempts", "nextAttemptAt", "reason", "finishedAt", "replays", "summary",
     }  # fmt: skip
     assert data["summary"] is False  # the tests keep full records (a sample rate of 1)
 

@@ -246,6 +246,7 @@ def test_a_duplicate_of_a_delivery_in_flight_waits_for_it(  # type: ignore[no-un
         "delivery_id": first["data"]["delivery_id"],
         "state": "delivered",
         "duplicate": True,
+        "status": 200,
     }
     assert seconds < 3
 

@@ -9,7 +9,15 @@ import pytest
 
 from relay.web.app import create_app
 from tests.helpers import MANYCHAT_CONTACT as INSTAGRAM
-from tests.helpers import ORG_A, ORG_B, headers, queued_ids, wait_until, with_settings
+from tests.helpers import (
+    ORG_A,
+    ORG_B,
+    assert_held,
+    headers,
+    queued_ids,
+    wait_until,
+    with_settings,
+)
 
 # Contacts as ManyChat renders "Full Contact Data": ids as numbers or strings, many nulls.
 MESSENGER = {
@@ -164,19 +172,16 @@ def test_contact_status_needs_only_the_contact_id_so_messenger_works(client, sto
 
 @pytest.mark.parametrize("action", ["default-reply", "create-contact", "update-tags"])
 @pytest.mark.parametrize("contact", [MESSENGER, WHATSAPP], ids=["messenger", "whatsapp"])
-def test_a_contact_without_instagram_username_is_422_naming_the_field(  # type: ignore[no-untyped-def]
+def test_a_contact_without_instagram_username_is_held_naming_the_field(  # type: ignore[no-untyped-def]
     client, redis_conn, action, contact
 ) -> None:
     body = {"contact": contact, "mode": "add", "tag_names": ["x"]}
 
     response = client.post(url(action), json=body, headers=headers(ORG_A.token))
 
-    assert response.status_code == 422
-    answer = response.get_json()
-    assert answer["error"] == "Unprocessable Entity"
-    assert answer["message"].startswith("The 'ig_username' field is missing or null")
-    assert 'send a "username" key beside the contact data' in answer["message"]
-    assert queued_ids(redis_conn) == []
+    held = assert_held(response, redis_conn, "The 'ig_username' field is missing or null")
+    assert 'send a "username" key beside the contact data' in held.reason
+    assert response.get_json()["message"].startswith("Unprocessable Entity")
 
 
 def test_a_username_beside_the_contact_maps_a_contact_without_one(client, store) -> None:  # type: ignore[no-untyped-def]
@@ -201,17 +206,52 @@ def test_a_null_last_input_text_is_skipped_as_outreach(client, redis_conn) -> No
     assert queued_ids(redis_conn) == []
 
 
-def test_an_inbound_contact_without_last_input_text_names_where_it_comes_from(client) -> None:  # type: ignore[no-untyped-def]
+def test_an_inbound_contact_without_last_input_text_names_where_it_comes_from(  # type: ignore[no-untyped-def]
+    client, redis_conn
+) -> None:
     contact = {**INSTAGRAM, "last_input_text": None}
 
     response = client.post(url("create-contact"), json=contact, headers=headers(ORG_A.token))
 
-    assert response.status_code == 400
-    assert response.get_json() == {
-        "error": "Bad Request",
-        "message": "The 'last_message_content' field is required when had_outreach is false."
-        " In Full Contact Data it comes from 'last_input_text'.",
+    held = assert_held(response, redis_conn)
+    assert held.reason == (
+        "The 'last_message_content' field is required when had_outreach is false."
+        " In Full Contact Data it comes from 'last_input_text'."
+    )
+
+
+def test_an_instagram_contact_with_only_per_channel_times_is_delivered(client, store) -> None:  # type: ignore[no-untyped-def]
+    contact = {
+        **INSTAGRAM,
+        "last_interaction": None,
+        "last_seen": None,
+        "ig_last_interaction": "2026-11-30T10:15:00+00:00",
+        "ig_last_seen": "2026-11-30T10:16:00+00:00",
     }
+
+    response = client.post(url("create-contact"), json=contact, headers=headers(ORG_A.token))
+
+    assert payload_of(store, response)["last_response_at"] == "2026-11-30T10:15:00.000Z"
+
+
+def test_a_contact_nested_under_data_is_read_there(client, store) -> None:  # type: ignore[no-untyped-def]
+    response = client.post(
+        url("default-reply"), json={"data": INSTAGRAM}, headers=headers(ORG_A.token)
+    )
+
+    payload = payload_of(store, response)
+    assert payload["username"] == INSTAGRAM["ig_username"].lower()
+    assert payload["message_content"] == INSTAGRAM["last_input_text"]
+
+
+def test_a_body_without_a_contact_is_held_naming_the_keys_looked_at(client, redis_conn) -> None:  # type: ignore[no-untyped-def]
+    body = {"payload": INSTAGRAM}
+
+    response = client.post(url("default-reply"), json=body, headers=headers(ORG_A.token))
+
+    held = assert_held(response, redis_conn, "The 'body' field holds no ManyChat contact")
+    for key in ("'contact'", "'subscriber'", "'full_contact_data'", "'user'", "'data'", "'id'"):
+        assert key in held.reason
 
 
 def test_the_plain_routes_checks_apply(client, redis_conn) -> None:  # type: ignore[no-untyped-def]
@@ -235,10 +275,9 @@ def test_the_plain_routes_checks_apply(client, redis_conn) -> None:  # type: ign
     assert unknown_token.status_code == 401
     assert other_page.status_code == 403
     assert holds_a_secret.status_code == 400
-    assert not_an_object.status_code == 400
-    assert placeholder.status_code == 422
-    assert placeholder.get_json()["message"] == (
-        "The 'contact' field is an unrendered ManyChat placeholder."
+    assert_held(not_an_object, redis_conn, "must be a JSON object")
+    assert_held(
+        placeholder, redis_conn, "The 'contact' field is an unrendered ManyChat placeholder."
     )
     assert queued_ids(redis_conn) == []
 

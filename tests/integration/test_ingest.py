@@ -13,6 +13,7 @@ from tests.helpers import (
     DEFAULT_REPLY,
     ORG_A,
     ORG_B,
+    assert_held,
     headers,
     queued_ids,
     with_settings,
@@ -88,13 +89,13 @@ def test_page_name_of_another_organization_is_forbidden(client) -> None:  # type
 @pytest.mark.parametrize(
     "raw", ["{not json", '{"username": "a", "message_content": "m", "extra": NaN}', "[Infinity]"]
 )
-def test_malformed_json_is_400(client, raw) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_json_is_held_as_text(client, redis_conn, raw) -> None:  # type: ignore[no-untyped-def]
     response = client.post(URL, data=raw, headers=headers(ORG_A.token))
-    assert response.status_code == 400
-    assert response.get_json() == {
-        "error": "Bad Request",
-        "message": "The request body is not valid JSON.",
-    }
+    held = assert_held(response, redis_conn, "The request body is not valid JSON.")
+    assert response.get_json()["message"] == (
+        "Bad Request — Missing required fields, invalid field values, or malformed JSON"
+    )
+    assert held.received_body == raw
 
 
 def test_body_over_64_kib_is_413(client, redis_conn) -> None:  # type: ignore[no-untyped-def]
@@ -127,11 +128,10 @@ def test_a_body_32_levels_deep_is_accepted(client) -> None:  # type: ignore[no-u
 
 
 @pytest.mark.parametrize("levels", [33, 900])
-def test_a_body_nested_deeper_is_400(client, redis_conn, levels) -> None:  # type: ignore[no-untyped-def]
+def test_a_body_nested_deeper_is_held_as_text(client, redis_conn, levels) -> None:  # type: ignore[no-untyped-def]
     response = client.post(URL, json=nested(levels), headers=headers(ORG_A.token))
-    assert response.status_code == 400
-    assert response.get_json()["message"] == "The request body nests deeper than 32 levels."
-    assert queued_ids(redis_conn) == []
+    held = assert_held(response, redis_conn, "The request body nests deeper than 32 levels.")
+    assert held.payload == {} and json.loads(held.received_body) == nested(levels)
 
 
 @pytest.mark.parametrize(
@@ -142,14 +142,13 @@ def test_a_body_nested_deeper_is_400(client, redis_conn, levels) -> None:  # typ
         '"\\ud800key": "x"',
     ],
 )
-def test_an_unpaired_surrogate_is_400(client, redis_conn, raw) -> None:  # type: ignore[no-untyped-def]
+def test_an_unpaired_surrogate_is_held_as_text(client, redis_conn, raw) -> None:  # type: ignore[no-untyped-def]
     body = json.dumps(DEFAULT_REPLY)[:-1] + ", " + raw + "}"
     response = client.post(
         URL, data=body, headers={**headers(ORG_A.token), "Content-Type": "application/json"}
     )
-    assert response.status_code == 400
-    assert "unpaired surrogate" in response.get_json()["message"]
-    assert queued_ids(redis_conn) == []
+    held = assert_held(response, redis_conn, "unpaired surrogate")
+    assert held.received_body == body
 
 
 @pytest.mark.parametrize(
@@ -176,11 +175,14 @@ def test_unknown_path_is_404_in_dmtracker_shape(client) -> None:  # type: ignore
     assert response.get_json() == {"error": "Not Found", "message": "No such endpoint."}
 
 
-def test_validation_error_names_the_field(client) -> None:  # type: ignore[no-untyped-def]
+def test_a_held_request_names_the_field_and_quotes_dmtracker(client, redis_conn) -> None:  # type: ignore[no-untyped-def]
     body = {key: value for key, value in DEFAULT_REPLY.items() if key != "manychat_id"}
     response = client.post(URL, json=body, headers=headers(ORG_A.token))
-    assert response.status_code == 400
-    assert "'manychat_id'" in response.get_json()["message"]
+    held = assert_held(response, redis_conn, "The 'manychat_id' field is required.")
+    assert response.get_json()["message"] == (
+        "Missing required fields (manychat_id, username, organization_id or page_name)"
+    )
+    assert held.payload == body
 
 
 @pytest.mark.parametrize(
@@ -197,11 +199,14 @@ def test_outreach_messages_are_skipped_not_queued(client, redis_conn, message) -
     assert queued_ids(redis_conn) == []
 
 
-def test_overlong_idempotency_key_is_400(client) -> None:  # type: ignore[no-untyped-def]
+def test_an_overlong_idempotency_key_is_kept_by_its_digest(client, redis_conn) -> None:  # type: ignore[no-untyped-def]
     sent = headers(ORG_A.token, **{"Idempotency-Key": "k" * 201})
-    response = client.post(URL, json=DEFAULT_REPLY, headers=sent)
-    assert response.status_code == 400
-    assert "Idempotency-Key" in response.get_json()["message"]
+    first = client.post(URL, json=DEFAULT_REPLY, headers=sent)
+    changed = {**DEFAULT_REPLY, "message_content": "a different text"}
+    second = client.post(URL, json=changed, headers=sent)
+    assert first.status_code == second.status_code == 200
+    assert second.get_json()["data"]["duplicate"] is True
+    assert len(queued_ids(redis_conn)) == 1
 
 
 def test_queue_depth_limit_answers_503_and_queues_nothing(settings, redis_conn) -> None:  # type: ignore[no-untyped-def]
@@ -257,7 +262,6 @@ def test_contact_status_accepts_post_and_put(client, store) -> None:  # type: ig
     ["[" * 50_000, '{"manychat_id": ' + "9" * 5000 + "}", b'{"a": "\xff"}'],
     ids=["deep-nesting", "huge-integer", "bad-utf8"],
 )
-def test_pathological_json_is_400_not_500(client, raw) -> None:  # type: ignore[no-untyped-def]
+def test_pathological_json_is_held_not_500(client, redis_conn, raw) -> None:  # type: ignore[no-untyped-def]
     response = client.post(URL, data=raw, headers=headers(ORG_A.token))
-    assert response.status_code == 400
-    assert response.get_json()["message"] == "The request body is not valid JSON."
+    assert_held(response, redis_conn, "The request body is not valid JSON.")

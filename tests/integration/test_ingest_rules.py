@@ -21,6 +21,7 @@ from tests.helpers import (
     ORG_B,
     SECRET,
     CapturedLog,
+    assert_held,
     headers,
     queued_ids,
     wait_until,
@@ -154,30 +155,28 @@ def test_json_without_a_content_type_reaches_dmtracker_over_http(
     assert received["body"]["message_content"] == DEFAULT_REPLY["message_content"]
 
 
-def test_a_body_that_is_not_json_is_still_400_whatever_its_type(client: FlaskClient) -> None:
+def test_a_body_that_is_not_json_is_held_whatever_its_type(
+    client: FlaskClient, redis_conn: redis.Redis
+) -> None:
     sent = {"x-org-auth-token": ORG_A.token, "Content-Type": "text/plain"}
     response = client.post(REPLY_URL, data="hello", headers=sent)
-    assert response.status_code == 400
-    assert response.get_json() == {
-        "error": "Bad Request",
-        "message": "The request body is not valid JSON.",
-    }
+    held = assert_held(response, redis_conn, "The request body is not valid JSON.")
+    assert held.received_body == "hello"
 
 
 @pytest.mark.parametrize("given", ["0999-12-31T10:00:00Z", "0001-01-01", "1000-01-01T00:30+01:00"])
-def test_a_date_before_the_year_1000_is_400_and_not_queued(
+def test_a_date_before_the_year_1000_is_held_and_not_queued(
     client: FlaskClient, redis_conn: redis.Redis, given: str
 ) -> None:
     response = post_json(client, "contact/default-reply", {**DEFAULT_REPLY, "message_date": given})
-    assert response.status_code == 400
-    assert response.get_json() == {
-        "error": "Bad Request",
-        "message": "The 'message_date' field must be a date from the year 1000 on.",
-    }
-    assert nothing_stored(redis_conn)
+    assert_held(
+        response, redis_conn, "The 'message_date' field must be a date from the year 1000 on."
+    )
 
 
-def test_what_dmtracker_documents_is_still_refused(client: FlaskClient) -> None:
+def test_what_dmtracker_documents_is_held_in_its_words(
+    client: FlaskClient, redis_conn: redis.Redis
+) -> None:
     note = {
         "username": "x",
         "had_outreach": True,
@@ -185,11 +184,19 @@ def test_what_dmtracker_documents_is_still_refused(client: FlaskClient) -> None:
         "outreach_text": "t",
         "note": "n" * 1001,
     }
-    assert post_json(client, "organization/create-contact", note).status_code == 400
+    response = post_json(client, "organization/create-contact", note)
+    assert_held(response, redis_conn, "The 'note' field must be at most 1000 characters.")
+    assert response.get_json()["message"] == (
+        "Missing/invalid required fields, validation errors, type mismatch"
+    )
     long_name = {**DEFAULT_REPLY, "username": "a" * 31}
-    assert post_json(client, "contact/default-reply", long_name).status_code == 422
+    response = post_json(client, "contact/default-reply", long_name)
+    assert_held(response, redis_conn, "The 'username' field must be 1-30 characters")
+    assert response.get_json()["message"].startswith("Unprocessable Entity — Request is well")
     status = {"manychat_id": "1", "lead_status": "closed"}
-    assert post_json(client, "contact/contact-status", status).status_code == 400
+    response = post_json(client, "contact/contact-status", status)
+    assert_held(response, redis_conn, "The 'lead_status' field must be one of")
+    assert response.get_json()["message"] == "Missing required fields or invalid status/stage value"
 
 
 # -- secrets, no false alarms, no leaks ----------------------------------------------------------

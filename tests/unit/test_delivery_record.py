@@ -26,7 +26,7 @@ def test_the_attempt_log_keeps_the_first_and_the_latest_attempts() -> None:
 
 
 def test_states_and_verdicts_keep_the_values_stored_in_redis_and_shown_by_the_apis() -> None:
-    assert [str(state) for state in STATES] == ["queued", "retrying", "delivered", "dead"]
+    assert [str(state) for state in STATES] == ["queued", "retrying", "delivered", "dead", "held"]
     assert [str(verdict) for verdict in Verdict] == ["delivered", "throttled", "retry", "permanent"]
 
 

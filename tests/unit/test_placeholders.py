@@ -29,6 +29,11 @@ from relay.core.placeholders import is_blank, is_placeholder
         "{{first_name}} {{last_name}}",
         "{{first_name}}{{last_name}}",
         "##{{a}} ##<<b>>",
+        "{{first name}}",
+        "{{First Name}}",
+        "{{Lead: source}}",
+        "<<Custom Field #2>>",
+        '{{page_name|fallback:""}}',
     ],
 )
 def test_whole_value_of_template_tokens_is_a_placeholder(value: str) -> None:
@@ -47,7 +52,6 @@ def test_whole_value_of_template_tokens_is_a_placeholder(value: str) -> None:
         "{{}}",
         "{{ }}",
         "<<>>",
-        "{{first name}}",
         "{x}",
         "{{x}",
         "{{x}}}",

@@ -243,10 +243,31 @@ def test_username_is_required(endpoint: str, given: object) -> None:
 
 
 @pytest.mark.parametrize("placeholder", PLACEHOLDERS)
-@pytest.mark.parametrize("endpoint", ["default-reply", "create-contact", "update-tags"])
-def test_username_placeholder_is_422(endpoint: str, placeholder: str) -> None:
+@pytest.mark.parametrize("endpoint", ["default-reply", "create-contact"])
+def test_a_required_username_placeholder_is_422(endpoint: str, placeholder: str) -> None:
     body = {**VALID[endpoint], "username": placeholder}
     assert_rejected(endpoint, body, "username", 422, PLACEHOLDER)
+
+
+@pytest.mark.parametrize("placeholder", PLACEHOLDERS)
+def test_update_tags_goes_without_a_username_placeholder_beside_a_contact_id(
+    placeholder: str,
+) -> None:
+    body = accepted("update-tags", {**TAGS, "username": placeholder, "contact_id": CONTACT})
+    assert "username" not in body and body["contact_id"] == CONTACT
+
+
+@pytest.mark.parametrize("placeholder", PLACEHOLDERS)
+def test_update_tags_with_only_a_username_placeholder_names_what_is_missing(
+    placeholder: str,
+) -> None:
+    assert_rejected(
+        "update-tags",
+        {**TAGS, "username": placeholder},
+        "username",
+        400,
+        "is required when 'contact_id' is not given (it was an unrendered ManyChat placeholder).",
+    )
 
 
 # -- manychat_id ---------------------------------------------------------------------------
@@ -260,8 +281,8 @@ def test_username_placeholder_is_422(endpoint: str, placeholder: str) -> None:
         ("123456", "123456"),
         (" 42 ", "42"),
         ("MC_123", "MC_123"),
-        ("x" * 64, "x" * 64),
-        ("x" * 1000, "x" * 1000),
+        ("x" * 32, "x" * 32),
+        ("18446744073709551615", "18446744073709551615"),
     ],
 )
 @pytest.mark.parametrize("endpoint", ["default-reply", "create-contact", "contact-status"])
@@ -299,18 +320,26 @@ def test_manychat_id_is_optional_for_create_contact() -> None:
 
 
 @pytest.mark.parametrize("placeholder", PLACEHOLDERS)
+def test_a_required_manychat_id_placeholder_is_422(placeholder: str) -> None:
+    body = {**REPLY, "manychat_id": placeholder}
+    assert_rejected("default-reply", body, "manychat_id", 422, PLACEHOLDER)
+
+
+@pytest.mark.parametrize("placeholder", PLACEHOLDERS)
 @pytest.mark.parametrize(
     ("endpoint", "base"),
-    [
-        ("default-reply", REPLY),
-        ("create-contact", INBOUND),
-        ("contact-status", {**STATUS, "contact_id": CONTACT}),
-    ],
+    [("create-contact", INBOUND), ("contact-status", {**STATUS, "contact_id": CONTACT})],
 )
-def test_manychat_id_placeholder_is_422(
+def test_an_optional_manychat_id_placeholder_is_left_out(
     endpoint: str, base: dict[str, Any], placeholder: str
 ) -> None:
-    assert_rejected(endpoint, {**base, "manychat_id": placeholder}, "manychat_id", 422, PLACEHOLDER)
+    assert "manychat_id" not in accepted(endpoint, {**base, "manychat_id": placeholder})
+
+
+@pytest.mark.parametrize("endpoint", ["default-reply", "create-contact", "contact-status"])
+def test_a_manychat_id_longer_than_any_real_one_is_refused(endpoint: str) -> None:
+    body = {**VALID[endpoint], "manychat_id": "1" * 33}
+    assert_rejected(endpoint, body, "manychat_id", 400, "must be at most 32 characters.")
 
 
 # -- organization_id -----------------------------------------------------------------------
@@ -1123,3 +1152,10 @@ def test_lead_status_id_that_is_not_a_number_is_400(given: object) -> None:
 def test_contact_status_rejects_invalid_contact_id() -> None:
     body = {"contact_id": "abc-123", "lead_status": "won"}
     assert_rejected("contact-status", body, "contact_id", 400, "must be a UUID.")
+
+
+@pytest.mark.parametrize("typed", ["@{{instagram_username}}", " @@ {{ig_username}}", "@<<x>>"])
+def test_a_username_placeholder_typed_after_an_at_sign_is_still_a_placeholder(typed: str) -> None:
+    assert_rejected("default-reply", {**REPLY, "username": typed}, "username", 422, PLACEHOLDER)
+    body = accepted("update-tags", {**TAGS, "username": typed, "contact_id": CONTACT})
+    assert "username" not in body

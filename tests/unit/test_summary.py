@@ -39,8 +39,8 @@ def test_a_summary_reads_back_as_the_delivery_without_its_bodies() -> None:
     assert summary.payload == {"username": "john_doe", "manychat_id": "123456"}
     (final,) = summary.attempts
     assert (final.status, final.latency_ms, final.outcome) == (200, 231.0, Verdict.DELIVERED)
-    answer = {"contact_type": "outreach", "outreach_reason": "New Follower"}
-    assert json.loads(final.body) == {"data": answer}
+    answer = {"contact_type": "outreach", "outreach_reason": "New Follower", "id": 7}
+    assert json.loads(final.body) == {"status": "success", "data": answer}
 
 
 def test_a_summary_keeps_no_message_body_and_stays_small() -> None:
@@ -52,7 +52,20 @@ def test_a_summary_keeps_no_message_body_and_stays_small() -> None:
 def test_routing_values_are_cut_and_odd_answers_give_none() -> None:
     long = delivered({"data": {"outreach_message": "m" * 500}})
     kept = json.loads(from_summary(long.id, json.loads(summary_json(long))).attempts[0].body)
-    assert kept == {"data": {"outreach_message": "m" * ROUTING_VALUE_MAX_CHARS}}
+    assert kept == {
+        "status": "success",
+        "data": {"outreach_message": "m" * ROUTING_VALUE_MAX_CHARS},
+    }
     for answer in ("not json", [], {"data": "text"}, {"status": "success"}):
         odd = delivered(answer)
         assert from_summary(odd.id, json.loads(summary_json(odd))).attempts[0].body == ""
+
+
+def test_a_summary_keeps_dmtrackers_message_cut_like_the_routing_values() -> None:
+    answer = {"message": "Contact created successfully", "data": {"id": "c-1", "x": "y"}}
+    kept = from_summary("d", json.loads(summary_json(delivered(answer)))).attempts[0].body
+    assert json.loads(kept) == {
+        "status": "success",
+        "message": "Contact created successfully",
+        "data": {"id": "c-1"},
+    }

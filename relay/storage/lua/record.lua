@@ -3,7 +3,7 @@
 -- short keys (relay/core/record.py), 1 for the summary kept for a delivered message, whose
 -- state goes without saying (relay/core/summary.py).
 -- read_record(raw): return the record's state, its organization id, and the decoded table.
--- is_finished(state): true for delivered and dead.
+-- is_finished(state): true for delivered, dead and held (never queued).
 local function read_record(raw)
   local record = cjson.decode(raw)
   if record['v'] == 1 then return 'delivered', record['o'], record end
@@ -11,7 +11,7 @@ local function read_record(raw)
 end
 
 local function is_finished(state)
-  return state == 'delivered' or state == 'dead'
+  return state == 'delivered' or state == 'dead' or state == 'held'
 end
 
 -- chains_of(record, org_id, prefix): the chains a queued record waits in, as {hash key,

@@ -29,16 +29,19 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from relay.core.delivery import Delivery, DeliveryState
+from relay.core.delivery import DEAD_STATES, Delivery
 from relay.core.errors import (
     BadRequest,
+    FieldError,
     NotFound,
     TooManyRequests,
     Unauthorized,
+    Unprocessable,
     UnsupportedMediaType,
 )
 from relay.core.filters import DEAD_LETTER_FILTERS, FILTERS, DeliveryQuery, Filter, read_filters
-from relay.storage import deadletter_actions, queries
+from relay.core.hold import Unreadable
+from relay.storage import deadletter_actions, held, queries
 from relay.storage.store import Store
 from relay.web.admin import tokens
 from relay.web.admin.resources import delivery_resource, overview_resource
@@ -169,15 +172,41 @@ def list_dead_letters() -> Response:
 def get_dead_letter(delivery_id: str) -> Response:
     """Return one dead letter with its attempt log."""
     delivery = current_store().history.load(delivery_id)
-    if delivery is None or delivery.state != DeliveryState.DEAD:
+    if delivery is None or delivery.state not in DEAD_STATES:
         raise no_dead_letter(delivery_id)
     return jsonify(data=delivery_resource(delivery, current_settings().secrets()))
 
 
+@bp.patch("/dead-letters/<delivery_id:delivery_id>")
+def edit_dead_letter(delivery_id: str) -> Response:
+    """Replace a held or dead letter's body with `payload`, checked as ingest checks one."""
+    body = read_filter_body(EDIT_BODY)
+    unknown = sorted(set(body) - {"payload"})
+    if unknown or not isinstance(body.get("payload"), dict):
+        raise BadRequest(EDIT_BODY)
+    editor = str(g.get("admin_claims", {}).get("sub") or "the admin API")
+    try:
+        edited = held.edit_payload(
+            current_store(), delivery_id, body["payload"], editor, current_settings().secrets()
+        )
+    except FieldError as error:
+        raise Unprocessable(error.message) from None
+    if edited is None:
+        raise no_dead_letter(delivery_id)
+    log.info("admin edited dead letter %s", delivery_id, extra={"fields": {"subject": editor}})
+    return jsonify(data=delivery_resource(edited, current_settings().secrets()))
+
+
 @bp.post("/dead-letters/<delivery_id:delivery_id>/replay")
 def replay_one(delivery_id: str) -> Response:
-    """Send one dead letter again with a fresh attempt budget."""
-    return apply_to_one(delivery_id, deadletter_actions.replay, "replayed")
+    """Send one dead letter again with a fresh attempt budget; a held one once it passes."""
+    try:
+        replayed = current_store().dead.replay(delivery_id)
+    except FieldError as error:
+        raise Unprocessable(f"Still held: {error.message} Edit its body first.") from None
+    if not replayed:
+        raise no_dead_letter(delivery_id)
+    return action_response("replayed", [delivery_id])
 
 
 @bp.delete("/dead-letters/<delivery_id:delivery_id>")
@@ -247,14 +276,21 @@ PAGE_PARAMETERS = frozenset({"skip", "take"})
 Search = Callable[[Store, DeliveryQuery, int, int], tuple[list[Delivery], int]]
 
 
-def read_filter_body() -> dict[str, Any]:
-    """Return the JSON object of filters a bulk action was sent with."""
+EDIT_BODY = 'Send {"payload": {...}}: the whole body to send DmTracker, as a JSON object.'
+FILTER_BODY = "Send the filters as a JSON object; {} matches every dead letter."
+
+
+def read_filter_body(expected: str = FILTER_BODY) -> dict[str, Any]:
+    """Return the JSON object a bulk action (or an edit) was sent with."""
     # The CRM-platform conventions name application/json the request format.
     if request.mimetype != "application/json":
         raise UnsupportedMediaType("Send the body as JSON with Content-Type: application/json.")
-    body = read_json_body()
+    try:
+        body = read_json_body()
+    except Unreadable as error:
+        raise BadRequest(error.message) from None
     if not isinstance(body, dict):
-        raise BadRequest("Send the filters as a JSON object; {} matches every dead letter.")
+        raise BadRequest(expected)
     return body
 
 

@@ -16,7 +16,7 @@ from marshmallow.validate import OneOf
 from relay.core.delivery import STATES, Delivery
 from relay.core.endpoints import ENDPOINTS
 from relay.core.filters import DEAD_LETTER_FILTERS, FILTERS
-from relay.core.redact import redact_json
+from relay.core.redact import mask, redact_json
 from relay.core.schemas import Checked
 from relay.core.times import iso_time
 
@@ -81,6 +81,9 @@ class DeliveryResource(Resource):
     idempotency_key = fields.String()
     contact = fields.Nested(Contact)
     payload = fields.Dict(metadata={"description": "The body sent on; credentials masked."})
+    received_body = fields.String(
+        metadata={"description": "A held request's body as it came, as text; else empty."}
+    )
     attempt_count = fields.Integer()
     attempts_used = fields.Integer(
         metadata={"description": "Attempts counted against the budget (429s are not)."}
@@ -107,6 +110,7 @@ def delivery_resource(delivery: Delivery, secrets: tuple[str, ...]) -> dict[str,
     source = {
         **vars(delivery),
         "payload": redact_json(payload, secrets),
+        "received_body": mask(delivery.received_body, secrets),
         "contact": {
             "username": payload.get("username"),
             "manychat_id": payload.get("manychat_id"),
@@ -280,3 +284,12 @@ def filter_fields(rows: tuple[Any, ...]) -> dict[str, fields.Field[Any]]:
 
 DeliveryFilters = Schema.from_dict(filter_fields(FILTERS), name="DeliveryFilters")
 DeadLetterFilters = Schema.from_dict(filter_fields(DEAD_LETTER_FILTERS), name="DeadLetterFilters")
+
+
+class EditBody(Schema):
+    """PATCH /dead-letters/<id>: the new body of a held or dead letter."""
+
+    payload = fields.Dict(
+        required=True,
+        metadata={"description": "The whole body to send DmTracker, as ingest would take it."},
+    )

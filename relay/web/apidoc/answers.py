@@ -42,10 +42,22 @@ class DmTrackerRateLimit(DmTrackerError):
 
 # -- ingest -------------------------------------------------------------------------------------
 class RelayNote(Answer):
-    """What the relay adds to every stored request's answer, so one JSONPath finds it."""
+    """What the relay adds to every answer of an authenticated request, so one JSONPath
+    finds it."""
 
-    delivery_id = fields.String(metadata={"examples": ["dlv_187c0ffee0000001a2b3c4d5e6f7"]})
-    state = fields.String(validate=OneOf(STATES))
+    OPTIONAL = frozenset({"status"})
+
+    delivery_id = fields.String(
+        allow_none=True,
+        metadata={
+            "examples": ["dlv_187c0ffee0000001a2b3c4d5e6f7"],
+            "description": "null for a skipped message, which is not stored.",
+        },
+    )
+    state = fields.String(validate=OneOf([*STATES, "skipped", "spooled"]))
+    status = fields.Integer(
+        metadata={"description": "DmTracker's HTTP status, when it answered within the wait."}
+    )
     duplicate = fields.Boolean(
         metadata={"description": "True when this repeats a message already stored."}
     )
@@ -85,6 +97,27 @@ class Spooled(Answer):
     status = fields.String(validate=OneOf(["spooled"]))
     message = fields.String()
     data = fields.Nested(SpooledData)
+    relay = fields.Nested(RelayNote)
+
+
+class HeldData(Answer):
+    """The held delivery, and the relay's own account of the rule it breaks."""
+
+    delivery_id = fields.String(metadata={"examples": ["dlv_187c0ffee0000001a2b3c4d5e6f7"]})
+    state = fields.String(validate=OneOf(["held"]))
+    reason = fields.String(metadata={"examples": ["The 'username' field is required."]})
+
+
+class Held(Answer):
+    """The body breaks one of DmTracker's rules: kept in the dead letters, never sent, until an
+    operator fixes and replays it. `message` is the rule in DmTracker's words."""
+
+    status = fields.String(validate=OneOf(["held"]))
+    message = fields.String(
+        metadata={"examples": ["Missing/invalid required fields, validation errors, type mismatch"]}
+    )
+    data = fields.Nested(HeldData)
+    relay = fields.Nested(RelayNote)
 
 
 class Delivered(Answer):
@@ -108,6 +141,7 @@ class Skipped(Answer):
     status = fields.String(validate=OneOf(["skipped"]))
     message = fields.String()
     data = fields.Nested(SkippedData)
+    relay = fields.Nested(RelayNote)
 
 
 # -- the integrator's delivery status -----------------------------------------------------------

@@ -124,16 +124,16 @@ def admin_error(description: str, *headers: str) -> Answer:
 
 RATE_LIMIT_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
 # anyOf, not oneOf: DmTracker's own answer is any object carrying the relay's note.
-STORED_OR_SKIPPED = {"anyOf": [answers.Queued, answers.Delivered, answers.Spooled, answers.Skipped]}
+STORED_OR_SKIPPED = {
+    "anyOf": [answers.Queued, answers.Delivered, answers.Spooled, answers.Held, answers.Skipped]
+}
 REDIS_DOWN = "The relay cannot reach Redis right now; nothing was stored."
 
 INGEST_ERRORS = {
-    400: error("A field breaks one of DmTracker's rules, or the body is not JSON."),
+    400: error("The body or Idempotency-Key holds one of the relay's secrets; nothing is stored."),
     401: error("Missing or invalid x-org-auth-token."),
     403: error("The token does not belong to the organization the body names."),
     413: error(f"The body is larger than {defaults.MAX_BODY_BYTES // 1024} KiB."),
-    415: error("The body is not sent as application/json."),
-    422: error("A username breaks DmTracker's format, or an identity is a placeholder."),
     429: json(
         "The organization sent more than DMRELAY_INGEST_RATE_PER_ORG requests a second.",
         answers.DmTrackerRateLimit,
@@ -149,18 +149,21 @@ INGEST_ERRORS = {
 INGEST_TERMS = (
     "The body DmTracker documents for this route. As ManyChat sends them, an optional field "
     "that is null, blank or an unrendered placeholder ({{first_name}}) counts as not sent, "
-    "numbers may come as strings, and unknown fields are forwarded unchanged. An answer of 200 "
-    "means the message is stored: it is delivered or ends in the dead letters. Within the wait "
+    "numbers may come as strings, and unknown fields are forwarded unchanged. A body breaking "
+    "one of DmTracker's rules (or not JSON at all, or missing a required field) is held: "
+    "answered 200 `held`, kept in the dead letters to fix and replay, never sent. An answer of "
+    "200 means the message is stored: it is delivered or ends in the dead letters. Within the wait "
     "(?wait= or X-Dmrelay-Wait, at most 8 s) the answer is DmTracker's own, with `relay` beside "
     "it; after it, the relay's `queued` answer."
 )
 FULL_CONTACT_TERMS = (
     "ManyChat's Full Contact Data, as the body itself or under contact, subscriber, "
-    "full_contact_data or user, with the action's DmTracker fields beside it; mapped onto the "
+    "full_contact_data, user or data, with the action's DmTracker fields beside it; a "
+    "per-channel field (ig_last_interaction) stands in for a null generic one; mapped onto the "
     "action's DmTracker body, then checked and answered as the action's own route."
 )
 STORED = json(
-    "Stored (queued, or DmTracker's own answer), spooled while Redis is away, or skipped.",
+    "Stored (queued, or DmTracker's own answer), spooled while Redis is away, held, or skipped.",
     STORED_OR_SKIPPED,
 )
 
@@ -188,6 +191,8 @@ def admin(ok: Answer, *errors: int, **details: Any) -> Operation:
         404: "No such delivery, or it is not a dead letter.",
         413: f"The body is larger than {defaults.MAX_BODY_BYTES // 1024} KiB.",
         415: "The body is not sent as application/json.",
+        422: "The edited body breaks one of ingest's rules (the message names it); nothing "
+        "was changed.",
     }
     documented = {200: json(ok.description, ok.schema, *RATE_LIMIT_HEADERS)}
     for status in (*errors, 401, 403):
@@ -257,7 +262,27 @@ OPERATIONS: dict[str, Operation] = {
     "admin_api.get_delivery": admin(json("The delivery.", resources.DeliveryAnswer), 404),
     "admin_api.list_dead_letters": listing(resources.DeadLetterFilters),
     "admin_api.get_dead_letter": admin(json("The dead letter.", resources.DeliveryAnswer), 404),
-    "admin_api.replay_one": admin(json("Replayed.", resources.ReplayAnswer), 404),
+    "admin_api.replay_one": admin(
+        json("Replayed.", resources.ReplayAnswer),
+        404,
+        422,
+        description="A held dead letter is checked first as ingest checks a body; one that "
+        "still breaks a rule stays held (422).",
+    ),
+    "admin_api.edit_dead_letter": admin(
+        json(
+            "The dead letter, its body replaced and the edit in its attempt log.",
+            resources.DeliveryAnswer,
+        ),
+        400,
+        404,
+        413,
+        415,
+        422,
+        body=resources.EditBody,
+        description="Replace a held or dead letter's body (the whole body to send DmTracker). "
+        "It is checked as ingest checks one, recorded in the attempt log, and sent on replay.",
+    ),
     "admin_api.purge_one": admin(json("Purged.", resources.PurgeAnswer), 404),
     "admin_api.replay_matching": bulk(resources.ReplayAnswer),
     "admin_api.purge_matching": bulk(resources.PurgeAnswer),

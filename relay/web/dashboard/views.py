@@ -26,19 +26,20 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as Redirect
 
-from relay.config import Settings
+from relay.config import Org, Settings
 from relay.core import defaults
-from relay.core.delivery import STATES, Delivery
-from relay.core.endpoints import ENDPOINTS
-from relay.core.errors import BadRequest, HttpError, NotFound
+from relay.core.delivery import STATES, Delivery, DeliveryState
+from relay.core.endpoints import ENDPOINTS, TOKEN_HEADER
+from relay.core.errors import BadRequest, FieldError, HttpError, NotFound
 from relay.core.filters import DEAD_LETTER_FILTERS, FILTERS, DeliveryQuery, read_filters
 from relay.core.policy import Backoff, schedule_table
 from relay.core.redact import redact
 from relay.core.times import utc
 from relay.notify import Notifier
-from relay.storage import deadletter_actions, queries
+from relay.storage import deadletter_actions, held, queries
 from relay.storage.server import mebibytes
 from relay.web.context import current_front_door, current_settings, current_store
+from relay.web.dashboard import connect
 from relay.web.dashboard.alerts import install_alert_pages
 from relay.web.dashboard.controls import install_controls
 from relay.web.dashboard.session import (
@@ -315,10 +316,45 @@ def delivery(delivery_id: str) -> str:
         request_body=None
         if found.is_summary
         else pretty(json.dumps(found.payload), defaults.MAX_BODY_BYTES),
+        editable_body=editable_body(found),
         response_bodies=[pretty(attempt.body) for attempt in found.attempts],
         failed_attempts=[failed_attempt_view(entry) for entry in failed],
         max_attempts=current_settings().max_attempts,
     )
+
+
+def editable_body(delivery: Delivery) -> str:
+    """Return the body the editor starts from: the payload, else the text as received."""
+    if delivery.payload or not delivery.received_body:
+        return json.dumps(delivery.payload, indent=2, ensure_ascii=False)
+    return delivery.received_body
+
+
+@bp.post("/dead-letters/<delivery_id>/edit")
+def edit_body(delivery_id: str) -> Redirect:
+    """Replace a held or dead letter's body, checked as ingest checks one."""
+    require_admin()
+    back = redirect(url_for(".delivery", delivery_id=delivery_id))
+    try:
+        payload = json.loads(request.form.get("payload", ""))
+    except ValueError as error:
+        flash(f"Not saved: the body is not valid JSON ({error}).")
+        return back
+    if not isinstance(payload, dict):
+        flash("Not saved: the body must be a JSON object.")
+        return back
+    editor = f"{session.get('sub') or 'an operator'} (dashboard)"
+    try:
+        edited = held.edit_payload(
+            current_store(), delivery_id, payload, editor, current_settings().secrets()
+        )
+    except FieldError as error:
+        flash(f"Not saved: {error.message}")
+        return back
+    if edited is None:
+        raise NotFound("No held or dead letter with this id (replayed, purged or expired).")
+    flash("Body saved and checked: replay it to send it.")
+    return back
 
 
 def failed_attempt_view(entry: dict[str, Any]) -> dict[str, Any]:
@@ -357,9 +393,19 @@ def dead_letters() -> str:
 def replay_selected() -> Redirect:
     """Replay the ticked dead letters."""
     require_admin()
-    replayed = deadletter_actions.replay(current_store(), selected_ids())
+    chosen = selected_ids()
+    replayed = deadletter_actions.replay(current_store(), chosen)
     flash(f"Replayed {len(replayed)} dead letter(s).")
+    still_held = [i for i in chosen if i not in replayed and is_held(i)]
+    if still_held:
+        flash(f"{len(still_held)} still held: their body breaks a rule; edit it, then replay.")
     return back_to_dead_letters()
+
+
+def is_held(delivery_id: str) -> bool:
+    """Return True when the delivery is (still) held at the door."""
+    found = current_store().history.load(delivery_id)
+    return found is not None and found.state == DeliveryState.HELD
 
 
 @bp.post("/dead-letters/replay-matching")
@@ -400,6 +446,58 @@ def back_to_dead_letters() -> Redirect:
 
 
 # -- configuration ----------------------------------------------------------------------------
+# -- connect ManyChat --------------------------------------------------------------------------
+@bp.get("/connect")
+def connect_manychat() -> Redirect:
+    """Open the set-up page of the first organization."""
+    return redirect(url_for(".connect_org", org_id=current_settings().orgs[0].id))
+
+
+@bp.get("/connect/<org_id>")
+def connect_org(org_id: str) -> str:
+    """Show each action's External Request for one organization, ready to copy."""
+    return render_connect(org_id)
+
+
+@bp.post("/connect/<org_id>/test")
+def connect_test(org_id: str) -> str:
+    """Send one action's body through the relay as ManyChat would, and show the answer."""
+    require_admin()
+    org = organization(org_id)
+    action = connect.BY_NAME.get(request.form.get("action", ""))
+    if action is None:
+        raise BadRequest("Choose one of the actions on this page.")
+    empty = request.form.get("empty") == "1"
+    status, answer, sent = connect.send_test(org, action, empty=empty)
+    shown = (
+        json.dumps(answer, indent=2, ensure_ascii=False) if not isinstance(answer, str) else answer
+    )
+    tried = {"action": action.name, "empty": empty, "status": status, "answer": shown, "sent": sent}
+    return render_connect(org_id, tried)
+
+
+def render_connect(org_id: str, tried: dict[str, Any] | None = None) -> str:
+    """Render the set-up page of one organization, with a test request's answer if any."""
+    org = organization(org_id)
+    return render_template(
+        "dashboard/connect.html",
+        org=org,
+        orgs=current_settings().orgs,
+        actions=connect.ACTIONS,
+        token_header=TOKEN_HEADER,
+        token_shown=connect.TOKEN_SHOWN,
+        tried=tried,
+    )
+
+
+def organization(org_id: str) -> Org:
+    """Return the configured organization with this id, or raise 404."""
+    found = next((org for org in current_settings().orgs if org.id == org_id), None)
+    if found is None:
+        raise NotFound("No organization with this id is configured.")
+    return found
+
+
 @bp.get("/config")
 def config() -> str:
     """Show what the relay runs with; organizations by id and page name, never tokens."""

@@ -1,4 +1,4 @@
-// The dashboard's only script: confirmations, select-all, and the live overview.
+// The dashboard's only script: confirmations, select-all, the body editor, the live overview.
 // Served from /dashboard/static so the Content-Security-Policy can forbid inline script.
 "use strict";
 
@@ -134,9 +134,50 @@
     refresh();
   }
 
+  // The dead letter's body editor: says at once whether the text is a JSON object, and keeps
+  // a broken one from being sent (the server checks it again, with ingest's own rules).
+  function wireJsonEditors() {
+    document.querySelectorAll("[data-json-editor]").forEach(function (editor) {
+      const status = document.getElementById(editor.getAttribute("aria-describedby"));
+      const save = editor.form.querySelector("button[type=submit]");
+      function check() {
+        let problem = null;
+        try {
+          const value = JSON.parse(editor.value);
+          if (value === null || typeof value !== "object" || Array.isArray(value)) {
+            problem = "The body must be a JSON object.";
+          }
+        } catch (error) {
+          problem = "Not valid JSON: " + error.message;
+        }
+        status.textContent = problem || "Valid JSON object.";
+        status.classList.toggle("error", Boolean(problem));
+        editor.classList.toggle("invalid", Boolean(problem));
+        save.disabled = Boolean(problem);
+      }
+      editor.addEventListener("input", check);
+      check();
+    });
+  }
+
+  // Connect ManyChat: copy a URL or a body as shown, without selecting it by hand.
+  function wireCopyButtons() {
+    document.querySelectorAll("[data-copy]").forEach(function (button) {
+      button.addEventListener("click", function () {
+        const source = document.getElementById(button.dataset.copy);
+        if (!source || !navigator.clipboard) return;
+        navigator.clipboard.writeText(source.textContent).then(function () {
+          button.textContent = "Copied";
+        });
+      });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     askBeforeSubmitting();
     wireSelectAll();
+    wireJsonEditors();
+    wireCopyButtons();
     pollOverview();
   });
 })();
