@@ -99,7 +99,7 @@ def test_a_queued_delivery_of_a_new_contact_costs_at_most_1000_bytes(client, sto
     [ANSWER, {**ANSWER, "data": {**ANSWER["data"], "contact_type": "inbound"} | NO_OUTREACH}],
     ids=["outreach contact (DmTracker's example)", "inbound contact"],
 )
-def test_a_delivered_message_keeps_at_most_500_bytes(client, store: Store, answer) -> None:  # type: ignore[no-untyped-def]
+def test_a_delivered_message_keeps_at_most_540_bytes(client, store: Store, answer) -> None:  # type: ignore[no-untyped-def]
     ids = [accept(client, f"lead_{i:04}") for i in range(300)]  # past the index's small form
     for _ in ids:
         taken = store.inflight.take("w", [ORG_A.id])
@@ -113,7 +113,9 @@ def test_a_delivered_message_keeps_at_most_500_bytes(client, store: Store, answe
 
     record = sum(store.redis.memory_usage(store.keys.delivery(i)) or 0 for i in ids) / len(ids)
     index = (store.redis.memory_usage(store.keys.index, samples=0) or 0) / len(ids)
-    assert record + index <= 500, (record, index)
+    # The summary keeps DmTracker's message, data.id and pipeline_stage besides the routing
+    # fields, so a repeat answered after the answer key lapsed still gets them (about 30 B).
+    assert record + index <= 540, (record, index)
 
 
 def test_a_summary_still_answers_the_status_route_search_and_pages(  # type: ignore[no-untyped-def]
@@ -132,7 +134,11 @@ def test_a_summary_still_answers_the_status_route_search_and_pages(  # type: ign
     status = client.get(f"/api/v1/deliveries/{delivery_id}", headers=headers(ORG_A.token))
     data = status.get_json()["data"]
     assert (data["state"], data["attempts"], data["response"]["status"]) == ("delivered", 2, 200)
-    assert data["response"]["body"] == {"data": {"contact_type": "inbound"}}
+    assert data["response"]["body"] == {
+        "status": "success",
+        "message": "Contact processed successfully",
+        "data": {"contact_type": "inbound"},
+    }
     auth = {"Authorization": f"Bearer {tokens.mint(SECRET, [tokens.READ], 600)}"}
     found = client.get("/api/v1/admin/deliveries?username=summarised", headers=auth).get_json()
     assert [(d["id"], d["summary"]) for d in found["data"]] == [(delivery_id, True)]
