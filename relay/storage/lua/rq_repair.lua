@@ -5,7 +5,8 @@
 -- ARGV[1]: the key prefix; ARGV[2]: the RQ job key prefix; ARGV[3]: the RQ results key prefix.
 -- A dead letter (the relay's own failed job) stays. Returns how many were put back.
 local count = 0
-for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+-- Latest refused first: each goes to the head, so the earliest ends up first, as it was.
+for _, id in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, -1)) do
   local raw = redis.call('GET', ARGV[1] .. ':d:' .. id)
   if raw and not is_finished((read_record(raw))) then
     local job = ARGV[2] .. id
