@@ -15,13 +15,12 @@ from flask.testing import FlaskClient
 from rq_dashboard.cli import make_flask_app
 from rq_dashboard.web import setup_rq_connection
 
-from relay.core.delivery import Delivery, DeliveryState
+from relay.core.delivery import DeliveryState
 from relay.devtools.localredis import LocalRedis
 from relay.storage import rqjobs
-from relay.storage.intake import NO_QUOTAS, fingerprint
 from relay.storage.keys import queue_name
 from relay.storage.store import Store
-from tests.helpers import DEFAULT_REPLY, ORG_A, Sandbox, wait_until
+from tests.helpers import ORG_A, Sandbox, accept_default_reply, wait_until
 
 QUEUE = queue_name(ORG_A.id)
 REASON = 'DmTracker answered 400: <b onmouseover="alert(1)">bad</b> & worse'
@@ -36,16 +35,6 @@ def dashboard(redis_server: LocalRedis) -> FlaskClient:
     return app.test_client()
 
 
-def accept(store: Store, name: str) -> Delivery:
-    manychat_id = str(abs(hash(name)) % 10**9)
-    payload = {**DEFAULT_REPLY, "organization_id": ORG_A.id, "username": name}
-    payload |= {"manychat_id": manychat_id, "message_content": f"hi {name}"}
-    delivery = Delivery.new(ORG_A.id, "default-reply", payload)
-    same = fingerprint(ORG_A.id, "default-reply", delivery.id)
-    store.intake.accept(delivery, same, window_seconds=0, quotas=NO_QUOTAS)
-    return delivery
-
-
 def take(store: Store) -> Any:
     taken = store.inflight.take("setup", [ORG_A.id])
     assert taken is not None and taken.delivery is not None
@@ -56,16 +45,16 @@ def hold_every_state(store: Store) -> dict[str, list[str]]:
     """Store 3 queued, 1 retrying (due in 3 s) and 2 dead deliveries, as the worker would."""
     ids: dict[str, list[str]] = {"dead": [], "scheduled": []}
     for name in ("dead_one", "dead_two"):
-        accept(store, name)
+        accept_default_reply(store, name)
         taken = take(store)
         taken.delivery.reason = REASON
         store.history.finish(taken.delivery, DeliveryState.DEAD, 3600, taken.lease)
         ids["dead"].append(taken.delivery_id)
-    accept(store, "retrying")
+    accept_default_reply(store, "retrying")
     taken = take(store)
     store.schedule.put(taken.delivery, time.time() + 3, taken.lease)
     ids["scheduled"].append(taken.delivery_id)
-    ids["queued"] = [accept(store, f"queued_{i}").id for i in range(3)]
+    ids["queued"] = [accept_default_reply(store, f"queued_{i}").id for i in range(3)]
     return ids
 
 

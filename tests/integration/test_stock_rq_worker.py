@@ -14,8 +14,7 @@ from relay.core.delivery import DeliveryState
 from relay.devtools.localredis import LocalRedis
 from relay.storage.keys import queue_name
 from relay.storage.store import Store
-from tests.helpers import ORG_A, Sandbox, wait_until
-from tests.integration.test_rq_dashboard import accept
+from tests.helpers import ORG_A, Sandbox, accept_default_reply, wait_until
 from workers.rqtask import REFUSAL
 
 
@@ -34,7 +33,7 @@ def test_a_stock_worker_refuses_and_loses_nothing(  # type: ignore[no-untyped-de
     start_worker,
     options: tuple[str, ...],
 ) -> None:
-    ids = [accept(store, f"lead_{i}").id for i in range(3)]
+    ids = [accept_default_reply(store, f"lead_{i}").id for i in range(3)]
 
     done = stock_worker(redis_server.url, *options)
 
