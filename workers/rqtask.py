@@ -33,7 +33,7 @@ def deliver(delivery_id: str) -> None:
     raise RunDmrelayWorker(REFUSAL)
 
 
-def refuse(
+def stop(
     job: Job,
     connection: redis.Redis,
     exc_type: type[BaseException] | None = None,
