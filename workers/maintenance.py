@@ -120,6 +120,7 @@ class Maintenance:
         self.reclaim_after += settings.http_read_timeout_seconds
         self.stopping = threading.Event()
         self._contacts_cursor: dict[str, int] = {}
+        self._index_rank = 0  # where the search for jobs deleted from an RQ tool goes on
         self._thread = threading.Thread(target=self._run, name="maintenance", daemon=True)
 
     def start(self) -> None:
@@ -216,10 +217,10 @@ class Maintenance:
         self.store.dead.trim(settings.dead_letter_retention_seconds)
 
     def apply_rq_changes(self) -> None:
-        """Purge dead letters an RQ tool deleted; requeue jobs a stock `rq worker` refused."""
-        purged = apply_rq_deletions(self.store)
+        """Purge deliveries an RQ tool deleted; requeue jobs a stock `rq worker` refused."""
+        purged, self._index_rank = apply_rq_deletions(self.store, self._index_rank)
         if purged:
-            log.info("purged %d dead letters deleted from an RQ tool", purged)
+            log.info("purged %d deliveries deleted from an RQ tool", purged)
         put_back = self.store.rqjobs.put_back_refused(self.org_ids)
         if put_back:
             log.warning("put back %d jobs a stock rq worker refused", put_back)

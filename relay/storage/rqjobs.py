@@ -32,7 +32,7 @@ from rq.results import Result
 from rq.worker import Worker
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
-from relay.core.delivery import Delivery
+from relay.core.delivery import Delivery, DeliveryState
 from relay.storage import lua
 from relay.storage.codec import text
 from relay.storage.keys import Keys, queue_name
@@ -47,6 +47,8 @@ JOB_KEY_PREFIX = Job.redis_job_namespace_prefix
 # RQ reads this shorter form of its timestamps too; each byte counts per queued delivery.
 RQ_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 FAILURE_TEXT_MAX_CHARS = 2000
+# A deleted delivery is dead for an instant, between finishing and purging it.
+DELETED_RETENTION_SECONDS = 60
 QUEUED, SCHEDULED, FAILED = "queued", "scheduled", "failed"
 
 
@@ -125,6 +127,7 @@ class RQJobs:
         self.redis = connection
         self.keys = keys
         self._repair = lua.register(connection, "record", "rq_repair")
+        self._orphans = lua.register(connection, "record", "rq_orphans")
 
     def queue(self, pipe: redis.client.Pipeline, delivery: Delivery) -> None:
         """Queue the commands that show a delivery back on its queue, out of RQ's failed list."""
@@ -166,10 +169,32 @@ class RQJobs:
             count += int(self._repair(keys=keys, args=args))
         return count
 
+    def deleted_while_waiting(self, start: int, count: int = 500) -> tuple[int, list[str]]:
+        """Return the next index rank, and the queued or retrying deliveries among `count`
+        from rank `start` whose RQ job is gone (0 as the next rank once the index is done)."""
+        keys = [self.keys.index, self.keys.leases]
+        args: list[str | int] = [self.keys.prefix, JOB_KEY_PREFIX, start, count]
+        next_start, *ids = self._orphans(keys=keys, args=args)
+        return int(next_start), [text(i) for i in ids]
 
-def apply_rq_deletions(store: Store) -> int:
-    """Purge every dead letter whose RQ job an RQ tool deleted; return how many."""
-    return len([i for i in store.rqjobs.deleted_jobs(store.dead.ids()) if store.dead.purge(i)])
+
+def apply_rq_deletions(store: Store, start: int = 0) -> tuple[int, int]:
+    """Purge deliveries whose RQ job an RQ tool deleted: every dead letter, and the waiting ones
+    in one page of the index from rank `start`. Return how many, and the next rank."""
+    purged = [i for i in store.rqjobs.deleted_jobs(store.dead.ids()) if store.dead.purge(i)]
+    next_start, waiting = store.rqjobs.deleted_while_waiting(start)
+    return len(purged) + sum(_purge_waiting(store, i) for i in waiting), next_start
+
+
+def _purge_waiting(store: Store, delivery_id: str) -> bool:
+    """Purge a queued or retrying delivery: finish it dead (its contact's chains let go, its
+    successors wake), then forget it as a dead letter is forgotten."""
+    delivery = store.history.load(delivery_id)
+    if delivery is None or delivery.state not in (DeliveryState.QUEUED, DeliveryState.RETRYING):
+        return False
+    delivery.reason = "deleted from an RQ tool"
+    store.history.finish(delivery, DeliveryState.DEAD, DELETED_RETENTION_SECONDS)
+    return store.dead.purge(delivery_id)
 
 
 class RQWorkerEntry:

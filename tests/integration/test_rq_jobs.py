@@ -121,8 +121,27 @@ def test_a_job_deleted_from_an_rq_tool_is_a_purge(store: Store, redis_conn: redi
     kept, deleted = store_dead_letter(store, ORG_A.id), store_dead_letter(store, ORG_A.id, "x")
     Job.fetch(deleted, connection=redis_conn).delete()
 
-    assert rqjobs.apply_rq_deletions(store) == 1
+    assert rqjobs.apply_rq_deletions(store) == (1, 0)
     assert store.history.load(deleted) is None and store.dead.ids() == [kept]
+
+
+def test_a_waiting_job_deleted_from_an_rq_tool_is_a_purge_and_frees_its_contact(
+    store: Store, redis_conn: redis.Redis
+) -> None:
+    first, second = accept(store, "one"), accept(store, "two")  # the same contact
+    taken = store.inflight.take("w", [ORG_A.id])
+    assert taken is not None and taken.delivery_id == first.id
+    store.schedule.put(taken.delivery, time.time() + 600, taken.lease)  # retrying
+    parked = store.inflight.take("w", [ORG_A.id])
+    assert parked is not None and parked.verdict == "parked"
+    Job.fetch(first.id, connection=redis_conn).delete()  # rq-dashboard's delete
+
+    assert rqjobs.apply_rq_deletions(store) == (1, 0)
+    assert store.history.load(first.id) is None
+    assert ScheduledJobRegistry(QUEUE, connection=redis_conn).count == 0
+    assert Queue(QUEUE, connection=redis_conn).get_job_ids() == [second.id]  # woken
+    assert store.stats.pending_count() == 1
+    assert rqjobs.apply_rq_deletions(store) == (0, 0)
 
 
 def test_the_lua_scripts_name_rqs_job_keys() -> None:
