@@ -3,12 +3,14 @@
 -- though the delivery was never tried. (record.lua comes first.)
 -- KEYS[1]: the queue's RQ FailedJobRegistry; KEYS[2]: the queue.
 -- ARGV[1]: the key prefix; ARGV[2]: the RQ job key prefix; ARGV[3]: the RQ results key prefix.
--- A dead letter (the relay's own failed job) stays. Returns how many were put back.
+-- Only queued or retrying deliveries go back: a dead letter (the relay's own failed job) stays.
+-- Returns how many were put back.
 local count = 0
 -- Latest refused first: each goes to the head, so the earliest ends up first, as it was.
 for _, id in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, -1)) do
   local raw = redis.call('GET', ARGV[1] .. ':d:' .. id)
-  if raw and not is_finished((read_record(raw))) then
+  local state = raw and (read_record(raw) or 'queued')  -- a compact record leaves out the default
+  if state == 'queued' or state == 'retrying' then
     local job = ARGV[2] .. id
     redis.call('ZREM', KEYS[1], id)
     redis.call('LPUSH', KEYS[2], id)
