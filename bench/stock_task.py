@@ -1,8 +1,8 @@
 """The delivery baseline's task: what a stock `rq worker` runs for one accepted delivery.
 
-The relay stores no RQ job (only `dmrelay worker` runs its queues), so the benchmark gives
-each delivery it measures stock RQ on a job naming this function, with the delivery id as the
-job id. It makes a first attempt as the relay's worker does, through the same take; retries
+The relay's own RQ jobs refuse a stock worker (only `dmrelay worker` runs its queues), so the
+benchmark replaces each delivery's job with one naming this function, with the delivery id as
+the job id. It makes a first attempt as the relay's worker does, through the same take; retries
 are the relay's own and a stock worker never sees them.
 """
 

@@ -252,6 +252,17 @@ def make_settings(
     )
 
 
+def accept_default_reply(store: Store, username: str, org: Org = ORG_A) -> Delivery:
+    """Accept a default reply of a contact of its own, as ingest stores it (no dedup window)."""
+    manychat_id = str(sum(ord(c) * 31**i for i, c in enumerate(username)) % 10**9)
+    payload = {**DEFAULT_REPLY, "organization_id": org.id, "username": username}
+    payload |= {"manychat_id": manychat_id, "message_content": f"hi {username}"}
+    delivery = Delivery.new(org.id, "default-reply", payload)
+    same = fingerprint(org.id, "default-reply", delivery.id)
+    store.intake.accept(delivery, same, window_seconds=0, quotas=NO_QUOTAS)
+    return delivery
+
+
 def store_dead_letter(store: Store, org_id: str, message: str = "hi") -> str:
     """Store a default reply that DmTracker refused with a 400, as the worker would."""
     payload = {"organization_id": org_id, "manychat_id": "123456", "username": "john_doe"}

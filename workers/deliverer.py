@@ -19,7 +19,7 @@ from relay.core.policy import Verdict
 from relay.core.redact import redact
 from relay.core.reply import Reply
 from relay.logs import bind_context
-from relay.storage.inflight import GONE, Lease, Taken
+from relay.storage.inflight import FINISHED, GONE, Lease, Taken
 from relay.storage.metrics import Metrics
 from relay.storage.ratelimit import RateLimiter
 from relay.storage.store import Store
@@ -30,6 +30,7 @@ log = logging.getLogger("dmrelay.delivery")
 
 # Outcomes of one pass, for logs and metrics (besides the take's verdicts and the states).
 RATE_LIMITED, LEASE_LOST, BREAKER_HELD = "rate_limited", "lease_lost", "breaker_held"
+REPLAYED = "replayed"  # a dead letter an RQ tool requeued, taken: replayed
 # DmTracker's answer handed back to a waiting ManyChat request: whole, unlike the attempt log.
 # How long a delivery's thread keeps trying to record the outcome of a call it made while
 # Redis is away (a restart): recorded late, it is not sent again. Short enough that a stopping
@@ -61,15 +62,28 @@ class Deliverer:
 
     def note(self, taken: Taken) -> str:
         """Count a take that starts nothing (parked, held, finished, gone); return its verdict."""
-        if taken.verdict == GONE:
+        verdict = taken.verdict
+        if verdict == GONE:
             log.warning("delivery %s taken, but its record has vanished", taken.delivery_id)
+        elif verdict == FINISHED and self._requeued_by_rq(taken):
+            verdict = REPLAYED
         self.metrics.count(
             "dmrelay_deliveries",
             organization=taken.org_id,
             endpoint=taken.endpoint,
-            outcome=taken.verdict,
+            outcome=verdict,
         )
-        return taken.verdict
+        return verdict
+
+    def _requeued_by_rq(self, taken: Taken) -> bool:
+        """Replay a dead letter an RQ tool put back on its queue (rq-dashboard's requeue)."""
+        store = self.store
+        if not store.rqjobs.requeued_by_rq(taken.delivery_id, taken.org_id):
+            return False
+        replayed = store.dead.replay(taken.delivery_id)
+        if replayed:
+            log.info("dead letter %s requeued from an RQ tool: replayed", taken.delivery_id)
+        return replayed
 
     def run(self, taken: Taken) -> str:
         """Take a delivery the worker holds the lease on as far as it can go now."""

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import redis
 
+from relay.storage.rqjobs import apply_rq_deletions
 from workers.deliverer import Deliverer
 from workers.outage import RedisOutage
 
@@ -42,8 +43,10 @@ class Heartbeat:
         on_registered: Callable[[], None],
         on_lost: Callable[[], None],
         outage: RedisOutage,
+        on_beat: Callable[[str], None] = lambda name: None,
     ) -> None:
         self.inflight = deliverer.store.inflight
+        self.on_beat = on_beat  # after each beat, with the name: the worker's RQ entry
         self.ttl = ttl_seconds
         self.name, self.on_registered, self.on_lost = name, on_registered, on_lost
         self.outage = outage
@@ -81,6 +84,7 @@ class Heartbeat:
                 self._lost = False
             name = self.name()
             intact = self.inflight.heartbeat(name, self.ttl)
+            self.on_beat(name)
             if name != self._registered:  # the first beat of a name registers it
                 self._registered = name
                 self.on_registered()
@@ -116,6 +120,7 @@ class Maintenance:
         self.reclaim_after += settings.http_read_timeout_seconds
         self.stopping = threading.Event()
         self._contacts_cursor: dict[str, int] = {}
+        self._index_rank = 0  # where the search for jobs deleted from an RQ tool goes on
         self._thread = threading.Thread(target=self._run, name="maintenance", daemon=True)
 
     def start(self) -> None:
@@ -148,6 +153,7 @@ class Maintenance:
             self.forget_expired_contact_entries,
             self.trim_indexes,
             self.trim_history,
+            self.apply_rq_changes,
         )
         for job in jobs:
             try:
@@ -209,6 +215,15 @@ class Maintenance:
         kept = max(settings.delivered_retention_seconds, settings.dead_letter_retention_seconds)
         self.store.history.forget_index_before(time.time() - kept - INDEX_GRACE_SECONDS)
         self.store.dead.trim(settings.dead_letter_retention_seconds)
+
+    def apply_rq_changes(self) -> None:
+        """Purge deliveries an RQ tool deleted; requeue jobs a stock `rq worker` refused."""
+        purged, self._index_rank = apply_rq_deletions(self.store, self._index_rank)
+        if purged:
+            log.info("purged %d deliveries deleted from an RQ tool", purged)
+        put_back = self.store.rqjobs.put_back_refused(self.org_ids)
+        if put_back:
+            log.warning("put back %d jobs a stock rq worker refused", put_back)
 
     def trim_history(self) -> None:
         """Keep delivered history within its memory budget, so it never crowds out leads."""

@@ -20,6 +20,7 @@ from relay.alerting import start_watch
 from relay.core import defaults
 from relay.logs import close_context, open_context
 from relay.storage.inflight import GONE, START, Lease, Taken
+from relay.storage.rqjobs import RQWorkerEntry
 from workers.deliverer import Deliverer
 from workers.maintenance import Heartbeat, Maintenance
 from workers.outage import RedisOutage
@@ -78,7 +79,10 @@ class WorkerProcess:
             self.registered.set,
             self._registration_lost,
             self.outage,
+            self._show_to_rq,
         )
+        self.rq_entry = RQWorkerEntry(self.store.redis, org_ids)
+        self._rq_ttl = heartbeat_ttl_seconds
         self.maintenance = Maintenance(
             deliverer,
             org_ids,
@@ -275,11 +279,18 @@ class WorkerProcess:
                     return
             time.sleep(0.05)
 
+    def _show_to_rq(self, name: str) -> None:
+        """Register where `rq info` lists workers: busy while a delivery runs, else idle."""
+        with self._lock:
+            state = "busy" if self._working else "idle"
+        self.rq_entry.beat(name, state, self._rq_ttl)
+
     def _hand_back(self) -> None:
         """Put back anything still in flight and leave the worker registry."""
         try:
             count = self.store.inflight.requeue_processing(self.name)
             self.store.inflight.forget_worker(self.name)
+            self.rq_entry.leave(self.name)
         except redis.RedisError as error:
             log.warning(
                 "could not hand back in-flight deliveries, Redis unavailable (%s); other"

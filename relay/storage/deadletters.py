@@ -156,3 +156,4 @@ class DeadLetters:
         pipe.zrem(self.keys.dead, delivery.id)
         pipe.zrem(self.keys.index, delivery.id)
         pipe.delete(self.keys.delivery(delivery.id))
+        self.queues.jobs.forget(pipe, delivery)

@@ -20,6 +20,7 @@ from relay.storage.codec import text
 from relay.storage.inflight import Lease, holder_of
 from relay.storage.keys import Keys
 from relay.storage.ordering import Ordering
+from relay.storage.rqjobs import failed_key, finish_arg, job_key, results_key
 
 TRIM_BATCH = 500
 SIZE_SAMPLE = 64
@@ -110,10 +111,12 @@ class History:
         keys += [processing, self.keys.leases, answer_key]
         keys += [self.keys.contacts(delivery.org_id), self.keys.pending_bytes]
         keys += [self.keys.pending_sizes]
+        keys += [job_key(delivery.id), failed_key(delivery.org_id), results_key(delivery.id)]
         args: list[str | int] = [delivery.id, self.keys.parked, *self.ordering.queue_args()]
         args += [lease.value if lease else "", record, retention_seconds]
         args += [repr(delivery.finished_at) if state == DeliveryState.DEAD else ""]
-        args += [*answer_args, delivery.org_id, *self.ordering.chain_fields(delivery)]
+        args += [*answer_args, delivery.org_id, finish_arg(delivery, state == DeliveryState.DEAD)]
+        args += self.ordering.chain_fields(delivery)
         # Safe to run twice with the same arguments: a Redis blip need not cost a second call.
         done, *woken = lua.run_patiently(self._finish, keys, args, patience_seconds)
         if not int(done):

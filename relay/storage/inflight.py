@@ -71,7 +71,7 @@ class InFlight:
     def __init__(self, connection: redis.Redis, keys: Keys) -> None:
         self.redis = connection
         self.keys = keys
-        take = ("record", "chains", "leases", "release_chains", "settle", "take")
+        take = ("record", "chains", "leases", "release_chains", "settle", "rq_job", "take")
         self._take = lua.register(connection, *take)
         requeue = ("record", "leases", "requeue_if_lost")
         self._requeue_processing = lua.register(connection, *requeue, "requeue_processing")
@@ -81,7 +81,7 @@ class InFlight:
         """Take the next delivery of the first organization with one queued, in one round trip."""
         lease = Lease.new(holder)
         keys = [self.keys.processing(lease.holder), self.keys.leases, self.keys.parked]
-        keys.append(settle_key(self.keys))
+        keys += [settle_key(self.keys), self.keys.scheduled_prefix()]
         args = [lease.value, self.keys.prefix, QUEUE_KEY_PREFIX, *org_ids]
         found = [text(item) for item in self._take(keys=keys, args=args)]
         if not found:

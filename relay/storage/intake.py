@@ -15,6 +15,7 @@ from relay.storage import lua
 from relay.storage.codec import text
 from relay.storage.contacts import ALIAS_TTL_SECONDS
 from relay.storage.keys import QUEUES_KEY, Keys
+from relay.storage.rqjobs import QUEUED, job_fields, job_key
 from relay.storage.settle import SettleTimes, settle_key
 
 IDEMPOTENCY_KEY_TTL_SECONDS = 24 * 3600
@@ -97,6 +98,8 @@ class Intake:
         keys, args = self._script_input(delivery, fingerprint, window_seconds, quotas)
         keys += [settle_key(self.keys), self.keys.leases]
         args += ["1" if spooled else "0", *self.settle.script_args()]
+        keys.append(job_key(delivery.id))
+        args += job_fields(delivery, QUEUED)
         reply = self._accept(keys=keys, args=args)
         result, delivery_id, pending, counts = text(reply[0]), text(reply[1]), reply[2], reply[3]
         self._remember_counts(delivery.org_id, int(pending), counts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rq import Queue
+from rq.registry import ScheduledJobRegistry
 
 from relay.core import defaults
 
@@ -38,9 +39,9 @@ class Keys:
 
     def scheduled(self, org_id: str) -> str:
         """Return the schedule (sorted set by due time) of an organization's retries."""
-        # Under the relay's prefix: RQ's own `rq:scheduled:<queue>` would be acted on by a
-        # stock `rq worker --with-scheduler`.
-        return self.key("scheduled", org_id)
+        # RQ's own ScheduledJobRegistry of the queue, so RQ's tools list the retries; a stock
+        # scheduler moving a due one onto the queue does what the relay's worker would.
+        return ScheduledJobRegistry.key_template.format(queue_name(org_id))
 
     def scheduled_prefix(self) -> str:
         """Return what the Lua scripts add an organization id to, to find its schedule."""

@@ -1,11 +1,8 @@
-"""All use of RQ: one queue per organization, each an RQ queue of delivery ids.
+"""All use of RQ's queues: one queue per organization, each an RQ queue of delivery ids.
 
-A queue is RQ's own list under RQ's key, registered in RQ's set of queues, so RQ's tools
-(`rq info`, `Queue.count`) show each organization's backlog. No RQ job hash is stored: the
-relay's worker takes ids off the list itself and reads the delivery's record, and nothing the
-relay runs reads an RQ job. It would cost every queued delivery about 230 bytes of Redis for
-nothing. Run `dmrelay worker`, never a stock `rq worker`, on these queues: RQ drops
-ids it has no job for.
+A queue is RQ's own list under RQ's key, registered in RQ's set of queues, and every id on it
+has its RQ job (relay/storage/rqjobs.py), so RQ's tools (`rq info`, rq-dashboard, `Queue.count`,
+`Job.fetch`) show each organization's backlog as it is. Only `dmrelay worker` delivers them.
 """
 
 from __future__ import annotations
@@ -14,6 +11,7 @@ import redis
 
 from relay.core.delivery import Delivery
 from relay.storage.keys import Keys
+from relay.storage.rqjobs import RQJobs
 
 
 class Queues:
@@ -22,7 +20,9 @@ class Queues:
     def __init__(self, connection: redis.Redis, keys: Keys) -> None:
         self.redis = connection
         self.keys = keys
+        self.jobs = RQJobs(connection, keys)
 
     def enqueue(self, pipe: redis.client.Pipeline, delivery: Delivery) -> None:
-        """Queue the command that pushes a delivery's id on its organization's queue."""
+        """Queue the commands that push a delivery's id on its organization's queue."""
         pipe.rpush(self.keys.queue(delivery.org_id), delivery.id)
+        self.jobs.queue(pipe, delivery)

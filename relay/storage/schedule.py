@@ -14,6 +14,7 @@ from relay.core.record import record_json
 from relay.storage import lua
 from relay.storage.inflight import Lease, holder_of
 from relay.storage.keys import Keys
+from relay.storage.rqjobs import SCHEDULED, job_fields, job_key
 
 
 class Schedule:
@@ -23,7 +24,7 @@ class Schedule:
         self.redis = connection
         self.keys = keys
         self._retry = lua.register(connection, "retry")
-        self._move_due = lua.register(connection, "move_due")
+        self._move_due = lua.register(connection, "rq_job", "move_due")
 
     def put(
         self,
@@ -43,13 +44,14 @@ class Schedule:
         holder = lease.holder if lease else ""
         keys = [self.keys.delivery(delivery.id), self.keys.scheduled(delivery.org_id)]
         keys += [self.keys.processing(holder), self.keys.leases, self.keys.failed_attempts]
+        keys += [job_key(delivery.id)]
         args: list[str | float] = [
             delivery.id,
             lease.value if lease else "",
             record_json(delivery),
             at,
         ]
-        args += [failed_attempt, defaults.FAILED_ATTEMPTS_KEPT]
+        args += [failed_attempt, defaults.FAILED_ATTEMPTS_KEPT, *job_fields(delivery, SCHEDULED)]
         done, *held = lua.run_patiently(self._retry, keys, args, patience_seconds)
         if not int(done):
             raise LeaseLost(delivery.id, holder_of(held[0]))

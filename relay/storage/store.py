@@ -48,6 +48,7 @@ class Store:
         self.gates = GateStore(connection, self.keys)
         self.alerts = AlertStore(connection, self.keys)
         self.held = HeldRequests(connection, self.keys)
+        self.rqjobs = self.queues.jobs
 
     def probe_writes(self) -> None:
         """Write a small key, so a refusal (read-only, out of memory) raises as ingest would."""

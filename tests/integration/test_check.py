@@ -84,8 +84,8 @@ def test_the_summary_gives_the_memory_budget_against_maxmemory(  # type: ignore[
     assert code == 0
     (memory,) = [line for line in out if line.split()[0] == "memory"]
     room = int(re.search(r"room for about ([\d,]+) more queued", memory).group(1).replace(",", ""))  # type: ignore[union-attr]
-    assert abs(room - (25 * 2**20 * 3 // 4 - used) // 1000) < 200  # used moves a little meanwhile
-    assert "(1,000 B each)" in memory
+    assert abs(room - (25 * 2**20 * 3 // 4 - used) // 1200) < 200  # used moves a little meanwhile
+    assert "(1,200 B each)" in memory
     assert "delivered history kept within 6.2 MiB" in memory  # a quarter of 25 MiB
 
 

@@ -78,7 +78,7 @@ def test_a_delivery_takes_at_most_three_round_trips(  # type: ignore[no-untyped-
     assert trips[1] == 2  # take (queue, lease, order gate, record), finish (the rest, answer too)
 
 
-def test_a_queued_delivery_of_a_new_contact_costs_at_most_1000_bytes(client, store: Store) -> None:  # type: ignore[no-untyped-def]
+def test_a_queued_delivery_of_a_new_contact_costs_at_most_1200_bytes(client, store: Store) -> None:  # type: ignore[no-untyped-def]
     accept(client, "warm_up")  # the first request creates the shared keys
     before = int(store.redis.info("memory")["used_memory"])
     for index in range(1000):
@@ -91,7 +91,7 @@ def test_a_queued_delivery_of_a_new_contact_costs_at_most_1000_bytes(client, sto
     used = (int(store.redis.info("memory")["used_memory"]) - before) / 1000
 
     assert store.redis.llen(store.keys.queue(ORG_A.id)) == 1001
-    assert used <= QUEUED_DELIVERY_BYTES == 1000, used  # 100,000 queued fit in 100 MB
+    assert used <= QUEUED_DELIVERY_BYTES == 1200, used  # 100,000 queued fit in 120 MB
 
 
 @pytest.mark.parametrize(

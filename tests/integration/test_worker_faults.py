@@ -10,11 +10,14 @@ import time
 from typing import Any
 
 import redis
+from rq.registry import ScheduledJobRegistry
+from rq.scheduler import RQScheduler
 
 from relay.config import Org
 from relay.core.delivery import DeliveryState
 from relay.devtools.localredis import start_local_redis
 from relay.storage.connection import connect
+from relay.storage.keys import queue_name
 from relay.storage.store import Store
 from relay.web.app import create_app
 from tests.helpers import (
@@ -163,15 +166,26 @@ def test_a_vanished_record_met_on_the_queue_frees_its_contact_at_once(  # type: 
     wait_until(lambda: delivered(store, [second]))
 
 
-# -- Own keys, honest claims ----------------------------------------------------------------------
-def test_retries_wait_under_the_relays_own_key_never_rqs(client, store, redis_conn) -> None:  # type: ignore[no-untyped-def]
+# -- Own keys, honest claims -------------------------------------------------------------------
+def test_retries_wait_in_rqs_scheduled_registry_and_rqs_scheduler_only_queues_them(  # type: ignore[no-untyped-def]
+    client, store, redis_conn
+) -> None:
     delivery_id = accept(client, "retry")
     taken = store.inflight.take("w", [ORG_A.id])
     assert taken is not None and taken.delivery is not None
-    store.schedule.put(taken.delivery, time.time() + 60, taken.lease)
+    store.schedule.put(taken.delivery, time.time() - 1, taken.lease)  # due already
+    assert ScheduledJobRegistry(queue_name(ORG_A.id), connection=redis_conn).get_job_ids() == [
+        delivery_id
+    ]
 
-    assert redis_conn.keys("rq:scheduled:*") == []
-    assert redis_conn.zrange(f"dmrelay:scheduled:{ORG_A.id}", 0, -1) == [delivery_id.encode()]
+    # A stock `rq worker --with-scheduler` moves a due one onto its queue, as the relay would.
+    scheduler = RQScheduler([queue_name(ORG_A.id)], connection=redis_conn)
+    scheduler.acquire_locks()
+    scheduler.enqueue_scheduled_jobs()
+    scheduler.release_locks()
+
+    again = store.inflight.take("w", [ORG_A.id])
+    assert again is not None and (again.verdict, again.delivery_id) == ("start", delivery_id)
 
 
 def test_the_worker_trims_dead_letters_whose_records_expired(  # type: ignore[no-untyped-def]

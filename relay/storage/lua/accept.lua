@@ -18,6 +18,8 @@
 -- ARGV[19]: '1' for a delivery drained from a spool: it takes its place in its contact's
 -- chains by acceptance time (its id), and newer deliveries settle until its spool has drained;
 -- ARGV[20..22]: the silence that means an outage, the settle period, the clock skew (ms).
+-- KEYS[12]: the delivery's RQ job hash (relay/storage/rqjobs.py); ARGV[23..]: its fields and
+-- values, for HSET.
 -- The contacts hash (relay/storage/contacts.py) holds, per contact: its chains 'q:<name>'
 -- (chains.lua), its latest request per endpoint 'd:<endpoint>:<name>' = fingerprint|id|expiry,
 -- and the username each manychat_id goes with 'a:<manychat_id>' = username|expiry ('' when a
@@ -185,6 +187,7 @@ end
 if #updates > 0 then redis.call('HSET', contacts, unpack(updates)) end
 if idem_key ~= '' then redis.call('SET', idem_key, id, 'EX', ARGV[12]) end
 redis.call('RPUSH', queue, id)
+redis.call('HSET', KEYS[12], unpack(ARGV, 23))
 if ARGV[17] == '1' then redis.call('SADD', queues, queue) end
 local held = settle[2] and id >= settle[2]
 return {'accepted', id, count, counts, chains, held and 1 or 0}

@@ -1,8 +1,9 @@
 -- Take the next delivery for a worker in one round trip: move its id from a queue to the
 -- worker's processing list and decide, in the same step, what to do with it.
--- (record.lua, chains.lua, leases.lua, release_chains.lua and settle.lua come first.)
+-- (record.lua, chains.lua, leases.lua, release_chains.lua, settle.lua and rq_job.lua come first.)
 -- KEYS[1]: the worker's processing list; KEYS[2]: the leases hash; KEYS[3]: the parked set;
--- KEYS[4]: the settle hash.
+-- KEYS[4]: the settle hash; KEYS[5]: what an organization id is added to, to name its
+-- schedule (RQ's ScheduledJobRegistry of its queue).
 -- ARGV[1]: the lease to give this take ('holder token'); ARGV[2]: the key prefix; ARGV[3]: the
 -- queue key prefix; ARGV[4..]: the organization ids whose queues to try, in turn.
 -- Safe to run twice with the same lease. Returns {} when every queue tried is empty, else
@@ -47,7 +48,9 @@ local function judge(id, org_id)
     drop(id)
     redis.call('HDEL', leases, id)
     redis.call('SREM', parked, id)
-    redis.call('ZADD', prefix .. ':scheduled:' .. record_org, settle[3] / 1000, id)
+    redis.call('ZADD', KEYS[5] .. record_org, settle[3] / 1000, id)
+    local job = RQ_JOB_PREFIX .. id
+    if redis.call('EXISTS', job) == 1 then redis.call('HSET', job, 'status', 'scheduled') end
     return {'settling', id, record_org, endpoint}
   end
   for _, chain in ipairs(chains_of(record, record_org, prefix)) do
