@@ -34,7 +34,7 @@ from relay.core.alerts import (
     short_reason,
     step,
 )
-from relay.core.delivery import Delivery
+from relay.core.delivery import Delivery, DeliveryState
 from relay.core.gates import AUTH
 from relay.notify import ChannelResult, Notifier
 from relay.storage import server
@@ -42,9 +42,9 @@ from relay.storage.alerts import channel_entry
 from relay.storage.store import Store
 
 log = logging.getLogger("dmrelay.alerts")
-# Dead letters in this state were held at the door (a flow sends what DmTracker refuses): they
-# alert as "held" rather than as dead letters, once ingest stores them in the dead-letter index.
-HELD_STATE = "held"
+# Dead letters in this state were held at the door (a flow sent what DmTracker refuses): they
+# alert as "held" rather than as dead letters (relay/core/hold.py, relay/storage/held.py).
+HELD_STATE = DeliveryState.HELD
 DEAD_LETTERS, HELD = "dead_letters", "held"
 DEAD_LETTERS_READ = 1000  # per round; the next round goes on from there
 

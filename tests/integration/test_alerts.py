@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +18,9 @@ from relay import cli
 from relay.alerting import AlertWatch
 from relay.config import Settings
 from relay.core import defaults
+from relay.core.alerts import short_reason
 from relay.core.delivery import DeliveryState
+from relay.devtools.localredis import LocalRedis, start_local_redis
 from relay.notify import Notifier
 from relay.storage.store import Store
 from relay.web.app import create_app, shut_down
@@ -24,6 +29,7 @@ from tests.helpers import (
     ORG_A,
     ORG_B,
     SECRET,
+    assert_held,
     csrf_of,
     free_port_url,
     headers,
@@ -338,3 +344,142 @@ def test_the_cli_sends_a_test_alert(  # type: ignore[no-untyped-def]
     assert cli.main(["alerts", "test"]) == 0
     assert capsys.readouterr().out.splitlines() == ["webhook: sent", "email: sent"]
     assert len(webhook.bodies) == 1 and len(smtp.messages) == 1
+
+
+# -- held at the door, the spool, Redis memory ------------------------------------------------
+def without_username(message: str = "no username") -> dict[str, str]:
+    """Return a default-reply DmTracker's docs refuse (no username): the door holds it."""
+    body = {key: value for key, value in DEFAULT_REPLY.items() if key != "username"}
+    return {**body, "message_content": message}
+
+
+def test_a_request_held_at_the_door_alerts_once_naming_its_organization(  # type: ignore[no-untyped-def]
+    alerting, redis_conn, webhook, smtp, quick_rounds, web_app
+) -> None:
+    client = web_app(alerting, redis_conn).test_client()
+    response = client.post(
+        "/api/v1/contact/default-reply", json=without_username(), headers=headers(ORG_A.token)
+    )
+    held = assert_held(response, redis_conn)
+
+    wait_until(lambda: webhook.bodies and smtp.messages, timeout=30)
+    time.sleep(2)  # four more rounds: nothing more may come
+
+    assert len(webhook.bodies) == 1 and len(smtp.messages) == 1
+    alert = webhook.alerts()[0]
+    assert (alert["kind"], alert["status"], alert["count"]) == ("held", "event", 1)
+    assert alert["organizationId"] == ORG_A.id and alert["pageName"] == "Page A"
+    assert alert["reasons"] == {short_reason(held.reason): 1}
+    link = f"https://relay.example.com/dashboard/dead-letters?tenantId={ORG_A.id}"
+    assert alert["link"] == link
+    assert webhook.bodies[0]["text"].startswith("[dmrelay] Alert: 1 new held request")
+    assert "1 new held request" in smtp.messages[0]["Subject"]
+    sign_in(client)
+    assert held.id in client.get(link.removeprefix("https://relay.example.com")).text
+    assert_no_secret(alerting, *received(webhook, smtp))
+
+
+def test_held_requests_within_the_period_make_one_digest_then_quiet_means_at_once(  # type: ignore[no-untyped-def]
+    alerting, client, redis_conn, store, webhook
+) -> None:
+    live_worker(store)
+    watch, period = manual_watch(store, alerting), alerting.alert_digest_minutes * 60
+
+    def hold(count: int, org_token: str = ORG_A.token) -> None:
+        for i in range(count):
+            answer = client.post(
+                "/api/v1/contact/default-reply",
+                json=without_username(f"held {i}"),
+                headers=headers(org_token),
+            )
+            assert_held(answer, redis_conn)
+
+    now = time.time()
+    hold(1)
+    watch.run_checks(now)  # the first: at once
+    hold(3)
+    watch.run_checks(now + 60)  # within the period: kept for the digest
+    hold(2)
+    watch.run_checks(now + period / 2)
+    watch.run_checks(now + period + 1)  # the digest of five
+    watch.run_checks(now + 2 * period + 2)  # nothing new: no digest
+    hold(1)
+    watch.run_checks(now + 3 * period + 3)  # after a quiet period: at once again
+
+    alerts = webhook_alerts_after(watch, webhook)
+    assert [(a["kind"], a["status"], a["count"]) for a in alerts] == [
+        ("held", "event", 1),
+        ("held", "digest", 5),
+        ("held", "event", 1),
+    ]
+    assert {a["organizationId"] for a in alerts} == {ORG_A.id}
+    assert store.dead.ids()  # held requests are listed where dead letters are
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[LocalRedis]:
+    """Start a redis-server of this test's own, which it may freeze."""
+    server = start_local_redis(tmp_path / "own-redis")
+    yield server
+    os.kill(server.process.pid, signal.SIGCONT)
+    server.stop()
+
+
+def test_the_spool_in_use_alerts_and_resolves_once_it_drains(  # type: ignore[no-untyped-def]
+    alerting, own_redis, webhook, quick_rounds
+) -> None:
+    settings = with_settings(alerting, redis_url=own_redis.url, ingest_redis_deadline_seconds=0.5)
+    app = create_app(settings)  # its own connection, with the ingest deadline
+    try:
+        os.kill(own_redis.process.pid, signal.SIGSTOP)  # Redis answers nothing: the spool takes it
+        answer = app.test_client().post(
+            "/api/v1/contact/default-reply", json=DEFAULT_REPLY, headers=headers(ORG_A.token)
+        )
+        wait_until(lambda: webhook.alerts(), timeout=15)
+        time.sleep(1)  # more rounds while it still spools: still one alert
+        firing = webhook.alerts()
+        os.kill(own_redis.process.pid, signal.SIGCONT)
+        wait_until(lambda: len(webhook.alerts()) == 2, timeout=15)
+    finally:
+        os.kill(own_redis.process.pid, signal.SIGCONT)  # also when it failed frozen
+        shut_down(app)
+
+    assert answer.get_json()["status"] == "spooled"
+    assert [(a["kind"], a["status"], a["count"]) for a in firing] == [("spool", "firing", 1)]
+    assert [(a["kind"], a["status"]) for a in webhook.alerts()] == [
+        ("spool", "firing"),
+        ("spool", "resolved"),
+    ]
+    assert_no_secret(alerting, *[json.dumps(body) for body in webhook.bodies])
+
+
+def test_redis_above_80_percent_of_maxmemory_alerts_and_resolves(  # type: ignore[no-untyped-def]
+    alerting, store, redis_conn, server_config, webhook
+) -> None:
+    live_worker(store)
+    watch, now = manual_watch(store, alerting), time.time()
+    used = int(redis_conn.info("memory")["used_memory"])
+    maxmemory = used * 2
+    server_config("maxmemory-policy", "noeviction")
+    server_config("maxmemory", str(maxmemory))  # half used: no alert
+    watch.run_checks(now)
+    fillers = fill_memory(redis_conn, up_to=int(maxmemory * 0.9))
+    share = redis_conn.info("memory")["used_memory"] / maxmemory
+    watch.run_checks(now + 5)
+    watch.run_checks(now + 10)  # still full: no second alert
+    redis_conn.delete(*fillers)
+    watch.run_checks(now + 15)
+
+    assert share > 0.8
+    alerts = [(a["kind"], a["status"]) for a in webhook_alerts_after(watch, webhook)]
+    assert alerts == [("redis_memory", "firing"), ("redis_memory", "resolved")]
+
+
+def fill_memory(connection: Any, up_to: int) -> list[str]:
+    """Write 1 KiB values until Redis uses `up_to` bytes; return their keys."""
+    keys: list[str] = []
+    while int(connection.info("memory")["used_memory"]) < up_to:
+        batch = [f"filler:{len(keys) + i}" for i in range(16)]
+        connection.mset({key: "x" * 1024 for key in batch})
+        keys.extend(batch)
+    return keys
