@@ -6,17 +6,20 @@ its data, and the sandbox's journal to count what DmTracker received and in whic
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import redis
 import requests
 
 from relay.core.delivery import Delivery
@@ -145,12 +148,13 @@ class Formation:
 
     root: Path
     dmtracker_url: str
+    aof: bool = True  # False: Redis keeps its data only in the dump that SHUTDOWN SAVE writes
     redis: LocalRedis = field(init=False)
     webs: list[Web] = field(default_factory=list)
     workers: list[Worker] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.redis = start_local_redis(self.root / "redis", persist=True)
+        self.redis = start_local_redis(self.root / "redis", persist=self.aof)
 
     def env(self, **overrides: str) -> dict[str, str]:
         """Return the relay environment of this formation."""
@@ -182,6 +186,16 @@ class Formation:
         """Stop Redis (it keeps its data in its AOF) and start it again on the same port."""
         self.redis.stop()
         self.redis = start_local_redis(self.root / "redis", port=self.redis.port, persist=True)
+
+    def shutdown_redis(self) -> None:
+        """SHUTDOWN SAVE: Redis writes its dump and exits."""
+        with contextlib.suppress(redis.ConnectionError):  # the shutdown closes the connection
+            redis.Redis.from_url(self.redis.url).shutdown(save=True)
+        self.redis.process.wait(timeout=30)
+
+    def start_redis(self) -> None:
+        """Start Redis again on its port, from its data directory."""
+        self.redis = start_local_redis(self.root / "redis", port=self.redis.port, persist=self.aof)
 
     def stop(self) -> None:
         """Stop every process of the formation."""
@@ -258,3 +272,32 @@ def ordering_violations(arrivals: list[tuple[str, str]]) -> list[tuple[str, str,
             violations.append((contact, str(highest[contact]), message))
         highest[contact] = max(number, highest.get(contact, -1))
     return violations
+
+
+def concurrent_calls(journal: Iterable[dict[str, Any]]) -> list[str]:
+    """Describe every call DmTracker received while an earlier call of its delivery still ran.
+
+    Calls belong to one delivery when they carry the same X-Request-Id (the worker sends the
+    delivery's own); a call without one is reported too, since it could not be checked.
+    """
+    spans = defaultdict(list)
+    for entry in journal:
+        spans[entry["headers"].get("x-request-id")].append(entry)
+    found = [f"{len(spans[None])} call(s) without an X-Request-Id"] if None in spans else []
+    for request_id, calls in spans.items():
+        calls.sort(key=lambda call: call["at"])
+        for earlier, later in itertools.pairwise(calls):
+            if later["at"] < earlier["answered_at"]:
+                found.append(
+                    f"{request_id} ({message_of(later)}): a call started at {later['at']:.3f}"
+                    f" while the one started at {earlier['at']:.3f} ran until"
+                    f" {earlier['answered_at']:.3f}"
+                )
+    return found
+
+
+def message_of(entry: dict[str, Any]) -> str:
+    """Return "<path> <username>: <message>" of a journaled call, for a failure message."""
+    body = entry.get("body")
+    fields = body if isinstance(body, dict) else {}
+    return f"{entry['path']} {fields.get('username')}: {fields.get('message_content')}"

@@ -3,7 +3,8 @@
 Faults in turn: a web instance's SIGTERM (as a deploy), a worker's SIGKILL, a Redis restart (it
 keeps its data), a Redis SIGSTOP. Each contact sends its messages one after the other, as
 ManyChat does, to either instance. At the end every message answered 200 has reached the
-sandbox, and each contact's messages arrived in the order they were sent.
+sandbox, each contact's messages arrived in the order they were sent, and no delivery was ever
+called twice at once.
 """
 
 from __future__ import annotations
@@ -15,7 +16,15 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.formation import SETTLE_SECONDS, Formation, new_root, ordering_violations, received, send
+from tests.formation import (
+    SETTLE_SECONDS,
+    Formation,
+    concurrent_calls,
+    new_root,
+    ordering_violations,
+    received,
+    send,
+)
 from tests.helpers import Sandbox, wait_until
 
 CONTACTS = 24
@@ -120,14 +129,20 @@ def test_a_formation_under_faults_loses_nothing_and_keeps_each_contact_s_order(
         timeout=SETTLE_SECONDS + 120,
         interval=1.0,
     )
-    arrivals = received(sandbox.requests())
+    journal = sandbox.requests()
+    arrivals = received(journal)
     violations = ordering_violations(arrivals)
+    overlaps = concurrent_calls(journal)
     print(  # the figures for a report, with -s
         f"answered 200: {len(answered)} ({load.statuses.count('spooled')} spooled),"
         f" not answered: {load.statuses.count(None)}, arrivals: {len(arrivals)},"
-        f" lost: {len(answered - set(arrivals))}, ordering violations: {len(violations)}"
+        f" lost: {len(answered - set(arrivals))}, ordering violations: {len(violations)},"
+        f" calls: {len(journal)}, concurrent resends: {len(overlaps)}"
     )
     assert not answered - set(arrivals)  # 0 lost
     assert violations == []
+    assert not overlaps, "a delivery was called again while its call still ran:\n" + "\n".join(
+        overlaps[:20]
+    )
     for web in formation.webs:
         wait_until(lambda web=web: web.answers("/readyz"), timeout=30)
