@@ -94,6 +94,7 @@ def ready(url: str) -> requests.Response:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(360)  # filling 25 MB through gunicorn takes a minute on a busy machine
 def test_a_full_redis_is_emptied_by_a_fresh_worker_and_ingest_resumes_by_itself(
     small_redis: LocalRedis, sandbox_server: SandboxServer, sandbox: Sandbox, tmp_path: Path
 ) -> None:

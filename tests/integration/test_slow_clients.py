@@ -110,6 +110,7 @@ def send_default_reply(url: str, number: int) -> tuple[int, float]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_legitimate_requests_are_answered_within_a_second_while_128_slow_clients_trickle(
     web_url: str,
 ) -> None:

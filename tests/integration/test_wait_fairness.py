@@ -99,6 +99,7 @@ def answered_contact_types(url: str, loops: int = 12, replies: int = 20) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_a_greedy_organization_cannot_starve_another_of_answers(
     redis_server: LocalRedis,
     sandbox_server: SandboxServer,
@@ -111,6 +112,7 @@ def test_a_greedy_organization_cannot_starve_another_of_answers(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_without_shares_the_same_run_starves_the_other_organization(
     redis_server: LocalRedis,
     sandbox_server: SandboxServer,
