@@ -26,7 +26,7 @@ from relay.core.errors import ConfigError, FieldError, HttpError
 from relay.core.filters import DEAD_LETTER_FILTERS, DeliveryQuery, query_of, reason_of
 from relay.logs import configure_logging
 from relay.notify import Notifier
-from relay.storage import deadletter_actions, held, server
+from relay.storage import deadletter_actions, server
 from relay.storage.connection import connect, describe_tls, safe_location
 from relay.storage.queries import iter_dead_letters, search_dead_letters
 from relay.storage.store import Store
@@ -470,7 +470,9 @@ def _dl_edit(args: argparse.Namespace) -> int:
     settings = load_settings()
     editor = f"{getpass.getuser()} (dmrelay dead-letters edit)"
     try:
-        edited = held.edit_payload(_store(settings), args.id, payload, editor, settings.secrets())
+        edited = deadletter_actions.edit_payload(
+            _store(settings), args.id, payload, editor, settings.secrets()
+        )
     except FieldError as error:
         print(f"dmrelay: not changed: {error.message}", file=sys.stderr)
         return 1

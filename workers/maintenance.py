@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import redis
 
-from relay.storage.rqjobs import apply_rq_deletions
+from relay.storage.deadletter_actions import apply_rq_deletions
 from workers.deliverer import Deliverer
 from workers.outage import RedisOutage
 

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import redis
 
-from relay.core.delivery import Attempt, Delivery, DeliveryState
-from relay.core.errors import FieldError
-from relay.core.hold import ready_to_send
+from relay.core.delivery import Delivery, DeliveryState
 from relay.core.record import record_json
-from relay.core.redact import holds_secret, redact
 from relay.storage.history import decode
 from relay.storage.keys import Keys
 
 if TYPE_CHECKING:
-    from relay.storage.store import Store
+    pass
 
 EDITABLE = (DeliveryState.HELD, DeliveryState.DEAD)
 EDITED = "edited"  # the attempt log's outcome for an operator's edit: no call to DmTracker
@@ -64,30 +59,3 @@ class HeldRequests:
             except redis.WatchError:
                 return None
         return delivery
-
-
-def edit_payload(
-    store: Store,
-    delivery_id: str,
-    payload: dict[str, Any],
-    editor: str,
-    secrets: tuple[str, ...] = (),
-) -> Delivery | None:
-    """Replace a held or dead delivery's body once it passes ingest's checks, and log the edit.
-
-    Raise FieldError, changing nothing, when the new body breaks a rule or holds one of the
-    relay's secrets; return None when the delivery is no longer held or dead.
-    """
-    if holds_secret(json.dumps(payload, ensure_ascii=False), secrets):
-        # Stored, it would sit in Redis and the dashboard, as ingest refuses it for.
-        raise FieldError("payload", "holds one of the relay's secrets: leave the token out.")
-
-    def change(delivery: Delivery) -> None:
-        before = json.dumps(delivery.payload, ensure_ascii=False) if delivery.payload else ""
-        delivery.payload = payload
-        ready_to_send(delivery)
-        edit = Attempt(time.time(), None, 0.0, EDITED, redact(f"before: {before}"), None)
-        delivery.add_attempt(edit)
-        delivery.reason = f"body edited by {editor}; it passes ingest's checks: replay it to send"
-
-    return store.held.edit(delivery_id, change)

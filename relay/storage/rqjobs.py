@@ -32,13 +32,13 @@ from rq.results import Result
 from rq.worker import Worker
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
-from relay.core.delivery import Delivery, DeliveryState
+from relay.core.delivery import Delivery
 from relay.storage import lua
 from relay.storage.codec import text
 from relay.storage.keys import Keys, queue_name
 
 if TYPE_CHECKING:
-    from relay.storage.store import Store
+    pass
 
 # What a stock worker would import: it refuses (workers/rqtask.py), never delivers.
 TASK = "workers.rqtask.deliver"
@@ -176,25 +176,6 @@ class RQJobs:
         args: list[str | int] = [self.keys.prefix, JOB_KEY_PREFIX, start, count]
         next_start, *ids = self._orphans(keys=keys, args=args)
         return int(next_start), [text(i) for i in ids]
-
-
-def apply_rq_deletions(store: Store, start: int = 0) -> tuple[int, int]:
-    """Purge deliveries whose RQ job an RQ tool deleted: every dead letter, and the waiting ones
-    in one page of the index from rank `start`. Return how many, and the next rank."""
-    purged = [i for i in store.rqjobs.deleted_jobs(store.dead.ids()) if store.dead.purge(i)]
-    next_start, waiting = store.rqjobs.deleted_while_waiting(start)
-    return len(purged) + sum(_purge_waiting(store, i) for i in waiting), next_start
-
-
-def _purge_waiting(store: Store, delivery_id: str) -> bool:
-    """Purge a queued or retrying delivery: finish it dead (its contact's chains let go, its
-    successors wake), then forget it as a dead letter is forgotten."""
-    delivery = store.history.load(delivery_id)
-    if delivery is None or delivery.state not in (DeliveryState.QUEUED, DeliveryState.RETRYING):
-        return False
-    delivery.reason = "deleted from an RQ tool"
-    store.history.finish(delivery, DeliveryState.DEAD, DELETED_RETENTION_SECONDS)
-    return store.dead.purge(delivery_id)
 
 
 class RQWorkerEntry:

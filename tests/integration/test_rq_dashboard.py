@@ -17,7 +17,7 @@ from rq_dashboard.web import setup_rq_connection
 
 from relay.core.delivery import DeliveryState
 from relay.devtools.localredis import LocalRedis
-from relay.storage import rqjobs
+from relay.storage import deadletter_actions, rqjobs
 from relay.storage.keys import queue_name
 from relay.storage.store import Store
 from tests.helpers import ORG_A, Sandbox, accept_default_reply, wait_until
@@ -128,7 +128,7 @@ def test_rq_dashboard_and_rq_info_tell_the_truth_and_lose_nothing(  # type: igno
     # Delete one dead letter: a purge. Requeue the other (by GET, as the dashboard allows).
     deleted, requeued = ids["dead"]
     assert dashboard.post(f"/job/{deleted}/delete").get_json()["status"] == "OK"
-    assert rqjobs.apply_rq_deletions(store) == (1, 0)
+    assert deadletter_actions.apply_rq_deletions(store) == (1, 0)
     assert store.history.load(deleted) is None and store.dead.ids() == [requeued]
     assert get_json(dashboard, f"/requeue/{QUEUE}")["count"] == 1
 

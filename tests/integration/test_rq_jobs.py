@@ -12,7 +12,7 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
 from relay.core.delivery import Delivery, DeliveryState
-from relay.storage import lua, rqjobs
+from relay.storage import deadletter_actions, lua, rqjobs
 from relay.storage.intake import NO_QUOTAS, fingerprint
 from relay.storage.keys import queue_name
 from relay.storage.store import Store
@@ -121,7 +121,7 @@ def test_a_job_deleted_from_an_rq_tool_is_a_purge(store: Store, redis_conn: redi
     kept, deleted = store_dead_letter(store, ORG_A.id), store_dead_letter(store, ORG_A.id, "x")
     Job.fetch(deleted, connection=redis_conn).delete()
 
-    assert rqjobs.apply_rq_deletions(store) == (1, 0)
+    assert deadletter_actions.apply_rq_deletions(store) == (1, 0)
     assert store.history.load(deleted) is None and store.dead.ids() == [kept]
 
 
@@ -136,12 +136,12 @@ def test_a_waiting_job_deleted_from_an_rq_tool_is_a_purge_and_frees_its_contact(
     assert parked is not None and parked.verdict == "parked"
     Job.fetch(first.id, connection=redis_conn).delete()  # rq-dashboard's delete
 
-    assert rqjobs.apply_rq_deletions(store) == (1, 0)
+    assert deadletter_actions.apply_rq_deletions(store) == (1, 0)
     assert store.history.load(first.id) is None
     assert ScheduledJobRegistry(QUEUE, connection=redis_conn).count == 0
     assert Queue(QUEUE, connection=redis_conn).get_job_ids() == [second.id]  # woken
     assert store.stats.pending_count() == 1
-    assert rqjobs.apply_rq_deletions(store) == (0, 0)
+    assert deadletter_actions.apply_rq_deletions(store) == (0, 0)
 
 
 def test_the_lua_scripts_name_rqs_job_keys() -> None:

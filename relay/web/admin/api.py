@@ -41,7 +41,7 @@ from relay.core.errors import (
 )
 from relay.core.filters import DEAD_LETTER_FILTERS, FILTERS, DeliveryQuery, Filter, read_filters
 from relay.core.hold import Unreadable
-from relay.storage import deadletter_actions, held, queries
+from relay.storage import deadletter_actions, queries
 from relay.storage.store import Store
 from relay.web.admin import tokens
 from relay.web.admin.resources import delivery_resource, overview_resource
@@ -186,7 +186,7 @@ def edit_dead_letter(delivery_id: str) -> Response:
         raise BadRequest(EDIT_BODY)
     editor = str(g.get("admin_claims", {}).get("sub") or "the admin API")
     try:
-        edited = held.edit_payload(
+        edited = deadletter_actions.edit_payload(
             current_store(), delivery_id, body["payload"], editor, current_settings().secrets()
         )
     except FieldError as error:

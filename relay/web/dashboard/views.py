@@ -36,7 +36,7 @@ from relay.core.policy import Backoff, schedule_table
 from relay.core.redact import redact
 from relay.core.times import utc
 from relay.notify import Notifier
-from relay.storage import deadletter_actions, held, queries
+from relay.storage import deadletter_actions, queries
 from relay.storage.server import mebibytes
 from relay.web.context import current_front_door, current_settings, current_store
 from relay.web.dashboard import connect
@@ -345,7 +345,7 @@ def edit_body(delivery_id: str) -> Redirect:
         return back
     editor = f"{session.get('sub') or 'an operator'} (dashboard)"
     try:
-        edited = held.edit_payload(
+        edited = deadletter_actions.edit_payload(
             current_store(), delivery_id, payload, editor, current_settings().secrets()
         )
     except FieldError as error:
