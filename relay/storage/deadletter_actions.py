@@ -73,9 +73,16 @@ def edit_payload(
 def apply_rq_deletions(store: Store, start: int = 0) -> tuple[int, int]:
     """Purge deliveries whose RQ job an RQ tool deleted: every dead letter, and the waiting ones
     in one page of the index from rank `start`. Return how many, and the next rank."""
-    purged = [i for i in store.rqjobs.deleted_jobs(store.dead.ids()) if store.dead.purge(i)]
+    jobless = store.rqjobs.deleted_jobs(store.dead.ids())
+    purged = [i for i in jobless if _is_given_up(store, i) and store.dead.purge(i)]
     next_start, waiting = store.rqjobs.deleted_while_waiting(start)
     return len(purged) + sum(_purge_waiting(store, i) for i in waiting), next_start
+
+
+def _is_given_up(store: Store, delivery_id: str) -> bool:
+    """Tell a dead letter, which has an RQ job, from a held request, which never had one."""
+    delivery = store.history.load(delivery_id)
+    return delivery is not None and delivery.state == DeliveryState.DEAD
 
 
 def _purge_waiting(store: Store, delivery_id: str) -> bool:

@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 
 from relay import cli
 from relay.core.delivery import DeliveryState
+from relay.storage import deadletter_actions
 from relay.storage.store import Store
 from relay.web.admin import tokens
 from relay.web.app import create_app
@@ -55,6 +56,18 @@ def test_a_held_request_is_listed_and_shown_by_the_admin_api(
     assert one["payload"] == NO_USERNAME
     by_state = client.get(f"{ADMIN}/deliveries?state=held", headers=ADMIN_AUTH).get_json()
     assert [row["id"] for row in by_state["data"]] == [held_id]
+
+
+def test_a_held_request_outlives_the_upkeep_that_purges_what_rq_tools_deleted(
+    client: FlaskClient, redis_conn: redis.Redis
+) -> None:
+    held_id = hold_one(client, redis_conn)
+    store = Store(redis_conn)
+    # A held request never had an RQ job: the upkeep must not read it as one an RQ tool deleted.
+    assert deadletter_actions.apply_rq_deletions(store) == (0, 0)
+    held = store.history.load(held_id)
+    assert held is not None and held.state == DeliveryState.HELD
+    assert store.dead.ids() == [held_id]
 
 
 def test_a_held_request_is_replayed_only_once_its_edited_body_passes(
