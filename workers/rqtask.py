@@ -2,8 +2,8 @@
 
 The relay's queues are delivered by `dmrelay worker` (threads, leases, per-contact order, rate
 limits, the retry schedule). A stock worker started on them by mistake takes one job, and the
-job's failure callback stops that worker; RQ's own retry (the job hash asks for it, at the
-front) puts the job back at the head of its queue, so nothing is lost or reordered.
+job's failure callback stops that worker; RQ files the job as failed, and the relay's upkeep
+(rq_repair.lua) puts it back at the head of its queue, so nothing is lost or reordered.
 """
 
 from __future__ import annotations

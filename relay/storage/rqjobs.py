@@ -9,7 +9,8 @@ its FailedJobRegistry while dead, with the reason as its failure text, and gone 
 The Lua scripts write these fields with the relay's own keys; this module spells them once.
 
 A stock `rq worker` on these queues runs nothing: the task refuses and its failure callback
-stops that worker, while RQ's own retry puts the job back at the head of its queue.
+stops that worker; the relay's upkeep puts the job RQ filed as failed back at the head of its
+queue.
 """
 
 from __future__ import annotations
