@@ -189,8 +189,12 @@ class Formation:
 
     def shutdown_redis(self) -> None:
         """SHUTDOWN SAVE: Redis writes its dump and exits."""
-        with contextlib.suppress(redis.ConnectionError):  # the shutdown closes the connection
-            redis.Redis.from_url(self.redis.url).shutdown(save=True)
+        # The shutdown closes the connection.
+        with (
+            contextlib.suppress(redis.ConnectionError),
+            redis.Redis.from_url(self.redis.url) as admin,
+        ):
+            admin.shutdown(save=True)
         self.redis.process.wait(timeout=30)
 
     def start_redis(self) -> None:

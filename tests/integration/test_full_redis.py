@@ -36,7 +36,8 @@ SENDERS = 4
 def small_redis(tmp_path: Path) -> Iterator[LocalRedis]:
     """Start a private redis-server with `maxmemory 25mb noeviction`."""
     server = start_local_redis(tmp_path / "redis")
-    redis.Redis.from_url(server.url).config_set("maxmemory", MAXMEMORY_BYTES)
+    with redis.Redis.from_url(server.url) as admin:
+        admin.config_set("maxmemory", MAXMEMORY_BYTES)
     yield server
     server.stop()
 
@@ -96,9 +97,14 @@ def ready(url: str) -> requests.Response:
 @pytest.mark.slow
 @pytest.mark.timeout(360)  # filling 25 MB through gunicorn takes a minute on a busy machine
 def test_a_full_redis_is_emptied_by_a_fresh_worker_and_ingest_resumes_by_itself(
-    small_redis: LocalRedis, sandbox_server: SandboxServer, sandbox: Sandbox, tmp_path: Path
+    small_redis: LocalRedis,
+    sandbox_server: SandboxServer,
+    sandbox: Sandbox,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     connection = redis.Redis.from_url(small_redis.url)
+    request.addfinalizer(connection.close)
     with dmrelay_web(
         small_redis.url,
         [ORG_A, ORG_B],

@@ -37,7 +37,8 @@ SAMPLE_SECONDS = 10
 def small_redis(tmp_path: Path) -> Iterator[LocalRedis]:
     """Start a private redis-server with `maxmemory 8mb noeviction`."""
     server = start_local_redis(tmp_path / "redis")
-    redis.Redis.from_url(server.url).config_set("maxmemory", MAXMEMORY_BYTES)
+    with redis.Redis.from_url(server.url) as admin:
+        admin.config_set("maxmemory", MAXMEMORY_BYTES)
     yield server
     server.stop()
 
@@ -78,9 +79,14 @@ def soak(url: str, connection: redis.Redis) -> tuple[list[int], list[int]]:
 @pytest.mark.slow
 @pytest.mark.timeout(SOAK_SECONDS + 180)
 def test_memory_levels_off_with_steady_new_contacts(
-    small_redis: LocalRedis, sandbox_server: SandboxServer, sandbox: Sandbox, tmp_path: Path
+    small_redis: LocalRedis,
+    sandbox_server: SandboxServer,
+    sandbox: Sandbox,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     connection = redis.Redis.from_url(small_redis.url)
+    request.addfinalizer(connection.close)
     settings = with_settings(
         make_settings(small_redis.url, sandbox_server.url, tmp_path / "spool"),
         delivered_retention_seconds=RETENTION_SECONDS,

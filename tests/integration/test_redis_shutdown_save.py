@@ -80,7 +80,7 @@ def stranded(connection: redis.Redis) -> dict[str, int]:
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_a_redis_shutdown_save_and_restart_from_its_dump_under_a_stream_strands_nothing(
-    formation: Formation, sandbox: Sandbox
+    formation: Formation, sandbox: Sandbox, request: pytest.FixtureRequest
 ) -> None:
     formation.add_worker()
     web = formation.add_web()
@@ -109,6 +109,7 @@ def test_a_redis_shutdown_save_and_restart_from_its_dump_under_a_stream_strands_
     journal = sandbox.requests()
     arrivals = received(journal)
     connection = redis.Redis.from_url(formation.redis.url)
+    request.addfinalizer(connection.close)
     print(  # the figures for a report, with -s
         f"sent: {sent}, answered 200: {len(answered)}"
         f" ({stream.statuses.count('spooled')} spooled), arrivals: {len(arrivals)},"
